@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -140,6 +140,14 @@ class Topic:
 
     def work_unit(self) -> str:
         return ""
+
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Benchmark rows for ``mletui bench TOPIC``, each measured against its baseline in
+        the same run. Keys: ``case`` (e.g. "L=1024 metropolis"), ``value`` and ``unit``
+        (e.g. 2.1, "flips/ns"), ``baseline`` (what was compared with), ``baseline_value``,
+        ``ratio`` (how many times better than the baseline; > 1 is better), plus any extra
+        figures (``peak_host_mib`` …). ``quick`` makes every case small, for tests."""
+        raise NotImplementedError(f"{self.name} has no benchmark yet")
 
     # -- helpers built on the params -----------------------------------------
     def param(self, name: str) -> Param:
