@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make run`  (set up + launch the dashboard)
+#                                   `make test` (set up + run every test)
+# Both build a project-local virtualenv in .venv on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# The CPU build of torch is on disk here; on a GPU box pip fetches the CUDA build.
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+
+.PHONY: setup run test test-cuda bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+run: setup
+	$(BIN)/mletui
+
+# pytest's exit status 5 (no tests collected) counts as a failure.
+test: setup
+	$(BIN)/python -m pytest -q ; rc=$$? ; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi ; exit $$rc
+
+test-cuda: setup
+	$(BIN)/python -m pytest -q -m cuda
+
+bench: setup
+	$(BIN)/mletui bench ising
+
+clean:
+	rm -rf $(VENV) build *.egg-info
