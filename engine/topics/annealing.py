@@ -1,0 +1,366 @@
+"""Simulated annealing of the 2D Ising model, with Jarzynski / AIS work.
+
+Many independent replicas (one batch, one checkerboard launch per half-sweep) follow
+an inverse-temperature schedule beta_0 = beta_start < beta_1 < ... < beta_T = beta_end,
+T = ``anneal_sweeps``.  Step t (1 <= t <= T) does, for every replica at once:
+
+    W += (beta_t - beta_{t-1}) * E(s_{t-1})     # the jump in beta at fixed state: work
+    one sweep at beta_t                          # Metropolis or heat bath moves
+    E(s_t) measured and cached for step t+1
+
+so the work uses the energy *before* the moves at the new beta (ALGORITHMS.md; the
+energy after them biases the estimate).  Jarzynski / Neal's annealed importance sampling:
+
+    <exp(-W)> = Z(beta_t) / Z(beta_0)   =>   ln Z(beta_t) ~ ln Z(0) + ln mean_r exp(-W_r)
+
+computed in log space (a log-sum-exp over replicas).  It needs exact samples of beta_0
+at the start: the replicas start from uniform spins, which are exact only at beta = 0
+(ln Z(0) = N ln 2), so a schedule from ``beta_start`` > 0 gives no ln Z estimate.
+Jensen gives the second law <W> >= -ln(Z_t / Z_0); the gap shrinks as the schedule slows.
+
+Schedules (T steps):
+    linear     beta_t = beta_start + (beta_end - beta_start) t / T
+    geometric  from beta_start > 0: beta_t = beta_start (beta_end / beta_start)^(t / T);
+               from beta_start = 0 a geometric ladder cannot start at 0, so the first step
+               goes 0 -> beta_1 = beta_end / T (the first step of the linear schedule) and
+               steps 1..T are geometric from beta_1 to beta_end.
+
+Models (periodic L x L torus, J = 1 units, h = 0, natural log):
+    ferromagnet  J_ij = 1; ground state -2 per spin; exact ln Z from Kaufman.
+    spinglass    2D +-J Edwards-Anderson: each bond +1 or -1 with probability 1/2, drawn
+                 from ``disorder_seed`` (the same disorder for every replica); no exact value.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..kernels import checkerboard
+from ..params import Param, ParamError
+from ..topic import Frame, Topic, View, finite_or_none
+
+MODELS = ("ferromagnet", "spinglass")
+SCHEDULES = ("linear", "geometric")
+GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
+
+
+def _even(value: int) -> None:
+    if value % 2:
+        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
+
+
+# -- the model ---------------------------------------------------------------------------
+def edwards_anderson_couplings(L: int, disorder_seed: int,
+                               device: torch.device | str = "cpu") -> torch.Tensor:
+    """+-J couplings of the 2D Edwards-Anderson spin glass, float32 (2, L, L) in the
+    checkerboard layout (``[0]`` right bonds, ``[1]`` down bonds), each +1 or -1 with
+    probability 1/2, a function of (L, disorder_seed) only (drawn on the CPU)."""
+    gen = torch.Generator(device="cpu").manual_seed(int(disorder_seed))
+    signs = torch.randint(0, 2, (2, L, L), generator=gen, dtype=torch.int64) * 2 - 1
+    return signs.to(device=device, dtype=torch.float32)
+
+
+def model_couplings(model: str, L: int, disorder_seed: int,
+                    device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The ``couplings`` argument of the checkerboard kernels: None (uniform J = 1) for
+    the ferromagnet, the seeded +-J bonds for the spin glass."""
+    if model == "ferromagnet":
+        return None
+    if model == "spinglass":
+        return edwards_anderson_couplings(L, disorder_seed, device)
+    raise ParamError(f"model must be one of {'|'.join(MODELS)}, got {model!r}")
+
+
+def exact_log_z(model: str, L: int, beta: float) -> float | None:
+    """ln Z(beta) of the L x L torus (J = 1, h = 0): Kaufman's closed form for the
+    ferromagnet, None for the spin glass (no exact value) or where it is unavailable."""
+    if model != "ferromagnet":
+        return None
+    if beta == 0.0:
+        return L * L * math.log(2.0)
+    try:
+        from ..exact import ising as exact_ising
+        value = exact_ising.log_z(L, beta)  # noqa: F821 - the shared Kaufman function
+    except (ImportError, AttributeError):
+        return None
+    return finite_or_none(value)
+
+
+def exact_energy_per_spin(model: str, L: int, beta: float, dbeta: float = 1e-5) -> float | None:
+    """Equilibrium <E>/N = -d ln Z / d beta / N, by a central difference of Kaufman's ln Z."""
+    if model != "ferromagnet" or beta - dbeta < 0:
+        return None
+    hi, lo = exact_log_z(model, L, beta + dbeta), exact_log_z(model, L, beta - dbeta)
+    if hi is None or lo is None:
+        return None
+    return -(hi - lo) / (2 * dbeta) / (L * L)
+
+
+# -- the schedule --------------------------------------------------------------------------
+def beta_schedule(schedule: str, beta_start: float, beta_end: float, sweeps: int) -> np.ndarray:
+    """beta_0 .. beta_T (T = ``sweeps``), float64; see the module docstring."""
+    t = np.arange(sweeps + 1, dtype=np.float64)
+    if schedule == "linear":
+        betas = beta_start + (beta_end - beta_start) * t / sweeps
+    elif schedule == "geometric":
+        if beta_start > 0:
+            betas = beta_start * (beta_end / beta_start) ** (t / sweeps)
+        elif sweeps == 1:
+            betas = np.array([0.0, beta_end])
+        else:
+            beta_1 = beta_end / sweeps
+            betas = np.empty(sweeps + 1)
+            betas[0] = 0.0
+            betas[1:] = beta_1 * (beta_end / beta_1) ** ((t[1:] - 1) / (sweeps - 1))
+    else:
+        raise ParamError(f"schedule must be one of {'|'.join(SCHEDULES)}, got {schedule!r}")
+    betas[0], betas[-1] = beta_start, beta_end  # exact end points, no rounding drift
+    return betas
+
+
+# -- AIS estimate ----------------------------------------------------------------------------
+def ais_log_mean_weight(work: torch.Tensor) -> tuple[float, float, float]:
+    """From the works W_r (R,): ln mean exp(-W) in log space, its standard error (delta
+    method: sd(w) / (sqrt(R) mean(w)), w = exp(-W)), and the effective sample size of the
+    weights as a fraction of R, (sum w)^2 / (R sum w^2). Host floats (one sync)."""
+    r = work.numel()
+    logw = -work.double()
+    shift = torch.max(logw)
+    w = torch.exp(logw - shift)
+    mean_w = w.mean()
+    log_mean = (torch.log(mean_w) + shift).item()
+    if r > 1:
+        stderr = (w.std(unbiased=True) / (math.sqrt(r) * mean_w)).item()
+    else:
+        stderr = float("nan")
+    ess = (w.sum() ** 2 / (r * (w * w).sum())).item()
+    return log_mean, stderr, ess
+
+
+@dataclass
+class AnnealState:
+    spins: torch.Tensor            # int8 (R, L, L)
+    couplings: torch.Tensor | None  # float32 (2, L, L) or None
+    betas: np.ndarray              # the schedule beta_0 .. beta_T (host)
+    work: torch.Tensor             # float64 (R,): accumulated Jarzynski work
+    energy: torch.Tensor           # float32 (R,): E(s_t), cached for the next step's work
+    best_energy: torch.Tensor      # float32 (R,): lowest energy each replica has visited
+    flips: torch.Tensor            # int64 (R,): spins flipped during the last sweep
+    generator: torch.Generator
+    seed: int
+    t: int = 0                     # steps done; beta_t = betas[t]
+    counter: int = 0               # random-stream counter (one per half-sweep)
+    exact_log_z0: float | None = None
+    notes: list[str] = field(default_factory=list)
+    warned_nonfinite: bool = False
+
+
+class AnnealingTopic(Topic):
+    name = "annealing"
+    title = "Annealing"
+    order = 20
+    summary = "simulated annealing of the Ising ferromagnet / +-J spin glass, with Jarzynski (AIS) ln Z"
+    finite = True
+    step_unit = "sweep"
+
+    params = (
+        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
+              help="ferromagnet (J=1, exact Kaufman ln Z) or 2D +-J Edwards-Anderson spin glass"),
+        Param("L", "int", 16, lo=4, hi=1024, step=2, live=False, check=_even,
+              help="lattice side (periodic L x L torus, even)"),
+        Param("replicas", "int", 512, lo=1, hi=1 << 20, log=True, live=False,
+              help="independent annealing chains, one batch"),
+        Param("schedule", "choice", "linear", choices=SCHEDULES, live=False,
+              help="linear or geometric in beta (geometric from 0: first step to beta_end/T)"),
+        Param("beta_start", "float", 0.0, lo=0.0, hi=10.0, step=0.05, live=False,
+              help="initial inverse temperature; ln Z is estimated only from 0 (uniform spins)"),
+        Param("beta_end", "float", 1.0, lo=0.0, hi=10.0, step=0.05, live=False,
+              help="final inverse temperature"),
+        Param("anneal_sweeps", "int", 1000, lo=1, hi=10_000_000, log=True, live=False,
+              help="number of beta steps T, one sweep each"),
+        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
+              help="single-spin moves at each beta: metropolis or gibbs (heat bath)"),
+        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
+              help="seed of the spin glass's +-J bonds"),
+        Param("bins", "int", 40, lo=4, hi=200, help="bins of the energy histogram"),
+    )
+
+    views = (
+        View("trace", "energy per spin vs beta", series=("energy_per_spin",),
+             reference=("energy_per_spin_exact", "ground_state_energy_per_spin"), x="beta",
+             options={"ylabel": "E/N"}),
+        View("trace", "best energy per spin found", series=("best_energy_per_spin",),
+             reference=("ground_state_energy_per_spin",), x="beta", options={"ylabel": "min E/N"}),
+        View("histogram", "energies per spin across replicas", source="energy_histogram",
+             options={"xlabel": "E/N"}),
+        View("trace", "ln Z (AIS) vs exact", series=("log_z",), reference=("log_z_exact",),
+             x="beta", options={"ylabel": "ln Z"}),
+        View("trace", "<W> vs -ln(Z_t/Z_0)", series=("mean_work", "minus_delta_log_z"),
+             reference=("minus_delta_log_z_exact",), x="beta", options={"ylabel": "work"}),
+    )
+
+    # -- validation ------------------------------------------------------------------------
+    def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
+        if p["beta_end"] <= p["beta_start"]:
+            raise ParamError(f"beta_end must be > beta_start ({p['beta_start']:g}), got {p['beta_end']:g}")
+        return p
+
+    # -- the contract ----------------------------------------------------------------------
+    def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> AnnealState:
+        L, r = int(p["L"]), int(p["replicas"])
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        # uniform spins: exact samples of beta = 0
+        spins = (torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
+        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
+        energy, _ = checkerboard.measure(spins, couplings)
+        betas = beta_schedule(p["schedule"], float(p["beta_start"]), float(p["beta_end"]),
+                              int(p["anneal_sweeps"]))
+        state = AnnealState(
+            spins=spins, couplings=couplings, betas=betas,
+            work=torch.zeros(r, dtype=torch.float64, device=device),
+            energy=energy, best_energy=energy.clone(),
+            flips=torch.zeros(r, dtype=torch.int64, device=device),
+            generator=gen, seed=int(seed),
+            exact_log_z0=exact_log_z(p["model"], L, float(betas[0])),
+        )
+        if betas[0] > 0:
+            state.notes.append(f"no ln Z estimate: beta_start = {betas[0]:g} > 0, and uniform "
+                               "spins are exact samples only at beta = 0")
+        return state
+
+    def step(self, state: AnnealState, p: Mapping[str, Any]) -> None:
+        if state.t >= len(state.betas) - 1:
+            return  # the schedule has ended
+        beta_prev, beta = float(state.betas[state.t]), float(state.betas[state.t + 1])
+        # work of the jump beta_{t-1} -> beta_t at fixed state: energy BEFORE the moves
+        state.work += (beta - beta_prev) * state.energy.double()
+        flips = checkerboard.sweep(state.spins, beta, 0.0, p["method"], state.seed, state.counter,
+                                   state.couplings, state.generator)
+        state.counter += 2
+        state.flips = flips.to(torch.int64)
+        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        torch.minimum(state.best_energy, state.energy, out=state.best_energy)
+        state.t += 1
+
+    def is_done(self, state: AnnealState, p: Mapping[str, Any]) -> bool:
+        return state.t >= len(state.betas) - 1
+
+    def work_per_step(self, state: AnnealState, p: Mapping[str, Any]) -> float:
+        return float(state.spins.numel())
+
+    def work_unit(self) -> str:
+        return "spin updates"
+
+    def observe(self, state: AnnealState, p: Mapping[str, Any]) -> Frame:
+        L = state.spins.shape[-1]
+        n = L * L
+        model = p["model"]
+        beta = float(state.betas[state.t])
+        frame = Frame()
+        frame.notes.extend(state.notes)
+        state.notes.clear()
+
+        energy = state.energy.double() / n
+        nonfinite = int((~torch.isfinite(state.work)).sum().item())
+        mean_work = state.work.mean().item() if nonfinite == 0 else float("nan")
+        if nonfinite and not state.warned_nonfinite:
+            state.warned_nonfinite = True
+            frame.notes.append(f"{nonfinite} replicas have a non-finite work at beta={beta:g}: "
+                               "ln Z estimate withheld")
+
+        log_z = log_z_stderr = ess = minus_delta = None
+        if state.betas[0] == 0.0 and nonfinite == 0:
+            log_mean, log_z_stderr, ess = ais_log_mean_weight(state.work)
+            log_z = n * math.log(2.0) + log_mean
+            minus_delta = -log_mean
+        log_z_exact = exact_log_z(model, L, beta)
+        minus_delta_exact = None
+        if log_z_exact is not None and state.exact_log_z0 is not None:
+            minus_delta_exact = -(log_z_exact - state.exact_log_z0)
+
+        frame.scalars = {
+            "sweep": state.t,
+            "beta": beta,
+            "energy_per_spin": energy.mean().item(),
+            "energy_per_spin_exact": exact_energy_per_spin(model, L, beta),
+            "best_energy_per_spin": state.best_energy.min().item() / n,
+            "ground_state_energy_per_spin": GROUND_STATE_FERROMAGNET if model == "ferromagnet" else None,
+            "flip_rate": state.flips.double().mean().item() / n,
+            "log_z": finite_or_none(log_z),
+            "log_z_stderr": finite_or_none(log_z_stderr),
+            "log_z_exact": log_z_exact,
+            "log_z_error": (log_z - log_z_exact) if (log_z is not None and log_z_exact is not None) else None,
+            "ais_ess_fraction": finite_or_none(ess),
+            "mean_work": finite_or_none(mean_work),
+            "minus_delta_log_z": finite_or_none(minus_delta),
+            "minus_delta_log_z_exact": minus_delta_exact,
+            "nonfinite_work": nonfinite,
+        }
+
+        lo, hi = energy.min().item(), energy.max().item()
+        if hi - lo < 4.0 / n:  # one energy level: widen so the bar shows
+            lo, hi = lo - 2.0 / n, hi + 2.0 / n
+        bins = int(p["bins"])
+        counts = torch.histc(energy, bins=bins, min=lo, max=hi)
+        edges = np.linspace(lo, hi, bins + 1).tolist()
+        hist = {"edges": edges, "counts": [int(c) for c in counts.tolist()], "lines": {}}
+        if model == "ferromagnet":
+            hist["lines"]["ground state"] = ([GROUND_STATE_FERROMAGNET] * 2, [0, max(hist["counts"])])
+        frame.views["energy_histogram"] = hist
+        if self.is_done(state, p):
+            frame.arrays["final_energy_edges"] = edges
+            frame.arrays["final_energy_counts"] = hist["counts"]
+        return frame
+
+    # -- benchmark -------------------------------------------------------------------------
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Annealing steps (sweep at a new beta + work + energy + best) against the plain
+        Ising sweep (checkerboard.sweep at a fixed beta) on the same batch, same run."""
+        cases = [(16, 64, 5)] if quick else [(16, 4096, 30), (64, 256, 30), (128, 64, 30)]
+        for L, r, sweeps in cases:
+            p = self.resolve({"L": L, "replicas": r, "anneal_sweeps": 10 * sweeps + 10})
+            state = self.init(p, device, seed=1)
+            spins = state.spins.clone()
+            gen = torch.Generator(device=device).manual_seed(2)
+
+            def plain() -> None:
+                for i in range(sweeps):
+                    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
+
+            def anneal() -> None:
+                for _ in range(sweeps):
+                    self.step(state, p)
+
+            plain(), anneal()  # warm up
+            t_plain = _best_time(plain, device)
+            t_anneal = _best_time(anneal, device)
+            updates = r * L * L * sweeps
+            rate = updates / t_anneal / 1e9
+            base = updates / t_plain / 1e9
+            yield {"case": f"L={L} R={r} metropolis", "value": round(rate, 4), "unit": "flips/ns",
+                   "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
+                   "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
+                   "replica_sweeps_per_s": round(r * sweeps / t_anneal, 1),
+                   "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
+
+
+def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+TOPIC = AnnealingTopic()

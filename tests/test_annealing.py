@@ -1,0 +1,143 @@
+"""Simulated annealing with Jarzynski / AIS work (topic `annealing`).
+
+The exact references are independent of the engine: ln Z of the 4 x 4 torus by brute-force
+enumeration of its 65,536 states (ferromagnet and the seeded +-J spin glass alike).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mletui.engine.kernels import checkerboard
+from mletui.engine.runner import run
+from mletui.engine.topics.annealing import (TOPIC, beta_schedule, edwards_anderson_couplings,
+                                             model_couplings)
+from mletui.engine.params import ParamError
+
+
+def enumerated_energies(L: int, couplings: torch.Tensor | None) -> np.ndarray:
+    """Energies of all 2^(L*L) states of the L x L torus (J_ij from `couplings`), float64."""
+    n = L * L
+    codes = np.arange(2 ** n, dtype=np.int64)
+    bits = (codes[:, None] >> np.arange(n)) & 1
+    s = (2 * bits - 1).reshape(-1, L, L).astype(np.float64)
+    jr = np.ones((L, L)) if couplings is None else couplings[0].numpy().astype(np.float64)
+    jd = np.ones((L, L)) if couplings is None else couplings[1].numpy().astype(np.float64)
+    return -(s * (jr * np.roll(s, -1, axis=2) + jd * np.roll(s, -1, axis=1))).sum(axis=(1, 2))
+
+
+def enumerated_log_z(energies: np.ndarray, beta: float) -> float:
+    x = -beta * energies
+    m = x.max()
+    return float(m + math.log(np.exp(x - m).sum()))
+
+
+@pytest.fixture(scope="module")
+def ferro_energies():
+    return enumerated_energies(4, None)
+
+
+def last_frame(params, seed, steps=10**6):
+    frames = list(run(TOPIC, steps=steps, params=params, seed=seed, device="cpu", every=steps))
+    return frames[-1]
+
+
+def test_enumeration_reference_is_right(ferro_energies):
+    # the reference itself: ground state -32, ln Z(0) = 16 ln 2, and the energy histogram
+    # of the 4x4 torus has the known degeneracies g(-32) = 2, g(-24) = 32
+    assert ferro_energies.min() == -32
+    assert enumerated_log_z(ferro_energies, 0.0) == pytest.approx(16 * math.log(2), abs=1e-12)
+    values, counts = np.unique(ferro_energies, return_counts=True)
+    assert dict(zip(values[:2], counts[:2])) == {-32.0: 2, -24.0: 32}
+    # and the checkerboard measure agrees with it on random states
+    s = (torch.randint(0, 2, (64, 4, 4), generator=torch.Generator().manual_seed(0)) * 2 - 1).to(torch.int8)
+    e, _ = checkerboard.measure(s)
+    codes = (((s.reshape(64, -1) + 1) // 2).long() << torch.arange(16)).sum(1)
+    assert np.array_equal(e.numpy(), ferro_energies[codes.numpy()])
+
+
+@pytest.mark.parametrize("schedule", ["linear", "geometric"])
+def test_ais_log_z_at_L4_agrees_with_enumeration_within_its_error(ferro_energies, schedule):
+    # A fast schedule (40 sweeps from 0 to 1): using the energy AFTER the moves at the new
+    # beta would bias ln Z upward by ~0.5 here, about 20 standard errors.
+    p = {"L": 4, "replicas": 4000, "anneal_sweeps": 40, "schedule": schedule, "beta_end": 1.0}
+    f = last_frame(p, seed=3)
+    exact = enumerated_log_z(ferro_energies, 1.0)
+    err = f.scalars["log_z_stderr"]
+    assert 0 < err < 0.05  # a high-variance estimator cannot pass by a wide error bar
+    assert abs(f.scalars["log_z"] - exact) < 4 * err, (f.scalars["log_z"], exact, err)
+    assert f.done and f.scalars["beta"] == 1.0
+
+
+def test_ais_log_z_of_the_spin_glass_agrees_with_enumeration():
+    p = {"L": 4, "replicas": 4000, "anneal_sweeps": 40, "model": "spinglass", "disorder_seed": 5,
+         "beta_end": 1.5}
+    f = last_frame(p, seed=4)
+    energies = enumerated_energies(4, edwards_anderson_couplings(4, 5))
+    exact = enumerated_log_z(energies, 1.5)
+    err = f.scalars["log_z_stderr"]
+    assert 0 < err < 0.05
+    assert abs(f.scalars["log_z"] - exact) < 4 * err, (f.scalars["log_z"], exact, err)
+    # no exact reference for the spin glass in the frames, and the best energy is a real state's
+    assert f.scalars["log_z_exact"] is None
+    assert f.scalars["best_energy_per_spin"] * 16 >= energies.min() - 1e-6
+
+
+def test_mean_work_obeys_the_second_law_and_the_gap_shrinks_with_slower_schedules(ferro_energies):
+    minus_delta = -(enumerated_log_z(ferro_energies, 1.0) - enumerated_log_z(ferro_energies, 0.0))
+    gaps = []
+    for sweeps in (5, 20, 80):
+        f = last_frame({"L": 4, "replicas": 2000, "anneal_sweeps": sweeps}, seed=5)
+        gaps.append(f.scalars["mean_work"] - minus_delta)
+    # <W> >= -ln(Z_T/Z_0) (Jensen), strictly for a finite schedule
+    assert all(g > 0 for g in gaps), gaps
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+
+
+def test_a_schedule_not_starting_at_zero_gives_no_log_z_and_says_why():
+    frames = list(run(TOPIC, steps=20, params={"L": 4, "replicas": 64, "anneal_sweeps": 20,
+                                                "beta_start": 0.2}, seed=1, device="cpu"))
+    assert all(f.scalars["log_z"] is None for f in frames)
+    assert all(f.scalars["mean_work"] is not None for f in frames)  # the work still accrues
+    notes = [n for f in frames for n in f.notes]
+    assert any("beta_start" in n and "beta = 0" in n for n in notes), notes
+
+
+def test_schedules_end_points_and_shapes():
+    lin = beta_schedule("linear", 0.0, 1.0, 10)
+    assert lin[0] == 0.0 and lin[-1] == 1.0 and np.allclose(np.diff(lin), 0.1)
+    geo = beta_schedule("geometric", 0.1, 1.6, 4)
+    assert np.allclose(geo, [0.1, 0.2, 0.4, 0.8, 1.6])
+    # from 0: the first step to beta_end / T, then a constant ratio up to beta_end
+    g0 = beta_schedule("geometric", 0.0, 1.0, 100)
+    assert g0[0] == 0.0 and g0[1] == pytest.approx(0.01) and g0[-1] == 1.0
+    ratios = g0[2:] / g0[1:-1]
+    assert np.allclose(ratios, ratios[0]) and ratios[0] > 1
+
+
+def test_beta_end_must_exceed_beta_start():
+    with pytest.raises(ParamError, match="beta_end"):
+        TOPIC.resolve({"beta_start": 0.5, "beta_end": 0.5})
+
+
+def test_spin_glass_couplings_are_seeded_plus_minus_one():
+    a, b = edwards_anderson_couplings(8, 1), edwards_anderson_couplings(8, 1)
+    c = edwards_anderson_couplings(8, 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert set(a.unique().tolist()) == {-1.0, 1.0}
+    assert model_couplings("ferromagnet", 8, 1) is None
+
+
+def test_best_energy_is_the_minimum_over_time_and_replicas():
+    # annealing a 4x4 ferromagnet slowly to beta = 2 finds the ground state (-2 per spin);
+    # the best energy never rises and never lies below the ground state
+    frames = list(run(TOPIC, steps=400, params={"L": 4, "replicas": 16, "anneal_sweeps": 400,
+                                                 "beta_end": 2.0}, seed=2, device="cpu", every=10))
+    best = [f.scalars["best_energy_per_spin"] for f in frames]
+    assert all(b2 <= b1 for b1, b2 in zip(best, best[1:]))
+    assert best[-1] == -2.0
+    hist = frames[-1].views["energy_histogram"]
+    assert sum(hist["counts"]) == 16 and len(hist["edges"]) == len(hist["counts"]) + 1
+    assert frames[-1].arrays["final_energy_counts"] == hist["counts"]
