@@ -69,6 +69,9 @@ def test_ais_log_z_at_L4_agrees_with_enumeration_within_its_error(ferro_energies
     assert 0 < err < 0.05  # a high-variance estimator cannot pass by a wide error bar
     assert abs(f.scalars["log_z"] - exact) < 4 * err, (f.scalars["log_z"], exact, err)
     assert f.done and f.scalars["beta"] == 1.0
+    # the frame's exact references (Kaufman) are the enumerated values
+    assert f.scalars["log_z_exact"] == pytest.approx(exact, abs=1e-9)
+    assert f.scalars["minus_delta_log_z_exact"] == pytest.approx(16 * math.log(2) - exact, abs=1e-9)
 
 
 def test_ais_log_z_of_the_spin_glass_agrees_with_enumeration():

@@ -41,6 +41,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
@@ -79,27 +80,17 @@ def model_couplings(model: str, L: int, disorder_seed: int,
 
 def exact_log_z(model: str, L: int, beta: float) -> float | None:
     """ln Z(beta) of the L x L torus (J = 1, h = 0): Kaufman's closed form for the
-    ferromagnet, None for the spin glass (no exact value) or where it is unavailable."""
+    ferromagnet, None for the spin glass (no exact value)."""
     if model != "ferromagnet":
         return None
-    if beta == 0.0:
-        return L * L * math.log(2.0)
-    try:
-        from ..exact import ising as exact_ising
-        value = exact_ising.log_z(L, beta)  # noqa: F821 - the shared Kaufman function
-    except (ImportError, AttributeError):
-        return None
-    return finite_or_none(value)
+    return finite_or_none(kaufman(float(beta), int(L))[0])
 
 
-def exact_energy_per_spin(model: str, L: int, beta: float, dbeta: float = 1e-5) -> float | None:
-    """Equilibrium <E>/N = -d ln Z / d beta / N, by a central difference of Kaufman's ln Z."""
-    if model != "ferromagnet" or beta - dbeta < 0:
+def exact_energy_per_spin(model: str, L: int, beta: float) -> float | None:
+    """Equilibrium <E>/N = -d ln Z / d beta / N from Kaufman (ferromagnet), else None."""
+    if model != "ferromagnet":
         return None
-    hi, lo = exact_log_z(model, L, beta + dbeta), exact_log_z(model, L, beta - dbeta)
-    if hi is None or lo is None:
-        return None
-    return -(hi - lo) / (2 * dbeta) / (L * L)
+    return finite_or_none(kaufman(float(beta), int(L))[1])
 
 
 # -- the schedule --------------------------------------------------------------------------
