@@ -1,0 +1,109 @@
+"""The headless CLI: one-line errors with exit status 2, JSONL that parses, Ctrl-C exits 130."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mletui.tui.cli import main
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["run", "nosuch", "--steps", "3"], "unknown topic 'nosuch'"),
+    (["run", "ising", "--steps", "3", "--set", "temperature=2"], "no parameter 'temperature'"),
+    (["run", "ising", "--steps", "3", "--set", "beta=-1"], "beta must be >= 0"),
+    (["run", "ising", "--steps", "3", "--set", "beta=nan"], "beta must be a finite number"),
+    (["run", "ising", "--steps", "3", "--set", "beta=hot"], "beta must be a number"),
+    (["run", "ising", "--steps", "3", "--set", "beta"], "--set beta: expected NAME=VALUE"),
+    (["run", "ising", "--steps", "3", "--set", "L=7"], "even"),
+    (["run", "ising", "--steps", "3", "--set", "method=wolff"], "metropolis|gibbs"),
+    (["run", "ising", "--steps", "x"], "--steps"),
+    (["run", "ising", "--steps", "0"], "--steps must be >= 1"),
+    (["run", "ising"], "--steps"),
+    (["run", "ising", "--steps", "3", "--device", "tpu"], "--device must be cpu or cuda"),
+    (["run", "ising", "--steps", "3", "--preset", "no-such-preset"], "no preset named"),
+    (["run", "ising", "--steps", "3", "--jsonl", "/nonexistent-dir/x.jsonl"], "--jsonl"),
+    (["--fps", "0"], "--fps"),
+    (["--bogus"], "--bogus"),
+])
+def test_bad_input_exits_2_with_one_line_naming_the_problem(argv, fragment, capsys):
+    assert main(argv) == 2
+    line = _err_line(capsys)
+    assert line.startswith("mletui: error:") and fragment in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_for_without_a_gpu_exits_2(capsys):
+    assert main(["run", "ising", "--steps", "3", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in _err_line(capsys)
+
+
+def test_version_and_topics_list_params(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("mletui ")
+    assert main(["topics", "--json"]) == 0
+    topics = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+    names = {p["name"]: p for p in topics["ising"]["params"]}
+    assert {"L", "beta", "h", "method", "replicas", "burn_in"} <= set(names)
+    assert names["L"]["live"] is False and names["beta"]["live"] is True
+
+
+def test_jsonl_run_parses_line_by_line_and_header_records_params(tmp_path):
+    out = tmp_path / "run.jsonl"
+    rc = main(["run", "ising", "--steps", "6", "--every", "2", "--seed", "5",
+               "--set", "L=8", "--set", "beta=0.3", "--set", "replicas=4", "--jsonl", str(out)])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    header, frames = lines[0], lines[1:]
+    assert header["topic"] == "ising" and header["seed"] == 5 and header["device"] == "cpu"
+    assert header["params"]["beta"] == 0.3 and header["params"]["L"] == 8
+    assert "mletui" in header and "torch" in header
+    assert [f["step"] for f in frames] == [2, 4, 6]
+    assert frames[0]["params"]["beta"] == 0.3 and "params" not in frames[1]
+    for f in frames:
+        assert f["topic"] == "ising" and f["time_s"] >= 0
+        assert -2.0 <= f["energy_per_spin"] <= 2.0
+        assert "lattice" not in f  # view-only data stays out
+
+
+def test_jsonl_to_stdout_is_reproducible_for_a_seed(capsys):
+    argv = ["run", "ising", "--steps", "3", "--seed", "2", "--set", "L=8", "--jsonl", "-"]
+    assert main(argv) == 0
+    a = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main(argv) == 0
+    b = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "time_s"} for r in recs]
+    assert strip(a) == strip(b)
+
+
+def test_summary_table_without_jsonl(capsys):
+    assert main(["run", "ising", "--steps", "3", "--set", "L=8"]) == 0
+    assert "energy_per_spin" in capsys.readouterr().out
+
+
+def test_ctrl_c_closes_the_file_and_exits_130(tmp_path):
+    out = tmp_path / "long.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "mletui.tui.cli", "run", "ising", "--steps", "100000000",
+                             "--set", "L=8", "--jsonl", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while (not out.exists() or out.read_text().count("\n") < 3) and time.time() - t0 < 60:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines = out.read_text().splitlines()
+    assert len(lines) >= 3
+    for line in lines:
+        json.loads(line)
