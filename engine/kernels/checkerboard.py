@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from ..device import use_triton
+
 METHODS = ("metropolis", "gibbs")
 
 
@@ -113,12 +115,251 @@ def measure_torch(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     return e, m
 
 
+# -- Triton kernels -------------------------------------------------------------------------
+# Tiling: one program updates BLOCK_ROWS rows of one replica. Each row's L/2 active sites are
+# split into 4 sub-tiles of QW sites (site k = q * QW + k4, q = 0..3), because one Philox call
+# yields 4 independent uint32: the call for (row i, k4) feeds sites k4, QW + k4, 2 QW + k4,
+# 3 QW + k4. The Philox counter is (c0, c1, c2, c3) = (i * QW + k4, replica, counter mod 2^32,
+# counter >> 32), the key is the 64-bit seed: distinct (seed, counter, replica, site) never
+# share a number, for any number of sweeps. A uint32 x becomes the uniform (x >> 8) * 2^-24,
+# in [0, 1) with 24 random bits.
+try:  # triton is optional: the CPU path never needs it
+    import triton
+    import triton.language as tl
+except Exception:  # pragma: no cover - platforms without triton wheels
+    triton = None
+    tl = None
+
+_U24 = 1.0 / (1 << 24)
+
+if triton is not None:
+
+    @triton.jit
+    def _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k, row_ok, L, HALF,
+                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr):
+        """Update the active sites (rows, k) of one sub-tile in place; returns the flip count."""
+        mask = row_ok[:, None] & (k < HALF)[None, :]
+        j = 2 * k[None, :] + parity[:, None]
+        jl = tl.where(j == 0, L - 1, j - 1)
+        jr = tl.where(j == L - 1, 0, j + 1)
+        row = rows[:, None] * L
+        rup = up[:, None] * L
+        rdn = down[:, None] * L
+        s = tl.load(spins_ptr + base + row + j, mask=mask, other=1).to(tl.float32)
+        s_r = tl.load(spins_ptr + base + row + jr, mask=mask, other=0).to(tl.float32)
+        s_l = tl.load(spins_ptr + base + row + jl, mask=mask, other=0).to(tl.float32)
+        s_d = tl.load(spins_ptr + base + rdn + j, mask=mask, other=0).to(tl.float32)
+        s_u = tl.load(spins_ptr + base + rup + j, mask=mask, other=0).to(tl.float32)
+        if HAS_COUP:
+            plane = L * L
+            j_r = tl.load(coup_ptr + row + j, mask=mask, other=0.0)
+            j_l = tl.load(coup_ptr + row + jl, mask=mask, other=0.0)
+            j_d = tl.load(coup_ptr + plane + row + j, mask=mask, other=0.0)
+            j_u = tl.load(coup_ptr + plane + rup + j, mask=mask, other=0.0)
+            lam = j_r * s_r + j_l * s_l + j_d * s_d + j_u * s_u + h
+        else:
+            lam = s_r + s_l + s_d + s_u + h
+        if METHOD == 0:
+            # Metropolis: accept with min(1, exp(-beta dE)), dE = 2 s lambda
+            flip = u < tl.exp(-beta * 2.0 * s * lam)
+            new = tl.where(flip, -s, s)
+        else:
+            # heat bath: s = +1 with probability sigmoid(2 beta lambda)
+            p_up = 1.0 / (1.0 + tl.exp(-(2.0 * beta) * lam))
+            new = tl.where(u < p_up, 1.0, -1.0)
+        changed = (new != s) & mask
+        tl.store(spins_ptr + base + row + j, new.to(tl.int8), mask=changed)
+        return tl.sum(tl.sum(changed.to(tl.int32), axis=1), axis=0)
+
+    @triton.jit
+    def _half_sweep_kernel(spins_ptr, beta_ptr, coup_ptr, unif_ptr, flips_ptr, h, seed,
+                           ctr_lo, ctr_hi, L, HALF, color,
+                           BLOCK_ROWS: tl.constexpr, QW: tl.constexpr, METHOD: tl.constexpr,
+                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr):
+        r = tl.program_id(0)
+        rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        k4 = tl.arange(0, QW)
+        row_ok = rows < L
+        base = r.to(tl.int64) * L * L
+        beta = tl.load(beta_ptr + r)
+        up = tl.where(rows == 0, L - 1, rows - 1)
+        down = tl.where(rows == L - 1, 0, rows + 1)
+        parity = (rows + color) % 2
+        if HAS_UNIF:
+            ubase = r.to(tl.int64) * L * HALF + rows[:, None] * HALF
+            umask = row_ok[:, None] & (k4 < HALF)[None, :]
+            u0 = tl.load(unif_ptr + ubase + k4[None, :], mask=umask, other=1.0)
+            umask = row_ok[:, None] & ((QW + k4) < HALF)[None, :]
+            u1 = tl.load(unif_ptr + ubase + QW + k4[None, :], mask=umask, other=1.0)
+            umask = row_ok[:, None] & ((2 * QW + k4) < HALF)[None, :]
+            u2 = tl.load(unif_ptr + ubase + 2 * QW + k4[None, :], mask=umask, other=1.0)
+            umask = row_ok[:, None] & ((3 * QW + k4) < HALF)[None, :]
+            u3 = tl.load(unif_ptr + ubase + 3 * QW + k4[None, :], mask=umask, other=1.0)
+        else:
+            zero = tl.zeros([BLOCK_ROWS, QW], dtype=tl.uint32)
+            c0 = (rows[:, None] * QW + k4[None, :]).to(tl.uint32) + zero
+            c1 = zero + r.to(tl.uint32)
+            c2 = zero + ctr_lo.to(tl.uint32)
+            c3 = zero + ctr_hi.to(tl.uint32)
+            x0, x1, x2, x3 = tl.philox(seed, c0, c1, c2, c3)
+            u0 = (x0 >> 8).to(tl.float32) * 5.9604644775390625e-08
+            u1 = (x1 >> 8).to(tl.float32) * 5.9604644775390625e-08
+            u2 = (x2 >> 8).to(tl.float32) * 5.9604644775390625e-08
+            u3 = (x3 >> 8).to(tl.float32) * 5.9604644775390625e-08
+        n = _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k4, row_ok, L, HALF,
+                         beta, h, u0, METHOD, HAS_COUP)
+        n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, QW + k4, row_ok, L,
+                          HALF, beta, h, u1, METHOD, HAS_COUP)
+        n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 2 * QW + k4, row_ok,
+                          L, HALF, beta, h, u2, METHOD, HAS_COUP)
+        n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 3 * QW + k4, row_ok,
+                          L, HALF, beta, h, u3, METHOD, HAS_COUP)
+        tl.atomic_add(flips_ptr + r, n)
+
+    @triton.jit
+    def _uniforms_kernel(out_ptr, seed, ctr_lo, ctr_hi, L, HALF,
+                         BLOCK_ROWS: tl.constexpr, QW: tl.constexpr):
+        """The uniforms the half-sweep kernel draws in-kernel, written out as (R, L, L//2):
+        for testing the generator's statistics and its counter layout."""
+        r = tl.program_id(0)
+        rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        k4 = tl.arange(0, QW)
+        row_ok = rows < L
+        zero = tl.zeros([BLOCK_ROWS, QW], dtype=tl.uint32)
+        c0 = (rows[:, None] * QW + k4[None, :]).to(tl.uint32) + zero
+        c1 = zero + r.to(tl.uint32)
+        c2 = zero + ctr_lo.to(tl.uint32)
+        c3 = zero + ctr_hi.to(tl.uint32)
+        x0, x1, x2, x3 = tl.philox(seed, c0, c1, c2, c3)
+        obase = r.to(tl.int64) * L * HALF + rows[:, None] * HALF
+        m = row_ok[:, None] & (k4 < HALF)[None, :]
+        tl.store(out_ptr + obase + k4[None, :], (x0 >> 8).to(tl.float32) * 5.9604644775390625e-08, mask=m)
+        m = row_ok[:, None] & ((QW + k4) < HALF)[None, :]
+        tl.store(out_ptr + obase + QW + k4[None, :], (x1 >> 8).to(tl.float32) * 5.9604644775390625e-08, mask=m)
+        m = row_ok[:, None] & ((2 * QW + k4) < HALF)[None, :]
+        tl.store(out_ptr + obase + 2 * QW + k4[None, :], (x2 >> 8).to(tl.float32) * 5.9604644775390625e-08, mask=m)
+        m = row_ok[:, None] & ((3 * QW + k4) < HALF)[None, :]
+        tl.store(out_ptr + obase + 3 * QW + k4[None, :], (x3 >> 8).to(tl.float32) * 5.9604644775390625e-08, mask=m)
+
+    @triton.jit
+    def _measure_kernel(spins_ptr, coup_ptr, bonds_ptr, mag_ptr, L,
+                        BLOCK_ROWS: tl.constexpr, LP: tl.constexpr, HAS_COUP: tl.constexpr):
+        """Per replica: bonds = sum_i s_i (J_right s_right + J_down s_down), M = sum_i s_i."""
+        r = tl.program_id(0)
+        rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        cols = tl.arange(0, LP)
+        mask = (rows < L)[:, None] & (cols < L)[None, :]
+        base = r.to(tl.int64) * L * L
+        row = rows[:, None] * L
+        rdn = tl.where(rows == L - 1, 0, rows + 1)[:, None] * L
+        jr = tl.where(cols == L - 1, 0, cols + 1)[None, :]
+        s = tl.load(spins_ptr + base + row + cols[None, :], mask=mask, other=0).to(tl.int32)
+        s_r = tl.load(spins_ptr + base + row + jr, mask=mask, other=0).to(tl.int32)
+        s_d = tl.load(spins_ptr + base + rdn + cols[None, :], mask=mask, other=0).to(tl.int32)
+        if HAS_COUP:
+            plane = L * L
+            c_r = tl.load(coup_ptr + row + cols[None, :], mask=mask, other=0.0)
+            c_d = tl.load(coup_ptr + plane + row + cols[None, :], mask=mask, other=0.0)
+            bonds = tl.sum(tl.sum(s.to(tl.float32) * (c_r * s_r.to(tl.float32) + c_d * s_d.to(tl.float32)), axis=1), axis=0)
+        else:
+            bonds = tl.sum(tl.sum(s * (s_r + s_d), axis=1), axis=0)
+        tl.atomic_add(bonds_ptr + r, bonds)
+        tl.atomic_add(mag_ptr + r, tl.sum(tl.sum(s, axis=1), axis=0))
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def _sweep_tiling(L: int) -> tuple[int, int]:
+    """(BLOCK_ROWS, QW): QW = pow2 >= ceil(L/2 / 4) sites per sub-tile; rows so a program
+    holds about 1024 sites per sub-tile (a whole small lattice is one program)."""
+    half = L // 2
+    qw = _pow2(-(-half // 4))
+    rows = min(_pow2(L), max(1, 1024 // qw))
+    return rows, qw
+
+
+def _check_spins(spins: torch.Tensor) -> None:
+    if spins.dtype != torch.int8 or spins.dim() != 3 or spins.shape[1] != spins.shape[2]:
+        raise ValueError(f"spins must be int8 (R, L, L), got {spins.dtype} {tuple(spins.shape)}")
+    if spins.shape[1] % 2:
+        raise ValueError(f"L must be even, got {spins.shape[1]}")
+    if not spins.is_contiguous():
+        raise ValueError("spins must be contiguous")
+
+
+def half_sweep_triton(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: float = 0.0,
+                      method: str = "metropolis", seed: int = 0, counter: int = 0,
+                      couplings: torch.Tensor | None = None,
+                      uniforms: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Triton half-sweep (CUDA; CPU tensors under TRITON_INTERPRET=1). Same contract as the
+    twin; ``generator`` is ignored (the stream is (seed, counter))."""
+    if triton is None:
+        raise RuntimeError("triton is not installed")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_spins(spins)
+    R, L, _ = spins.shape
+    half = L // 2
+    b = _beta_tensor(beta, spins).contiguous()
+    flips = torch.zeros(R, dtype=torch.int32, device=spins.device)
+    coup = couplings.to(device=spins.device, dtype=torch.float32).contiguous() if couplings is not None else b
+    unif = uniforms.to(device=spins.device, dtype=torch.float32).contiguous() if uniforms is not None else b
+    rows, qw = _sweep_tiling(L)
+    counter = int(counter) & 0xFFFFFFFFFFFFFFFF
+    grid = (R, triton.cdiv(L, rows))
+    _half_sweep_kernel[grid](spins, b, coup, unif, flips, float(h), int(seed) & 0x7FFFFFFFFFFFFFFF,
+                             counter & 0xFFFFFFFF, counter >> 32, L, half, int(color) % 2,
+                             BLOCK_ROWS=rows, QW=qw, METHOD=METHODS.index(method),
+                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None)
+    return flips
+
+
+def uniforms_triton(R: int, L: int, seed: int, counter: int, device: torch.device | str) -> torch.Tensor:
+    """The in-kernel uniforms of half-sweep ``(seed, counter)``, float32 (R, L, L//2)."""
+    if triton is None:
+        raise RuntimeError("triton is not installed")
+    half = L // 2
+    out = torch.empty((R, L, half), dtype=torch.float32, device=device)
+    rows, qw = _sweep_tiling(L)
+    counter = int(counter) & 0xFFFFFFFFFFFFFFFF
+    _uniforms_kernel[(R, triton.cdiv(L, rows))](out, int(seed) & 0x7FFFFFFFFFFFFFFF,
+                                                counter & 0xFFFFFFFF, counter >> 32, L, half,
+                                                BLOCK_ROWS=rows, QW=qw)
+    return out
+
+
+def measure_triton(spins: torch.Tensor, couplings: torch.Tensor | None = None,
+                   h: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton twin of :func:`measure_torch`: float32 (R,) energies and magnetisations."""
+    if triton is None:
+        raise RuntimeError("triton is not installed")
+    _check_spins(spins)
+    R, L, _ = spins.shape
+    lp = _pow2(L)
+    rows = min(lp, max(1, 4096 // lp))
+    bonds = torch.zeros(R, dtype=torch.int32 if couplings is None else torch.float32, device=spins.device)
+    mag = torch.zeros(R, dtype=torch.int32, device=spins.device)
+    coup = couplings.to(device=spins.device, dtype=torch.float32).contiguous() if couplings is not None else bonds
+    _measure_kernel[(R, triton.cdiv(L, rows))](spins, coup, bonds, mag, L, BLOCK_ROWS=rows, LP=lp,
+                                               HAS_COUP=couplings is not None)
+    m = mag.to(torch.float32)
+    return -bonds.to(torch.float32) - h * m, m
+
+
 # Public entry points: dispatch to Triton on CUDA, to the twin elsewhere.
 def half_sweep(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: float = 0.0,
                method: str = "metropolis", seed: int = 0, counter: int = 0,
                couplings: torch.Tensor | None = None,
                uniforms: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One checkerboard half-sweep in place (see the module docstring). On CUDA: the Triton
+    kernel. Elsewhere: the PyTorch twin (``uniforms`` or ``generator`` given: the reference
+    twin with exactly those numbers)."""
+    if use_triton(spins.device):
+        return half_sweep_triton(spins, color, beta, h, method, seed, counter, couplings, uniforms)
     return half_sweep_torch(spins, color, beta, h, method, seed, counter, couplings, uniforms, generator)
 
 
@@ -134,4 +375,7 @@ def sweep(spins: torch.Tensor, beta: float | torch.Tensor, h: float = 0.0, metho
 
 def measure(spins: torch.Tensor, couplings: torch.Tensor | None = None,
             h: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Total energy and magnetisation per replica, float32 (R,) each, on the device."""
+    if use_triton(spins.device):
+        return measure_triton(spins, couplings, h)
     return measure_torch(spins, couplings, h)
