@@ -1,0 +1,416 @@
+"""Population annealing of the 2D Ising ferromagnet, with free energies (Jarzynski / SMC).
+
+Conventions: J = 1, h = 0, periodic L x L torus, N = L^2, natural log, k_B = 1.
+R0 = ``replicas`` lattices start uniform at beta = 0, where ln Z(0) = N ln 2 exactly. One step
+raises beta to beta' = beta + dbeta and
+  1. reweights each replica by w_j = exp(-dbeta E_j), E_j its energy *before* any move at
+     beta', and accumulates ln Z(beta') = ln Z(beta) + ln Q, Q = (1/R) sum_j w_j, in float64
+     log space shifted by the minimum energy (R the current population size);
+  2. resamples to the target size R0 (``resampling`` = nearest: floor(tau) + Bernoulli,
+     size fluctuating around R0; multinomial: exactly R0 draws), all on the device;
+  3. runs ``sweeps_per_step`` checkerboard sweeps of every replica at beta' (one batched
+     kernel launch per half-sweep, engine.kernels.checkerboard).
+With ``adaptive`` on, dbeta is the largest step (up to ``dbeta``) keeping the weights'
+ESS / R >= ``ess_target``, found by bisection on the device. The run ends at ``beta_max``.
+
+Population buffers: spins live in two int8 (capacity, L, L) buffers (the current one and
+the one resampling writes into) with capacity 1.25 R0 per shard, grown by 1.25x if a
+nearest-resampling fluctuation ever exceeds it; the live size is a host int. One host sync
+per step: the new population size (and the adaptive dbeta) once resampling has counted.
+
+Shards: launched by ``torchrun --nproc_per_node W``, each rank holds ~R/W replicas
+(engine.distributed): ln Q from an all-reduce of the shifted weight sums (after an
+all-reduce of the minimum energy), copy counts from the global normaliser, a global prefix
+sum of the children counts (all-gather), and a rebalancing exchange so shards stay even.
+Multinomial resampling across shards draws each shard's count from the multinomial over
+shard weights (the same host draw on every rank) and then draws within the shard: the
+same law as R0 global draws. Rank 0 writes output (engine.distributed.is_writer()).
+
+Frame scalars (the JSONL schema):
+    beta, dbeta                 current inverse temperature, the last step's increment
+    log_z, log_z_exact          ln Z(beta) estimated; Kaufman's exact value (L x L torus)
+    log_z_per_spin, log_z_exact_per_spin, log_z_error_per_spin   the same / N, and their difference
+    ess_fraction                ESS / R = (sum w)^2 / (R sum w^2) of the last reweighting
+    families, families_fraction distinct surviving beta = 0 ancestors (and / R0)
+    population                  current number of replicas (fluctuates with `nearest`)
+    energy_per_spin, energy_exact          population mean of E / N; Kaufman
+    specific_heat, specific_heat_exact     beta^2 var(E) / N over the population; Kaufman
+    acceptance                  spins flipped / spin updates attempted since the last frame
+    steps, sweeps               annealing steps and sweeps per replica done since init
+    nonfinite_steps             steps whose ln Q was not finite (skipped; a note says when)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .. import distributed as shards
+from ..exact.ising import kaufman
+from ..kernels import checkerboard
+from ..kernels import resampling as rs
+from ..params import Param, ParamError
+from ..topic import Frame, Topic, View
+
+LATTICE_VIEW_MAX = 64      # the one-replica lattice view is downsampled to at most this side
+HISTOGRAM_BINS = 40
+CAPACITY_FACTOR = 1.25     # buffer rows per shard, as a multiple of its share of R0
+
+
+def _even(value: int) -> None:
+    if value % 2:
+        raise ParamError(f"L must be even (checkerboard), got {value}")
+
+
+@dataclass
+class PopulationState:
+    L: int
+    target: int                    # R0, the global target population size
+    spins: torch.Tensor            # int8 (n, L, L): this shard's replicas (view of a buffer)
+    ancestors: torch.Tensor        # int64 (n,): global id of each replica's beta = 0 ancestor
+    energy: torch.Tensor           # float32 (n,): energy of each replica now
+    buffers: list                  # [[spins_a, anc_a], [spins_b, anc_b]]: capacity buffers
+    current: int                   # which buffer pair holds the live population
+    log_z: torch.Tensor            # float64 0-d on the device: ln Z(beta) estimate
+    generator: torch.Generator
+    seed: int
+    beta: float = 0.0
+    dbeta: float = 0.0
+    population: int = 0            # global size (host)
+    sizes: list = field(default_factory=list)   # per-shard sizes (host)
+    ess_fraction: torch.Tensor | None = None
+    steps: int = 0
+    sweeps: int = 0
+    counter: int = 0               # random-stream counter for the sweeps, +2 per sweep
+    window_flips: torch.Tensor | None = None
+    window_updates: int = 0
+    nonfinite_steps: int = 0
+    notes: list = field(default_factory=list)
+    timing: dict | None = None     # bench only: seconds spent in reweight+resample / sweeps
+    device: torch.device | None = None
+
+
+class PopulationTopic(Topic):
+    name = "population"
+    title = "Population annealing"
+    order = 40
+    summary = "population annealing of the 2D Ising model: ln Z(beta) vs Kaufman, ESS, families"
+    step_unit = "annealing step"
+    finite = True
+    params = (
+        Param("L", "int", 16, "lattice side (even; periodic L x L)", lo=4, hi=1024, log=True,
+              live=False, check=_even),
+        Param("replicas", "int", 4096, "target population size R0 (split over torchrun ranks)",
+              lo=2, hi=1 << 22, log=True, live=False),
+        Param("beta_max", "float", 1.0, "anneal from beta = 0 up to here (beta_c = 0.4407)",
+              lo=0.001, hi=5.0, step=0.05),
+        Param("dbeta", "float", 0.005, "beta step (the largest step when adaptive)",
+              lo=1e-5, hi=1.0, log=True),
+        Param("sweeps_per_step", "int", 10, "MCMC sweeps per replica after each resampling",
+              lo=1, hi=10_000, log=True),
+        Param("method", "choice", "metropolis", "spin update rule", choices=checkerboard.METHODS),
+        Param("resampling", "choice", "nearest",
+              "nearest: floor(tau)+Bernoulli (size fluctuates); multinomial: exactly R0 draws",
+              choices=rs.RESAMPLING),
+        Param("adaptive", "bool", False, "choose dbeta to keep ESS / R >= ess_target"),
+        Param("ess_target", "float", 0.9, "ESS fraction kept by the adaptive step",
+              lo=0.05, hi=0.999, step=0.05),
+    )
+    views = (
+        View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
+             reference=("log_z_exact_per_spin",), x="beta"),
+        View("trace", "error in ln Z / N", series=("log_z_error_per_spin",), x="beta"),
+        View("histogram", "population energy per spin", source="energy_histogram"),
+        View("trace", "ESS fraction, surviving families / R0", series=("ess_fraction", "families_fraction"),
+             x="beta"),
+        View("lattice", "spins (one replica)", source="lattice"),
+    )
+
+    # -- contract -------------------------------------------------------------------------
+    def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> PopulationState:
+        device = shards.ensure_process_group(device)
+        world, me = shards.world_size(), shards.rank() if shards.world_size() > 1 else 0
+        L, R0 = int(p["L"]), int(p["replicas"])
+        if R0 < world:
+            raise ParamError(f"replicas must be >= the number of processes ({world}), got {R0}")
+        bounds = shards.even_bounds(R0, world)
+        n = bounds[me + 1] - bounds[me]
+        cap = max(int(math.ceil(CAPACITY_FACTOR * (R0 / world))) + 8, n)
+        gen = torch.Generator(device=device)
+        rank_seed = (int(seed) * 1_000_003 + 7919 * me) & 0x7FFFFFFFFFFF
+        gen.manual_seed(rank_seed)
+        buffers = [[torch.empty((cap, L, L), dtype=torch.int8, device=device),
+                    torch.empty((cap,), dtype=torch.int64, device=device)] for _ in range(2)]
+        spins = buffers[0][0][:n]
+        spins.copy_(torch.randint(0, 2, (n, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
+        ancestors = buffers[0][1][:n]
+        torch.arange(bounds[me], bounds[me + 1], device=device, out=ancestors)
+        energy, _ = checkerboard.measure(spins)
+        state = PopulationState(
+            L=L, target=R0, spins=spins, ancestors=ancestors, energy=energy, buffers=buffers,
+            current=0, log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
+            generator=gen, seed=rank_seed & 0x7FFFFFFF, population=R0,
+            sizes=[bounds[k + 1] - bounds[k] for k in range(world)], device=device)
+        state.ess_fraction = torch.tensor(1.0, dtype=torch.float64, device=device)
+        state.window_flips = torch.zeros((), dtype=torch.int64, device=device)
+        return state
+
+    def step(self, state: PopulationState, p: Mapping[str, Any]) -> None:
+        beta_max = float(p["beta_max"])
+        if state.beta >= beta_max:
+            return
+        timing = state.timing
+        t0 = _now(state) if timing is not None else 0.0
+        self._reweight_and_resample(state, p, beta_max)
+        if timing is not None:
+            t1 = _now(state)
+            timing["resample_s"] += t1 - t0
+        n_sweeps = int(p["sweeps_per_step"])
+        for _ in range(n_sweeps):
+            flips = checkerboard.sweep(state.spins, state.beta, 0.0, p["method"], seed=state.seed,
+                                       counter=state.counter, generator=state.generator)
+            state.counter += 2
+            state.window_flips += flips.sum(dtype=torch.int64)
+        state.sweeps += n_sweeps
+        state.window_updates += n_sweeps * state.spins.shape[0] * state.L * state.L
+        state.energy, _ = checkerboard.measure(state.spins)
+        state.steps += 1
+        if timing is not None:
+            timing["sweep_s"] += _now(state) - t1
+
+    def _reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any], beta_max: float) -> None:
+        dev = state.device
+        world = shards.world_size()
+        me = shards.rank() if world > 1 else 0
+        energy = state.energy
+        local_min = energy.min().to(torch.float64) if energy.numel() else \
+            torch.tensor(math.inf, dtype=torch.float64, device=dev)
+        e_min = shards.all_reduce(local_min.reshape(1), "min")[0]
+        step_cap = min(float(p["dbeta"]), beta_max - state.beta)
+        if p["adaptive"]:
+            dbeta: float | torch.Tensor = rs.adaptive_dbeta(
+                energy, e_min, float(p["ess_target"]), step_cap,
+                reduce=lambda t: shards.all_reduce(t, "sum"))
+        else:
+            dbeta = step_cap
+        log_w = rs.shifted_log_weights(energy, dbeta, e_min)
+        local_sums = rs.weight_sums(log_w)
+        sums = shards.all_reduce(local_sums.clone(), "sum")
+        weight_total, population = sums[0], sums[2]
+        ln_q = rs.log_q(e_min, dbeta, weight_total, population)
+        state.ess_fraction = rs.ess_fraction_of(sums)
+        R0 = state.target
+        if p["resampling"] == "nearest":
+            counts = rs.nearest_counts(rs.expected_copies(log_w, weight_total, R0), state.generator)
+        else:
+            draws = R0
+            if world > 1:
+                # each shard's number of draws: multinomial over shard weight sums, the same
+                # host draw on every rank (seeded by the run seed and step), then local draws
+                block = shards.all_gather(local_sums[0].reshape(1)).reshape(-1).double().cpu().numpy()
+                rng = np.random.default_rng([state.seed, state.steps, 0x5EED])
+                draws = int(rng.multinomial(R0, block / block.sum())[me])
+            counts = rs.multinomial_counts(log_w, draws, state.generator)
+        db = dbeta if isinstance(dbeta, torch.Tensor) else torch.tensor(dbeta, dtype=torch.float64, device=dev)
+        info = torch.stack([counts.sum().to(torch.float64), db.to(torch.float64), ln_q])
+        rows = shards.all_gather(info).tolist()          # the one host sync of the step
+        sizes = [int(r[0]) for r in rows]
+        step_db, ln_q_host = rows[0][1], rows[0][2]
+        if not math.isfinite(ln_q_host) or sum(sizes) == 0:
+            state.nonfinite_steps += 1
+            what = "ln Q is not finite" if not math.isfinite(ln_q_host) else "the population died out"
+            state.notes.append(f"step {state.steps + 1} at beta={state.beta:.5g}: {what}; "
+                               "resampling skipped, ln Z no longer valid")
+            state.beta = min(beta_max, state.beta + step_db)
+            state.dbeta = step_db
+            return
+        state.log_z = state.log_z + ln_q
+        mine = shards.even_bounds(sum(sizes), world)
+        need = mine[me + 1] - mine[me]
+        spare = state.buffers[1 - state.current]
+        if need > spare[0].shape[0]:
+            cap = int(math.ceil(CAPACITY_FACTOR * need))
+            for pair in state.buffers:
+                for i, t in enumerate(pair):
+                    grown = torch.empty((cap,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+                    pair[i] = grown
+            state.buffers[state.current][0][:state.spins.shape[0]].copy_(state.spins)
+            state.buffers[state.current][1][:state.ancestors.shape[0]].copy_(state.ancestors)
+            state.spins = state.buffers[state.current][0][:state.spins.shape[0]]
+            state.ancestors = state.buffers[state.current][1][:state.ancestors.shape[0]]
+            spare = state.buffers[1 - state.current]
+        idx = rs.parents(counts, sizes[me])
+        state.spins, state.ancestors = shards.gather_rebalanced(
+            [state.spins, state.ancestors], idx, sizes, spare)
+        state.current = 1 - state.current
+        state.sizes = sizes
+        state.population = sum(sizes)
+        state.dbeta = step_db
+        new_beta = state.beta + step_db
+        state.beta = beta_max if beta_max - new_beta < 1e-12 else new_beta
+
+    def observe(self, state: PopulationState, p: Mapping[str, Any]) -> Frame:
+        L, N = state.L, state.L * state.L
+        dev = state.device
+        e = state.energy.to(torch.float64)
+        n_local = float(e.numel())
+        big = torch.tensor(1e300, dtype=torch.float64, device=dev)
+        ext = torch.stack([(-e).max() if e.numel() else -big, e.max() if e.numel() else -big])
+        moments = torch.stack([e.sum(), (e * e).sum(),
+                               torch.tensor(n_local, dtype=torch.float64, device=dev),
+                               state.window_flips.to(torch.float64),
+                               torch.tensor(float(state.window_updates), dtype=torch.float64, device=dev)])
+        shards.all_reduce(moments, "sum")
+        shards.all_reduce(ext, "max")
+        present = torch.zeros(state.target, dtype=torch.uint8, device=dev)
+        present[state.ancestors] = 1
+        if shards.world_size() > 1:
+            shards.all_reduce(present, "max")
+        families_t = present.sum()
+        e_lo, e_hi = float(-ext[0]) / N, float(ext[1]) / N
+        if e_hi - e_lo < 1e-9:
+            e_lo, e_hi = e_lo - 0.05, e_hi + 0.05
+        counts = torch.histc((e / N).to(torch.float32), bins=HISTOGRAM_BINS, min=e_lo, max=e_hi)
+        counts = shards.all_reduce(counts, "sum")
+        m = moments.tolist()
+        log_z = float(state.log_z)
+        ess = float(state.ess_fraction)
+        families = int(families_t)
+        r = max(m[2], 1.0)
+        mean_e = m[0] / r
+        var_e = max(m[1] / r - mean_e * mean_e, 0.0)
+        beta = state.beta
+        exact_log_z, exact_u, exact_c = kaufman(float(beta), L)
+        acceptance = m[3] / m[4] if m[4] > 0 else None
+        state.window_flips.zero_()
+        state.window_updates = 0
+        valid = state.nonfinite_steps == 0
+        scalars: dict[str, Any] = {
+            "beta": beta,
+            "dbeta": state.dbeta,
+            "log_z": log_z if valid else None,
+            "log_z_exact": exact_log_z,
+            "log_z_per_spin": log_z / N if valid else None,
+            "log_z_exact_per_spin": exact_log_z / N,
+            "log_z_error_per_spin": (log_z - exact_log_z) / N if valid else None,
+            "ess_fraction": ess,
+            "families": families,
+            "families_fraction": families / state.target,
+            "population": state.population,
+            "energy_per_spin": mean_e / N,
+            "energy_exact": exact_u,
+            "specific_heat": beta * beta * var_e / N,
+            "specific_heat_exact": exact_c,
+            "acceptance": acceptance,
+            "steps": state.steps,
+            "sweeps": state.sweeps,
+            "nonfinite_steps": state.nonfinite_steps,
+        }
+        edges = torch.linspace(e_lo, e_hi, HISTOGRAM_BINS + 1).tolist()
+        views: dict[str, Any] = {"energy_histogram": {
+            "edges": edges, "counts": counts.tolist(),
+            "lines": {"exact <E>/N": ([exact_u, exact_u], [0.0, float(counts.max())])}}}
+        if state.spins.shape[0] > 0:
+            views["lattice"] = _downsample(state.spins[0], LATTICE_VIEW_MAX)
+        notes, state.notes = state.notes, []
+        return Frame(scalars=scalars, views=views, notes=notes,
+                     done=state.beta >= float(p["beta_max"]))
+
+    def is_done(self, state: PopulationState, p: Mapping[str, Any]) -> bool:
+        return state.beta >= float(p["beta_max"])
+
+    def work_per_step(self, state: PopulationState, p: Mapping[str, Any]) -> float:
+        return float(state.population * state.L * state.L * int(p["sweeps_per_step"]))
+
+    def work_unit(self) -> str:
+        return "spin updates"
+
+    # -- benchmark ---------------------------------------------------------------------------
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Population annealing steps (reweight + resample + 10 sweeps) against the plain
+        checkerboard sweep of a population of the same size, in the same run.
+
+        value: spin updates per ns of whole annealing steps; baseline: spin updates per ns
+        of plain sweeps of the same (R, L, L) batch; ratio = value / baseline (1 = nothing
+        lost to reweighting and resampling). Extra: replica-sweeps/s, the resampling share
+        of a step's time, and the accuracy of ln Z / N at the end."""
+        if quick:
+            cases = [(8, 1 << 8, 2)]
+        else:
+            cases = [(16, 1 << 14, 3), (16, 1 << 15, 3), (16, 1 << 16, 2), (16, 1 << 17, 2),
+                     (16, 1 << 18, 2), (64, 1 << 14, 2)]
+        sweeps = 10
+        for L, R, steps in cases:
+            yield bench_case(self, device, L, R, steps, sweeps)
+
+
+def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, steps: int,
+               sweeps: int, resampling: str = "nearest") -> dict[str, Any]:
+    """One benchmark row (see PopulationTopic.bench). Timings are host wall clock with a
+    device sync at each boundary."""
+    N = L * L
+    # baseline: plain sweeps of a random (R, L, L) batch at beta = 0.44
+    gen = torch.Generator(device=device)
+    gen.manual_seed(1)
+    spins = torch.randint(0, 2, (R, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1
+    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", seed=1, counter=0, generator=gen)
+    _sync(device)
+    t = time.perf_counter()
+    for k in range(sweeps):
+        checkerboard.sweep(spins, 0.44, 0.0, "metropolis", seed=1, counter=2 + 2 * k, generator=gen)
+    _sync(device)
+    plain_s = time.perf_counter() - t
+    del spins
+    plain = R * N * sweeps / plain_s / 1e9
+    # population annealing steps from beta = 0.4 (a warm-up step first)
+    p = topic.resolve({"L": L, "replicas": R, "sweeps_per_step": sweeps, "dbeta": 0.005,
+                       "beta_max": 1.0, "resampling": resampling})
+    state = topic.init(p, device, 1)
+    state.beta = 0.4
+    topic.step(state, p)
+    state.timing = {"resample_s": 0.0, "sweep_s": 0.0}
+    _sync(device)
+    t = time.perf_counter()
+    updates = 0
+    for _ in range(steps):
+        updates += state.population * N * sweeps
+        topic.step(state, p)
+    _sync(device)
+    total_s = time.perf_counter() - t
+    value = updates / total_s / 1e9
+    return {"case": f"L={L} R=2^{int(round(math.log2(R)))} {resampling}", "value": round(value, 4),
+            "unit": "flips/ns", "baseline": "plain sweep", "baseline_value": round(plain, 4),
+            "ratio": round(value / plain, 3),
+            "replica_sweeps_per_s": round(updates / N / total_s, 1),
+            "resample_share": round(state.timing["resample_s"] / total_s, 4),
+            "step_s": round(total_s / steps, 3)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _now(state: PopulationState) -> float:
+    if state.device is not None:
+        _sync(state.device)
+    return time.perf_counter()
+
+
+def _downsample(spins: torch.Tensor, side: int) -> list:
+    """One replica's spins as a nested list of +1/-1, block-majority downsampled to <= side."""
+    L = spins.shape[-1]
+    if L <= side:
+        return spins.to(torch.int64).tolist()
+    f = int(math.ceil(L / side))
+    m = L // f * f
+    s = spins[:m, :m].to(torch.float32).reshape(m // f, f, m // f, f).mean(dim=(1, 3))
+    return torch.where(s >= 0, 1, -1).tolist()
+
+
+TOPIC = PopulationTopic()
