@@ -1,0 +1,636 @@
+"""K-FAC: Kronecker-factored approximate natural gradient, a ``torch.optim`` optimizer.
+
+Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
+  * A layer ``s = W a`` (``nn.Linear``: W is out x in; ``nn.Conv2d``: W reshaped to
+    out x (in*kh*kw), the KFC approximation of Grosse & Martens) has the Fisher block
+    F ≈ A ⊗ G (row-major vec of W), with
+        A = E[a aᵀ]   (a the layer input, with a trailing 1 when the layer has a bias;
+                       Conv2d: the mean over examples and output positions of the
+                       unfolded input patches),
+        G = E[g gᵀ]   (g = ∂(-log p(y|x))/∂s per example; Conv2d: Σ over output positions
+                       of g gᵀ, averaged over examples).
+  * The loss whose curvature K-FAC models is the mean over the batch *and over the output
+    elements* of the negative log-likelihood (``likelihood``: categorical = softmax
+    cross-entropy on logits, D = 1; bernoulli = binary cross-entropy on logits;
+    gaussian = ½ (y - f)² with unit variance), so the optimizer preconditions with
+    A ⊗ (G / D), D the number of output elements per example.
+  * Damping λ with the π-corrected split: A_λ = A + π√λ I, G_λ = G/D + (√λ/π) I,
+    π = sqrt((tr A / dim A) / (tr (G/D) / dim G)); the update direction is
+    V = G_λ⁻¹ ∇W A_λ⁻¹, i.e. vec(V) = (G_λ ⊗ A_λ)⁻¹ vec(∇W) (``torch.kron(G_λ, A_λ)``).
+  * Factors: exponential running averages with weight ``stat_decay`` on the old value
+    (the first update replaces them), refreshed every ``t_cov`` steps from a forward pass
+    captured by module hooks; eigendecompositions (``torch.linalg.eigh`` in
+    ``eigh_dtype``, float32 or float64 whatever the model's dtype) every ``t_inv`` steps.
+    Damping enters through the eigenvalues, so a new λ needs no new eigendecomposition.
+  * ``fisher``: ``true`` fills G from labels sampled from the model's own predictive
+    (``torch.multinomial`` on the softmax, a Bernoulli draw on the sigmoid, a unit
+    Gaussian draw around the output), ``empirical`` from the observed labels. The two
+    share one code path and differ only in the labels.
+  * ``rescale``:
+      ``kl_clip``  the reference implementations' rule (KFAC-Pytorch, kfac-jax): the
+                   update is scaled by ν = min(1, sqrt(kl_clip / (lr² Σ_layers ⟨V, ∇W⟩))),
+                   then weight decay and momentum are applied as in torch.optim.SGD
+                   (d = νV + wd·θ; buf = momentum·buf + d; θ -= lr·buf). The reported
+                   ``kl`` is lr² ν² Σ⟨V, ∇W⟩ (the convention of ``kl_clip``: no ½).
+      ``quadratic`` Martens & Grosse: δ = α Δ + μ δ_prev with Δ = -V and (α, μ) minimising
+                   M(δ) = ½ δᵀ(F + (λ + wd) I)δ + ∇Lᵀδ, F the exact Fisher (= GGN for
+                   these likelihoods) on the batch through Jacobian-vector products: a
+                   2x2 linear solve that replaces both the learning rate and momentum.
+                   ``adaptive_damping`` then adapts λ every ``t_damping`` steps by the
+                   reduction ratio ρ = (L(θ+δ) - L(θ)) / M(δ): λ ← λ·ω when ρ > ¾,
+                   λ ← λ/ω when ρ < ¼, ω = (19/20)^t_damping. The reported ``kl`` is δᵀFδ.
+      ``none``     plain preconditioned SGD with momentum.
+  * Failures: a failed eigendecomposition, non-finite factors or a non-finite update
+    skip the step (parameters untouched), multiply λ by ``damping_raise`` and append a
+    one-line event to ``events``; ``skipped`` counts them. Training never goes on with NaNs.
+
+Usage::
+
+    opt = KFAC(model, likelihood="categorical", lr=0.1, damping=1e-3)
+    for x, y in batches:
+        opt.zero_grad()
+        output = model(x)                  # hooks record layer inputs when statistics are due
+        loss = opt.backward(output, y, inputs=x)   # factor statistics, then loss.backward()
+        opt.step()
+
+``opt.backward`` may be preceded by ``opt.update_stats(model(x_big), y_big)`` to take the
+factor statistics from a larger batch than the gradient's. Parameters of layers K-FAC
+does not handle (grouped convolutions, norms, ...) are updated with their plain gradient.
+
+Host syncs: one scalar per step (the finiteness and norm of the update), plus the
+eigendecompositions every ``t_inv`` steps and the 2x2 solve in quadratic mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels.kfac_stats import cov_ema
+
+LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
+RESCALES = ("kl_clip", "quadratic", "none")
+FISHERS = ("true", "empirical")
+
+
+# -- likelihoods -------------------------------------------------------------------------
+def nll_sum(likelihood: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ over the batch and output elements of -log p(target | output) (up to constants)."""
+    if likelihood == "categorical":
+        return F.cross_entropy(output, target, reduction="sum")
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(output, target, reduction="sum")
+    if likelihood == "gaussian":
+        return 0.5 * (output - target).pow(2).sum()
+    raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
+
+
+def output_elements(likelihood: str, output: torch.Tensor) -> int:
+    """D: the output elements one example's loss is averaged over (1 for categorical)."""
+    if likelihood == "categorical":
+        return 1
+    return max(1, output[0].numel())
+
+
+def mean_loss(likelihood: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss: NLL averaged over the batch and over the D output elements."""
+    n = output.shape[0]
+    return nll_sum(likelihood, output, target) / (n * output_elements(likelihood, output))
+
+
+@torch.no_grad()
+def sample_labels(likelihood: str, output: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One label per example drawn from the model's predictive p(y | x, θ)."""
+    out = output.detach()
+    if likelihood == "categorical":
+        probs = torch.softmax(out.float(), dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if likelihood == "bernoulli":
+        return torch.bernoulli(torch.sigmoid(out), generator=generator)
+    if likelihood == "gaussian":
+        noise = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        return out + noise
+    raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
+
+
+def output_hessian_product(likelihood: str, output: torch.Tensor, u: torch.Tensor,
+                           v: torch.Tensor) -> torch.Tensor:
+    """Σ_n u_nᵀ H_n v_n, H_n = ∂²(-log p)/∂f² at the output (the Fisher of the likelihood
+    in its natural parameters): softmax diag(p) - ppᵀ, sigmoid σ(1-σ), gaussian I."""
+    if likelihood == "categorical":
+        p = torch.softmax(output, dim=-1)
+        return (p * u * v).sum() - ((p * u).sum(-1) * (p * v).sum(-1)).sum()
+    if likelihood == "bernoulli":
+        s = torch.sigmoid(output)
+        return (s * (1 - s) * u * v).sum()
+    return (u * v).sum()
+
+
+# -- one K-FAC layer ----------------------------------------------------------------------
+class _Layer:
+    """A handled module, its factors and their decomposition."""
+
+    def __init__(self, name: str, module: nn.Module, factor_dtype: torch.dtype) -> None:
+        self.name = name
+        self.module = module
+        self.conv = isinstance(module, nn.Conv2d)
+        w = module.weight
+        self.has_bias = getattr(module, "bias", None) is not None
+        self.d_out = w.shape[0]
+        self.d_in = int(w[0].numel()) + int(self.has_bias)
+        dev = w.device
+        self.A = torch.zeros(self.d_in, self.d_in, device=dev, dtype=factor_dtype)
+        self.G = torch.zeros(self.d_out, self.d_out, device=dev, dtype=factor_dtype)
+        self.fresh = True          # the next statistics replace the factors
+        self.a: torch.Tensor | None = None       # captured input (detached)
+        self.s: torch.Tensor | None = None       # captured output (in the graph)
+        self.eig: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.pi = 1.0
+        self.A_inv: torch.Tensor | None = None
+        self.G_inv: torch.Tensor | None = None
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.module.weight] + ([self.module.bias] if self.has_bias else [])
+
+    def grad_matrix(self, weight_decay: float = 0.0) -> torch.Tensor:
+        """∇W as out x in (bias as the last column), in the factors' dtype."""
+        w = self.module.weight
+        g = w.grad.reshape(self.d_out, -1)
+        if weight_decay:
+            g = g + weight_decay * w.detach().reshape(self.d_out, -1)
+        if self.has_bias:
+            b = self.module.bias
+            gb = b.grad if not weight_decay else b.grad + weight_decay * b.detach()
+            g = torch.cat([g, gb.unsqueeze(1)], dim=1)
+        return g.to(self.A.dtype)
+
+    def split(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """A matrix shaped like grad_matrix() -> tensors shaped like the parameters."""
+        w = self.module.weight
+        if self.has_bias:
+            return [v[:, :-1].reshape(w.shape).to(w.dtype), v[:, -1].to(w.dtype)]
+        return [v.reshape(w.shape).to(w.dtype)]
+
+    def activations(self) -> torch.Tensor:
+        """Rows a for A (without the ones column): (N, in) or (N*T, in*kh*kw)."""
+        a = self.a
+        if self.conv:
+            m = self.module
+            patches = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding,
+                               stride=m.stride)                   # (N, in*kh*kw, T)
+            return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+        return a.reshape(-1, a.shape[-1])
+
+    @staticmethod
+    def output_grads(g: torch.Tensor, conv: bool) -> torch.Tensor:
+        """Rows g for G: (N, out) or (N*T, out) (positions summed in G by the 1/N scale)."""
+        if conv:
+            return g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])
+        return g.reshape(-1, g.shape[-1])
+
+
+class KFAC(torch.optim.Optimizer):
+    """K-FAC for the ``nn.Linear`` and ``nn.Conv2d`` layers of ``model`` (see module doc).
+
+    Hyper-parameters live in ``param_groups[0]`` (one group) and may be changed between
+    steps: lr, momentum, damping, weight_decay, stat_decay, kl_clip, t_cov, t_inv,
+    fisher, rescale, adaptive_damping, t_damping.
+    """
+
+    def __init__(self, model: nn.Module, likelihood: str = "categorical", lr: float = 0.1,
+                 momentum: float = 0.9, damping: float = 1e-3, weight_decay: float = 0.0,
+                 stat_decay: float = 0.95, kl_clip: float = 1e-3, t_cov: int = 10,
+                 t_inv: int = 100, fisher: str = "true", rescale: str = "kl_clip",
+                 adaptive_damping: bool = False, t_damping: int = 5,
+                 eigh_dtype: torch.dtype = torch.float32, damping_raise: float = 10.0,
+                 min_damping: float = 1e-8, max_damping: float = 1e4,
+                 batched: bool = True, triton_stats: bool | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
+        if eigh_dtype not in (torch.float32, torch.float64):
+            raise ValueError("eigh_dtype must be torch.float32 or torch.float64")
+        defaults = dict(lr=lr, momentum=momentum, damping=damping, weight_decay=weight_decay,
+                        stat_decay=stat_decay, kl_clip=kl_clip, t_cov=t_cov, t_inv=t_inv,
+                        fisher=fisher, rescale=rescale, adaptive_damping=adaptive_damping,
+                        t_damping=t_damping)
+        super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
+        self._check_group()
+        self.model = model
+        self.likelihood = likelihood
+        self.eigh_dtype = eigh_dtype
+        self.damping_raise = damping_raise
+        self.min_damping, self.max_damping = min_damping, max_damping
+        self.batched = batched
+        self.generator = generator
+        self.layers: list[_Layer] = []
+        handled: set[int] = set()
+        dev = None
+        for name, module in model.named_modules():
+            ok = isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1
+                                                   and module.padding_mode == "zeros")
+            if not ok or not module.weight.requires_grad:
+                continue
+            w = module.weight
+            dev = w.device
+            factor_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
+            layer = _Layer(name, module, factor_dtype)
+            self.layers.append(layer)
+            handled.update(id(p) for p in layer.params)
+            module.register_forward_hook(self._make_hook(layer))
+        self.other_params = [p for p in self.param_groups[0]["params"] if id(p) not in handled]
+        if triton_stats is None:
+            from .device import use_triton
+            triton_stats = dev is not None and use_triton(dev)
+        self.triton_stats = bool(triton_stats)
+        self.steps = 0                 # optimizer steps taken or skipped
+        self.skipped = 0               # steps skipped for non-finite values or eigh failures
+        self.events: list[str] = []    # one-line events since the caller last drained them
+        self.last_kl = float("nan")
+        self.last_alpha = float("nan")
+        self.last_mu = float("nan")
+        self.last_rho = float("nan")
+        self._stats_done_at = -1
+        self._capture_now = False
+        self._inv_damping: float | None = None
+        self._need_inverse = True
+        self._rho_pending = False
+        self._batch: tuple[Any, Any, torch.Tensor] | None = None
+        self._delta_prev: list[torch.Tensor] | None = None
+        self._groups: list = []
+
+    # -- hyper-parameters --------------------------------------------------------------
+    @property
+    def group(self) -> dict[str, Any]:
+        return self.param_groups[0]
+
+    @property
+    def damping(self) -> float:
+        return float(self.group["damping"])
+
+    @damping.setter
+    def damping(self, value: float) -> None:
+        self.group["damping"] = float(min(max(value, self.min_damping), self.max_damping))
+
+    def _check_group(self) -> None:
+        g = self.param_groups[0]
+        if g["fisher"] not in FISHERS:
+            raise ValueError(f"fisher must be one of {'|'.join(FISHERS)}, got {g['fisher']!r}")
+        if g["rescale"] not in RESCALES:
+            raise ValueError(f"rescale must be one of {'|'.join(RESCALES)}, got {g['rescale']!r}")
+        if g["damping"] <= 0:
+            raise ValueError(f"damping must be > 0, got {g['damping']}")
+        if int(g["t_cov"]) < 1 or int(g["t_inv"]) < 1:
+            raise ValueError("t_cov and t_inv must be >= 1")
+
+    # -- statistics ------------------------------------------------------------------
+    @property
+    def stats_due(self) -> bool:
+        """True when this step's forward pass feeds the factor statistics."""
+        return self.steps % int(self.group["t_cov"]) == 0 and self._stats_done_at != self.steps
+
+    def _make_hook(self, layer: _Layer) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if self._capture_now or (self.stats_due and torch.is_grad_enabled() and not self._jvp_active):
+                layer.a = inputs[0].detach()
+                layer.s = output if output.requires_grad else None
+        return hook
+
+    _jvp_active = False
+
+    def update_stats(self, output: torch.Tensor, target: torch.Tensor | None = None) -> None:
+        """Fold the batch whose forward produced ``output`` into A and G.
+
+        G's labels: sampled from the model (fisher=true) or ``target`` (empirical). Uses
+        ``torch.autograd.grad`` on the layer outputs, so parameter gradients are untouched;
+        the graph is retained for the real loss's backward."""
+        layers = [l for l in self.layers if l.a is not None and l.s is not None]
+        if not layers:
+            raise RuntimeError("update_stats: no layer input was captured; call it on the output "
+                               "of a forward pass run while opt.stats_due (or inside opt.capture())")
+        g = self.group
+        if g["fisher"] == "true" or target is None:
+            labels = sample_labels(self.likelihood, output, self.generator)
+        else:
+            labels = target
+        grads = torch.autograd.grad(nll_sum(self.likelihood, output, labels),
+                                    [l.s for l in layers], retain_graph=True, allow_unused=True)
+        n = output.shape[0]
+        inv_d = 1.0 / output_elements(self.likelihood, output)
+        decay = float(g["stat_decay"])
+        with torch.no_grad():
+            for layer, gs in zip(layers, grads):
+                a = layer.activations().to(layer.A.dtype)
+                d = 0.0 if layer.fresh else decay
+                use_triton = self.triton_stats and a.dtype == torch.float32
+                cov_ema(a, layer.A, d, (1.0 - d) / a.shape[0], ones=layer.has_bias,
+                        triton_kernel=use_triton)
+                if gs is None:
+                    gs = torch.zeros_like(layer.s)
+                go = _Layer.output_grads(gs, layer.conv).to(layer.G.dtype)
+                # G of the loss: E_n[g gᵀ] / D (conv: Σ over positions, averaged over examples)
+                cov_ema(go, layer.G, d, (1.0 - d) * inv_d / n, ones=False, triton_kernel=use_triton)
+                layer.fresh = False
+                layer.a = layer.s = None
+        for layer in self.layers:
+            layer.a = layer.s = None
+        self._stats_done_at = self.steps
+
+    class _Capture:
+        def __init__(self, opt: "KFAC") -> None:
+            self.opt = opt
+
+        def __enter__(self) -> None:
+            self.opt._capture_now = True
+
+        def __exit__(self, *exc: Any) -> None:
+            self.opt._capture_now = False
+
+    def capture(self) -> "KFAC._Capture":
+        """Context manager: record layer inputs in this forward pass whatever the step."""
+        return KFAC._Capture(self)
+
+    def backward(self, output: torch.Tensor, target: torch.Tensor,
+                 inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Factor statistics when due (from this forward), then the mean loss's backward.
+        ``inputs`` (the model's input) is needed by rescale=quadratic. Returns the loss."""
+        if any(l.a is not None for l in self.layers) and (self.stats_due or self._capture_now):
+            self.update_stats(output, target)
+        loss = mean_loss(self.likelihood, output, target)
+        loss.backward()
+        self._batch = (inputs, target, loss.detach())
+        return loss.detach()
+
+    # -- inverses ------------------------------------------------------------------------
+    def _decompose(self) -> str | None:
+        """Eigendecompositions of every factor. Returns an error line, or None."""
+        for layer in self.layers:
+            if layer.fresh:
+                continue
+            try:
+                if not (torch.isfinite(layer.A).all() and torch.isfinite(layer.G).all()):
+                    layer.fresh = True
+                    return f"non-finite factors in layer {layer.name}"
+                dA, QA = torch.linalg.eigh(layer.A.to(self.eigh_dtype))
+                dG, QG = torch.linalg.eigh(layer.G.to(self.eigh_dtype))
+            except RuntimeError as exc:  # torch.linalg.LinAlgError is a RuntimeError
+                layer.fresh = True
+                return f"eigendecomposition failed in layer {layer.name}: {str(exc).splitlines()[0]}"
+            layer.eig = (dA.clamp(min=0), QA, dG.clamp(min=0), QG)
+        self._inv_damping = None
+        return None
+
+    def _build_inverses(self) -> None:
+        """A_λ⁻¹, G_λ⁻¹ from the eigendecompositions and the current λ (π split)."""
+        lam = self.damping
+        sq = math.sqrt(lam)
+        for layer in self.layers:
+            if layer.eig is None:
+                continue
+            dA, QA, dG, QG = layer.eig
+            ta = float(dA.sum()) / dA.numel()
+            tg = float(dG.sum()) / dG.numel()
+            layer.pi = math.sqrt(ta / tg) if ta > 0 and tg > 0 else 1.0
+            dt = layer.A.dtype
+            layer.A_inv = ((QA / (dA + layer.pi * sq)) @ QA.t()).to(dt)
+            layer.G_inv = ((QG / (dG + sq / layer.pi)) @ QG.t()).to(dt)
+        self._inv_damping = lam
+        self._groups = self._shape_groups()
+
+    def _shape_groups(self) -> list[tuple[list[_Layer], torch.Tensor | None, torch.Tensor | None]]:
+        """Layers with inverses grouped by shape, with stacked inverses for batched bmm."""
+        groups: dict[tuple[int, int], list[_Layer]] = {}
+        for layer in self.layers:
+            if layer.A_inv is not None:
+                key = (layer.d_out, layer.d_in) if self.batched else (id(layer), 0)
+                groups.setdefault(key, []).append(layer)
+        out = []
+        for members in groups.values():
+            if len(members) > 1:
+                out.append((members, torch.stack([l.G_inv for l in members]),
+                            torch.stack([l.A_inv for l in members])))
+            else:
+                out.append((members, None, None))
+        return out
+
+    def precondition(self, weight_decay: float = 0.0) -> tuple[list[tuple[_Layer, torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """[(layer, ∇W, V)] and Σ⟨V, ∇W⟩ over layers (a 0-d tensor, no host sync)."""
+        results = []
+        dots = []
+        for members, g_stack, a_stack in self._groups:
+            if g_stack is None:
+                layer = members[0]
+                x = layer.grad_matrix(weight_decay)
+                v = layer.G_inv @ x @ layer.A_inv
+                results.append((layer, x, v))
+                dots.append((v * x).sum())
+            else:
+                xs = torch.stack([l.grad_matrix(weight_decay) for l in members])
+                vs = torch.bmm(torch.bmm(g_stack, xs), a_stack)
+                dots.append((vs * xs).sum())
+                results.extend((l, xs[i], vs[i]) for i, l in enumerate(members))
+        total = torch.stack(dots).sum() if dots else torch.zeros(())
+        return results, total
+
+    # -- the step ------------------------------------------------------------------------
+    def _skip(self, why: str) -> None:
+        self.skipped += 1
+        old = self.damping
+        self.damping = old * self.damping_raise
+        self.events.append(f"step {self.steps}: {why}; step skipped, damping {old:.3g} -> {self.damping:.3g}")
+        self.steps += 1
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._check_group()
+        g = self.group
+        if self.steps % int(g["t_inv"]) == 0 or self._need_inverse:
+            err = self._decompose()
+            if err is not None:
+                self._need_inverse = True
+                self._skip(err)
+                return loss
+            self._need_inverse = any(l.eig is None for l in self.layers)
+        if self._inv_damping != self.damping:
+            self._build_inverses()
+        if any(l.A_inv is None for l in self.layers):
+            # no statistics yet (a caller that skipped update_stats): plain gradient step
+            self._need_inverse = True
+        results, vg = self.precondition(g["weight_decay"] if g["rescale"] == "quadratic" else 0.0)
+        handled = {id(l) for l, _, _ in results}
+        plain = [p for l in self.layers if id(l) not in handled for p in l.params] + self.other_params
+        plain = [p for p in plain if p.grad is not None]
+        if plain:
+            vg = vg + sum((p.grad.float() * p.grad.float()).sum() for p in plain)
+        vg_host = float(vg)
+        if not math.isfinite(vg_host):
+            self._skip("non-finite update")
+            return loss
+        updates: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for layer, _, v in results:
+            updates.extend(zip(layer.params, layer.split(v)))
+        updates.extend((p, p.grad) for p in plain)
+        if g["rescale"] == "quadratic":
+            ok = self._quadratic_step(updates, results, plain)
+            if not ok:
+                return loss
+        else:
+            self._sgd_step(updates, vg_host)
+        self.steps += 1
+        return loss
+
+    def _sgd_step(self, updates: list[tuple[torch.Tensor, torch.Tensor]], vg: float) -> None:
+        g = self.group
+        lr, mom, wd, kl_clip = g["lr"], g["momentum"], g["weight_decay"], g["kl_clip"]
+        nu = 1.0
+        if g["rescale"] == "kl_clip" and kl_clip > 0 and vg > 0:
+            nu = min(1.0, math.sqrt(kl_clip / (lr * lr * vg)))
+        self.last_kl = lr * lr * nu * nu * vg
+        params = [p for p, _ in updates]
+        d = torch._foreach_mul([u for _, u in updates], nu)
+        if wd:
+            torch._foreach_add_(d, params, alpha=wd)
+        if mom:
+            bufs = [self.state[p].get("momentum_buffer") for p in params]
+            if any(b is None for b in bufs):
+                for p, di in zip(params, d):
+                    self.state[p]["momentum_buffer"] = di.clone()
+            else:
+                torch._foreach_mul_(bufs, mom)
+                torch._foreach_add_(bufs, d)
+            d = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_add_(params, d, alpha=-lr)
+
+    # -- Martens & Grosse: exact quadratic model ---------------------------------------
+    def _jvp(self, inputs: torch.Tensor, tangents: list[torch.Tensor],
+             params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(x), J v) for the model at its current parameters."""
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        by_id = {id(p): t for p, t in zip(params, tangents)}
+        plist = [p for p in self.model.parameters() if p.requires_grad]
+        tans = tuple(by_id.get(id(p), torch.zeros_like(p)) for p in plist)
+
+        def f(*ps: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.model, dict(zip(names, ps)), (inputs,))
+
+        self._jvp_active = True
+        try:
+            with torch.enable_grad():
+                out, jv = torch.func.jvp(f, tuple(p.detach() for p in plist), tans)
+        finally:
+            self._jvp_active = False
+        return out.detach(), jv.detach()
+
+    def _quadratic_step(self, updates: list[tuple[torch.Tensor, torch.Tensor]],
+                        results: list, plain: list[torch.Tensor]) -> bool:
+        g = self.group
+        if self._batch is None or self._batch[0] is None:
+            raise RuntimeError("rescale=quadratic needs opt.backward(output, target, inputs=x)")
+        inputs, target, loss0 = self._batch
+        params = [p for p, _ in updates]
+        grads = [layer_grad for layer, x, _ in results for layer_grad in layer.split(x)]
+        wd = g["weight_decay"]
+        grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
+        delta = [-u for _, u in updates]                                  # Δ = -V
+        prev = self._delta_prev if self._delta_prev is not None and \
+            len(self._delta_prev) == len(delta) else None
+        out, j_delta = self._jvp(inputs, delta, params)
+        n = out.shape[0]
+        scale = 1.0 / (n * output_elements(self.likelihood, out))
+        lam = self.damping + wd
+
+        def dot(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> torch.Tensor:
+            return sum((a * b).sum() for a, b in zip(xs, ys))
+
+        c11 = scale * output_hessian_product(self.likelihood, out, j_delta, j_delta) + lam * dot(delta, delta)
+        b1 = dot(grads, delta)
+        if prev is not None:
+            _, j_prev = self._jvp(inputs, prev, params)
+            c12 = scale * output_hessian_product(self.likelihood, out, j_delta, j_prev) + lam * dot(delta, prev)
+            c22 = scale * output_hessian_product(self.likelihood, out, j_prev, j_prev) + lam * dot(prev, prev)
+            b2 = dot(grads, prev)
+            C = torch.stack([torch.stack([c11, c12]), torch.stack([c12, c22])]).double()
+            b = torch.stack([b1, b2]).double()
+            try:
+                sol = -torch.linalg.solve(C, b)
+            except RuntimeError:
+                sol = torch.stack([-b[0] / C[0, 0], torch.zeros((), dtype=C.dtype)])
+            alpha, mu = float(sol[0]), float(sol[1])
+            if not (math.isfinite(alpha) and math.isfinite(mu)):
+                alpha, mu = float(-b[0] / C[0, 0]), 0.0
+        else:
+            alpha, mu = float(-b1 / c11), 0.0
+            b = torch.stack([b1, torch.zeros_like(b1)]).double()
+        if not (math.isfinite(alpha) and math.isfinite(mu)):
+            self._skip("non-finite quadratic-model step")
+            return False
+        step = [alpha * d for d in delta]
+        if prev is not None and mu != 0.0:
+            step = [s + mu * q for s, q in zip(step, prev)]
+        model_reduction = 0.5 * (alpha * float(b[0]) + mu * float(b[1]))  # M(δ) at the optimum
+        # δᵀFδ (exact Fisher on the batch), the kl convention of kl_clip
+        fd = alpha * alpha * float(c11 - lam * dot(delta, delta))
+        if prev is not None and mu != 0.0:
+            _, j_step = self._jvp(inputs, step, params)
+            fd = float(scale * output_hessian_product(self.likelihood, out, j_step, j_step))
+        self.last_kl, self.last_alpha, self.last_mu = fd, alpha, mu
+        torch._foreach_add_(params, step)
+        self._delta_prev = [s.detach().clone() for s in step]
+        if g["adaptive_damping"] and (self.steps + 1) % int(g["t_damping"]) == 0 and model_reduction < 0:
+            with torch.no_grad():
+                self._jvp_active = True
+                try:
+                    new_loss = mean_loss(self.likelihood, self.model(inputs), target)
+                finally:
+                    self._jvp_active = False
+            if wd:
+                # the regulariser's change, so ρ compares like with like
+                new_loss = new_loss + 0.5 * wd * (dot(params, params) - dot([p - s for p, s in zip(params, step)],
+                                                                              [p - s for p, s in zip(params, step)]))
+            rho = float(new_loss - loss0) / model_reduction
+            self.last_rho = rho
+            omega = (19.0 / 20.0) ** int(g["t_damping"])
+            if not math.isfinite(rho) or rho < 0.25:
+                self.damping = self.damping / omega
+            elif rho > 0.75:
+                self.damping = self.damping * omega
+        return True
+
+    # -- diagnostics ---------------------------------------------------------------------
+    def condition_numbers(self, index: int) -> tuple[float, float]:
+        """cond(A_λ), cond(G_λ) of layer ``index`` with the current damping (nan before
+        the first decomposition)."""
+        layer = self.layers[index]
+        if layer.eig is None:
+            return float("nan"), float("nan")
+        dA, _, dG, _ = layer.eig
+        sq = math.sqrt(self.damping)
+        a = (dA + layer.pi * sq)
+        gg = (dG + sq / layer.pi)
+        return float(a.max() / a.min()), float(gg.max() / gg.min())
+
+    def g_spectrum(self, index: int) -> torch.Tensor | None:
+        """Eigenvalues of G (undamped) of layer ``index`` from the last decomposition."""
+        layer = self.layers[index]
+        return None if layer.eig is None else layer.eig[2]
+
+    def drain_events(self) -> list[str]:
+        ev, self.events = self.events, []
+        return ev
+
+
+def kfac_layers(model: nn.Module) -> Iterable[str]:
+    """Names of the modules K-FAC preconditions in ``model``."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1):
+            yield name
