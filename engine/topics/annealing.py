@@ -329,8 +329,8 @@ class AnnealingTopic(Topic):
                     self.step(state, p)
 
             plain(), anneal()  # warm up
-            t_plain = _best_time(plain, device)
-            t_anneal = _best_time(anneal, device)
+            t_plain = best_time(plain, device)
+            t_anneal = best_time(anneal, device)
             updates = r * L * L * sweeps
             rate = updates / t_anneal / 1e9
             base = updates / t_plain / 1e9
@@ -341,7 +341,8 @@ class AnnealingTopic(Topic):
                    "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
 
 
-def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
+def best_time(fn, device: torch.device, repeats: int = 3) -> float:
+    """Best wall time of ``repeats`` calls of ``fn`` (synchronising CUDA around each)."""
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":

@@ -1,0 +1,328 @@
+"""Simulated tempering of the 2D Ising model, with weights learned online.
+
+The inverse temperature is a random variable on a ladder beta_0 < ... < beta_{K-1}
+(``rungs`` = K, ``spacing`` linear or geometric between ``beta_min`` and ``beta_max``):
+
+    P(s, k)  proportional to  exp(-beta_k E(s) + g_k).
+
+With g_k = -ln Z(beta_k) + const the marginal P(k) is uniform. ``replicas`` independent
+chains run in one batch, each carrying its rung k. One step, for all chains at once:
+
+    1. a sweep of every chain at its own beta_k (a per-replica beta tensor, one launch);
+    2. E(s) measured; after ``burn_in`` sweeps it is added to the running mean energy of
+       the chain's rung (conditional on k, s is Boltzmann at beta_k whatever g is, so these
+       means are unbiased once equilibrated);
+    3. when ``learn_weights`` is on, g is recomputed by the trapezoid rule
+           g_0 = 0,  g_{k+1} = g_k + (<E>_{k+1} + <E>_k) (beta_{k+1} - beta_k) / 2
+       (d(-ln Z)/d beta = <E>); rungs not yet measured borrow the nearest measured mean;
+    4. a rung move: k' = k +- 1 (1/2 each; off the ladder = rejected), accepted with
+       min(1, exp(-(beta_k' - beta_k) E + g_k' - g_k)); a NaN log ratio is a rejection.
+
+During the ``burn_in`` sweeps the chains stay on their starting rungs, spread evenly over
+the ladder (chain r on rung r mod K), so every rung is measured as soon as learning starts.
+Rung moves are counted per edge (k, k+1) for the acceptance bars; the rung histogram counts
+each chain's rung after every step since rung moves began. Toggling ``learn_weights``
+restarts the histogram and the acceptance counts (freeze the weights, then watch it flatten).
+
+Exact reference (ferromagnet): g_exact_k = -ln Z(beta_k) + ln Z(beta_0) (Kaufman), shifted
+to agree with the learned g at the first rung. Units: J = 1, h = 0, natural log.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..kernels import checkerboard
+from ..params import Param, ParamError
+from ..topic import Frame, Topic, View, finite_or_none
+from .annealing import MODELS, best_time, exact_log_z, model_couplings
+
+SPACINGS = ("linear", "geometric")
+
+
+def _even(value: int) -> None:
+    if value % 2:
+        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
+
+
+def beta_ladder(spacing: str, beta_min: float, beta_max: float, rungs: int) -> np.ndarray:
+    """beta_0 = beta_min < ... < beta_{K-1} = beta_max, linear or geometric, float64."""
+    if spacing == "linear":
+        betas = np.linspace(beta_min, beta_max, rungs)
+    elif spacing == "geometric":
+        betas = beta_min * (beta_max / beta_min) ** (np.arange(rungs) / (rungs - 1))
+    else:
+        raise ParamError(f"spacing must be one of {'|'.join(SPACINGS)}, got {spacing!r}")
+    betas[0], betas[-1] = beta_min, beta_max
+    return betas
+
+
+def fill_unmeasured(mean: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+    """Rungs with no measurement take the nearest measured rung's value (the lower one on a
+    tie); all-unmeasured gives zeros. On the device, no host sync. (K,) -> (K,)."""
+    k = mean.numel()
+    idx = torch.arange(k, device=mean.device)
+    below = torch.where(measured, idx, torch.full_like(idx, -1)).cummax(0).values
+    above = torch.where(measured, idx, torch.full_like(idx, k)).flip(0).cummin(0).values.flip(0)
+    has_below, has_above = below >= 0, above < k
+    use_below = has_below & (~has_above | (idx - below <= above - idx))
+    src = torch.where(use_below, below, above).clamp(0, k - 1)
+    filled = mean[src]
+    return torch.where(has_below | has_above, filled, torch.zeros_like(mean))
+
+
+def trapezoid_weights(betas: torch.Tensor, mean_energy: torch.Tensor) -> torch.Tensor:
+    """g_0 = 0, g_{k+1} = g_k + (<E>_{k+1} + <E>_k)(beta_{k+1} - beta_k) / 2. float64 (K,)."""
+    steps = 0.5 * (mean_energy[1:] + mean_energy[:-1]) * (betas[1:] - betas[:-1])
+    return torch.cat([torch.zeros(1, dtype=steps.dtype, device=steps.device), torch.cumsum(steps, 0)])
+
+
+@dataclass
+class TemperState:
+    spins: torch.Tensor             # int8 (R, L, L)
+    couplings: torch.Tensor | None
+    betas: torch.Tensor             # float64 (K,) the ladder, on the device
+    betas32: torch.Tensor           # float32 (K,) for the sweep kernel
+    rung: torch.Tensor              # int64 (R,) each chain's rung k
+    g: torch.Tensor                 # float64 (K,) weights
+    energy: torch.Tensor            # float32 (R,) E(s) after the last sweep
+    energy_sum: torch.Tensor        # float64 (K,) sum of E measured at each rung (after burn-in)
+    energy_count: torch.Tensor      # float64 (K,)
+    visits: torch.Tensor            # float64 (K,) rung histogram
+    attempts: torch.Tensor          # float64 (K-1,) rung moves proposed across edge (k, k+1)
+    accepts: torch.Tensor           # float64 (K-1,)
+    end_seen: torch.Tensor          # int8 (R,): 0 none, -1 last end was the bottom, +1 the top
+    round_trips: torch.Tensor       # int64 () bottom -> top -> bottom trips completed
+    generator: torch.Generator
+    seed: int
+    g_exact: list[float] | None
+    t: int = 0
+    counter: int = 0
+    notes: list[str] = field(default_factory=list)
+    warned_nonfinite: bool = False
+
+
+class TemperingTopic(Topic):
+    name = "tempering"
+    title = "Tempering"
+    order = 21
+    summary = "simulated tempering on a beta ladder, weights g_k learned by the trapezoid rule"
+    finite = False
+    step_unit = "sweep + rung move"
+
+    params = (
+        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
+              help="ferromagnet (exact -ln Z from Kaufman) or 2D +-J Edwards-Anderson spin glass"),
+        Param("L", "int", 8, lo=4, hi=1024, step=2, live=False, check=_even,
+              help="lattice side (periodic L x L torus, even)"),
+        Param("replicas", "int", 64, lo=1, hi=1 << 20, log=True, live=False,
+              help="independent tempering chains, one batch"),
+        Param("beta_min", "float", 0.2, lo=1e-3, hi=10.0, step=0.05, live=False,
+              help="lowest rung's inverse temperature"),
+        Param("beta_max", "float", 0.6, lo=1e-3, hi=10.0, step=0.05, live=False,
+              help="highest rung's inverse temperature"),
+        Param("rungs", "int", 16, lo=2, hi=256, live=False, help="number of rungs K on the ladder"),
+        Param("spacing", "choice", "linear", choices=SPACINGS, live=False,
+              help="rungs evenly spaced in beta (linear) or in ln beta (geometric)"),
+        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
+              help="single-spin moves at fixed beta: metropolis or gibbs (heat bath)"),
+        Param("learn_weights", "bool", True,
+              help="update g from the rungs' mean energies; off freezes g (restarts the histogram)"),
+        Param("burn_in", "int", 200, lo=0, hi=10_000_000, log=True, live=False,
+              help="sweeps at fixed rungs before rung moves and energy averaging begin"),
+        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
+              help="seed of the spin glass's +-J bonds"),
+    )
+
+    views = (
+        View("bars", "rungs visited (flat when g is right)", source="rung_bars"),
+        View("plot", "g learned vs -ln Z exact", source="g_plot"),
+        View("bars", "rung move acceptance per edge", source="acceptance_bars"),
+        View("trace", "chain 0 rung", series=("chain0_rung",), options={"ylabel": "k"}),
+    )
+
+    def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
+        if p["beta_max"] <= p["beta_min"]:
+            raise ParamError(f"beta_max must be > beta_min ({p['beta_min']:g}), got {p['beta_max']:g}")
+        return p
+
+    # -- the contract ------------------------------------------------------------------
+    def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> TemperState:
+        L, r, k = int(p["L"]), int(p["replicas"]), int(p["rungs"])
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        spins = torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1
+        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
+        ladder = beta_ladder(p["spacing"], float(p["beta_min"]), float(p["beta_max"]), k)
+        betas = torch.tensor(ladder, dtype=torch.float64, device=device)
+        energy, _ = checkerboard.measure(spins, couplings)
+        g_exact = None
+        if p["model"] == "ferromagnet":
+            log_z = [exact_log_z("ferromagnet", L, float(b)) for b in ladder]
+            if all(v is not None for v in log_z):
+                g_exact = [-(v - log_z[0]) for v in log_z]
+        zeros = lambda n: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
+        state = TemperState(
+            spins=spins, couplings=couplings, betas=betas, betas32=betas.to(torch.float32),
+            rung=torch.arange(r, device=device) % k, g=zeros(k), energy=energy,
+            energy_sum=zeros(k), energy_count=zeros(k), visits=zeros(k),
+            attempts=zeros(k - 1), accepts=zeros(k - 1),
+            end_seen=torch.zeros(r, dtype=torch.int8, device=device),
+            round_trips=torch.zeros((), dtype=torch.int64, device=device),
+            generator=gen, seed=int(seed), g_exact=g_exact,
+        )
+        if r < k:
+            state.notes.append(f"{r} chains for {k} rungs: unvisited rungs borrow their "
+                               "neighbours' mean energy until a chain reaches them")
+        return state
+
+    def step(self, state: TemperState, p: Mapping[str, Any]) -> None:
+        k = state.betas.numel()
+        # 1. a sweep of every chain at its own beta_k
+        beta_r = state.betas32[state.rung]
+        checkerboard.sweep(state.spins, beta_r, 0.0, p["method"], state.seed, state.counter,
+                           state.couplings, state.generator)
+        state.counter += 2
+        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        state.t += 1
+        if state.t <= int(p["burn_in"]):
+            return
+        # 2. running mean energy at each rung
+        e = state.energy.double()
+        state.energy_sum.index_add_(0, state.rung, e)
+        state.energy_count.index_add_(0, state.rung, torch.ones_like(e))
+        # 3. weights by the trapezoid rule
+        if p["learn_weights"]:
+            measured = state.energy_count > 0
+            mean = state.energy_sum / state.energy_count.clamp(min=1.0)
+            state.g = trapezoid_weights(state.betas, fill_unmeasured(mean, measured))
+        # 4. rung moves k -> k +- 1
+        u = torch.rand((2,) + state.rung.shape, device=state.rung.device, generator=state.generator,
+                       dtype=torch.float64)
+        proposal = state.rung + torch.where(u[0] < 0.5, -1, 1)
+        on_ladder = (proposal >= 0) & (proposal < k)
+        target = proposal.clamp(0, k - 1)
+        log_ratio = -(state.betas[target] - state.betas[state.rung]) * e + state.g[target] - state.g[state.rung]
+        log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
+        accept = on_ladder & (torch.log(u[1]) < log_ratio)
+        edge = torch.minimum(state.rung, target).clamp(max=max(k - 2, 0))
+        if k > 1:
+            state.attempts.index_add_(0, edge, on_ladder.double())
+            state.accepts.index_add_(0, edge, accept.double())
+        state.rung = torch.where(accept, target, state.rung)
+        state.visits.index_add_(0, state.rung, torch.ones_like(e))
+        # round trips: bottom -> top -> bottom
+        at_bottom, at_top = state.rung == 0, state.rung == k - 1
+        state.round_trips += (at_bottom & (state.end_seen == 1)).sum()
+        state.end_seen = torch.where(at_bottom, -1, torch.where(at_top, 1, state.end_seen)).to(torch.int8)
+
+    def on_edit(self, state: TemperState, p: Mapping[str, Any], changed: Sequence[str]) -> None:
+        if "learn_weights" in changed:
+            state.visits.zero_()
+            state.attempts.zero_()
+            state.accepts.zero_()
+            state.notes.append("learn_weights " + ("on" if p["learn_weights"] else "off: g frozen")
+                               + "; rung histogram and acceptance restarted")
+
+    def work_per_step(self, state: TemperState, p: Mapping[str, Any]) -> float:
+        return float(state.spins.numel())
+
+    def work_unit(self) -> str:
+        return "spin updates"
+
+    def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
+        L = state.spins.shape[-1]
+        n = L * L
+        frame = Frame()
+        frame.notes.extend(state.notes)
+        state.notes.clear()
+        betas = state.betas.tolist()
+        g = state.g.tolist()
+        visits = state.visits.tolist()
+        attempts, accepts = state.attempts.tolist(), state.accepts.tolist()
+        counts = state.energy_count.tolist()
+        sums = state.energy_sum.tolist()
+        mean_energy = [s / c / n if c > 0 else None for s, c in zip(sums, counts)]
+        acceptance = [a / t if t > 0 else None for a, t in zip(accepts, attempts)]
+        rung0 = int(state.rung[0].item())
+
+        nonfinite = sum(1 for x in g if not math.isfinite(x))
+        if nonfinite and not state.warned_nonfinite:
+            state.warned_nonfinite = True
+            frame.notes.append(f"{nonfinite} weights g_k are not finite at sweep {state.t}")
+
+        total = sum(visits)
+        flatness = None
+        if total > 0:
+            frac = [v / total for v in visits]
+            flatness = min(frac) / max(frac) if max(frac) > 0 else None
+        g_error = None
+        if state.g_exact is not None and state.t > int(p["burn_in"]) and nonfinite == 0:
+            g_error = max(abs(a - b) for a, b in zip(g, state.g_exact))
+        tot_att = sum(attempts)
+        frame.scalars = {
+            "sweep": state.t,
+            "chain0_rung": rung0,
+            "chain0_beta": betas[rung0],
+            "chain0_energy_per_spin": float(state.energy[0].item()) / n,
+            "rung_acceptance_rate": (sum(accepts) / tot_att) if tot_att > 0 else None,
+            "rung_flatness": flatness,
+            "g_max_error": g_error,
+            "round_trips": int(state.round_trips.item()),
+            "nonfinite_weights": nonfinite,
+        }
+        frame.arrays = {
+            "betas": betas,
+            "g": [finite_or_none(x) for x in g],
+            "g_exact": state.g_exact,
+            "rung_histogram": [int(v) for v in visits],
+            "rung_acceptance": acceptance,
+            "mean_energy_per_spin": mean_energy,
+        }
+        labels = [f"{b:.3g}" for b in betas]
+        frame.views["rung_bars"] = {"labels": labels, "values": [int(v) for v in visits]}
+        series = {"g learned": [finite_or_none(x) for x in g]}
+        if state.g_exact is not None:
+            series["-ln Z exact (shifted)"] = state.g_exact
+        frame.views["g_plot"] = {"x": betas, "series": series, "xlabel": "beta", "ylabel": "g"}
+        frame.views["acceptance_bars"] = {
+            "labels": [f"{labels[i]}-{labels[i + 1]}" for i in range(len(acceptance))],
+            "values": [a if a is not None else 0.0 for a in acceptance]}
+        return frame
+
+    # -- benchmark ---------------------------------------------------------------------
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Tempering steps (per-replica-beta sweep + energy + weights + rung move) against
+        the plain Ising sweep at one fixed beta on the same batch, in the same run."""
+        cases = [(16, 64, 5)] if quick else [(16, 4096, 30), (64, 256, 30), (128, 64, 30)]
+        for L, r, sweeps in cases:
+            p = self.resolve({"L": L, "replicas": r, "burn_in": 0})
+            state = self.init(p, device, seed=1)
+            spins = state.spins.clone()
+            gen = torch.Generator(device=device).manual_seed(2)
+
+            def plain() -> None:
+                for i in range(sweeps):
+                    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
+
+            def temper() -> None:
+                for _ in range(sweeps):
+                    self.step(state, p)
+
+            plain(), temper()
+            t_plain = best_time(plain, device)
+            t_temper = best_time(temper, device)
+            updates = r * L * L * sweeps
+            rate, base = updates / t_temper / 1e9, updates / t_plain / 1e9
+            yield {"case": f"L={L} R={r} K={p['rungs']} metropolis", "value": round(rate, 4),
+                   "unit": "flips/ns", "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
+                   "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
+                   "replica_sweeps_per_s": round(r * sweeps / t_temper, 1),
+                   "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
+
+
+TOPIC = TemperingTopic()
