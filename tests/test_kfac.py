@@ -1,0 +1,326 @@
+"""K-FAC optimizer: factors against exact Fishers, the preconditioned update against an
+explicit Kronecker solve, true vs empirical Fisher, the quadratic-model rescale, failures."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mletui.engine.kfac import KFAC, mean_loss, nll_sum, output_hessian_product
+
+
+def _score_matrix(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """Per-label scores ∇_θ log p(y|x) of a softmax Linear layer for one example, as rows
+    (C, out*(in+1)) in row-major order of [W | b] (torch.func per-example Jacobians)."""
+    def log_probs(w, b):
+        return torch.log_softmax(x @ w.t() + b, dim=-1)
+
+    jw, jb = torch.func.jacrev(log_probs, argnums=(0, 1))(layer.weight.detach(), layer.bias.detach())
+    c = jw.shape[0]
+    return torch.cat([jw, jb.unsqueeze(-1)], dim=-1).reshape(c, -1)
+
+
+def _layer_opt(layer, **kw):
+    kw.setdefault("eigh_dtype", torch.float64)
+    return KFAC(layer, likelihood="categorical", **kw)
+
+
+def test_kfac_block_equals_exact_fisher_block_for_one_example():
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 4).double()
+    x = torch.randn(3, dtype=torch.float64)
+    # exact Fisher of the layer at x: E_{y~p}[s_y s_yᵀ] from torch.func Jacobians
+    scores = _score_matrix(layer, x)
+    probs = torch.softmax(layer(x), -1).detach()
+    fisher = (scores.t() * probs) @ scores
+    # K-FAC: A from the captured input, G from the optimizer's statistics for each label,
+    # the expectation over labels taken exactly (stat_decay=0 makes each update fresh)
+    opt = _layer_opt(layer, stat_decay=0.0, fisher="empirical")
+    kfac_block = torch.zeros_like(fisher)
+    for y in range(4):
+        with opt.capture():
+            out = layer(x[None])
+        opt.update_stats(out, torch.tensor([y]))
+        A, G = opt.layers[0].A, opt.layers[0].G
+        kfac_block += probs[y] * torch.kron(G, A)
+    torch.testing.assert_close(kfac_block, fisher, rtol=1e-10, atol=1e-12)
+    # and the order matters: A ⊗ G is a different matrix
+    assert not torch.allclose(torch.kron(A, G), torch.kron(G, A))
+
+
+def _damped(A, G, lam):
+    pi = math.sqrt((torch.trace(A) / A.shape[0]) / (torch.trace(G) / G.shape[0]))
+    eye_a, eye_g = torch.eye(A.shape[0], dtype=A.dtype), torch.eye(G.shape[0], dtype=G.dtype)
+    return A + pi * math.sqrt(lam) * eye_a, G + math.sqrt(lam) / pi * eye_g
+
+
+def test_update_equals_inverse_kron_of_pi_split_factors_times_row_major_grad():
+    torch.manual_seed(1)
+    layer = nn.Linear(3, 2).double()
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 2, (5,))
+    lam, lr = 0.05, 0.1
+    opt = _layer_opt(layer, lr=lr, momentum=0.0, damping=lam, rescale="none", fisher="empirical")
+    w0 = torch.cat([layer.weight.detach(), layer.bias.detach()[:, None]], 1).clone()
+    opt.zero_grad()
+    out = layer(x)
+    opt.backward(out, y, inputs=x)
+    grad = torch.cat([layer.weight.grad, layer.bias.grad[:, None]], 1).clone()
+    A, G = opt.layers[0].A.clone(), opt.layers[0].G.clone()
+    opt.step()
+    A_l, G_l = _damped(A, G, lam)
+    vec_v = torch.linalg.solve(torch.kron(G_l, A_l), grad.reshape(-1))   # row-major vec
+    w1 = torch.cat([layer.weight.detach(), layer.bias.detach()[:, None]], 1)
+    torch.testing.assert_close(w1, w0 - lr * vec_v.reshape(2, 4), rtol=1e-9, atol=1e-12)
+    # the split damping is not (A ⊗ G + λ I): that gives a different update
+    wrong = torch.linalg.solve(torch.kron(G, A) + lam * torch.eye(8, dtype=torch.float64), grad.reshape(-1))
+    assert (wrong - vec_v).abs().max() > 1e-3
+
+
+def test_batched_preconditioning_matches_per_layer():
+    def make():
+        torch.manual_seed(2)
+        return nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 3))
+
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    finals = []
+    for batched in (True, False):
+        model = make()
+        opt = KFAC(model, likelihood="categorical", lr=0.05, batched=batched,
+                   generator=torch.Generator().manual_seed(0))
+        for _ in range(3):
+            opt.zero_grad()
+            opt.backward(model(x), y, inputs=x)
+            opt.step()
+        if batched:
+            assert any(len(members) == 2 for members, _, _ in opt._groups)
+        finals.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    torch.testing.assert_close(finals[0], finals[1], rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_label_fisher_converges_to_exact_model_fisher_and_empirical_does_not():
+    torch.manual_seed(3)
+    layer = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        layer.weight.mul_(3.0)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    probs = torch.softmax(layer(x), -1).detach()
+    # exact model Fisher's G: the expectation over all labels, E_n[diag(p) - p pᵀ]
+    G_exact = torch.stack([torch.diag(p) - torch.outer(p, p) for p in probs]).mean(0)
+    y_obs = probs.argmin(-1)               # observed labels the model finds unlikely
+
+    def estimate(fisher, copies, seed):
+        opt = _layer_opt(layer, fisher=fisher, stat_decay=0.0, generator=torch.Generator().manual_seed(seed))
+        xs = x.repeat(copies, 1)           # the same examples, one sampled label per copy
+        with opt.capture():
+            out = layer(xs)
+        opt.update_stats(out, y_obs.repeat(copies))
+        return opt.layers[0].G.clone()
+
+    err = {m: (estimate("true", m, 7) - G_exact).norm() / G_exact.norm() for m in (10, 10000)}
+    assert err[10000] < 0.03
+    assert err[10000] < err[10] / 5
+    G_emp = estimate("empirical", 10000, 7)
+    assert (G_emp - G_exact).norm() / G_exact.norm() > 1.0   # a different matrix, not an estimate
+    # empirical with more copies stays where it is: no convergence to the Fisher
+    torch.testing.assert_close(G_emp, estimate("empirical", 10, 7))
+
+
+def test_conv2d_whole_image_kernel_has_the_factors_of_the_equivalent_linear_layer():
+    torch.manual_seed(4)
+    conv = nn.Conv2d(2, 3, kernel_size=3).double()
+    lin = nn.Linear(18, 3).double()
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(3, -1))
+        lin.bias.copy_(conv.bias)
+    x = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,))
+    factors = []
+    for model, inp in ((nn.Sequential(conv, nn.Flatten()), x), (lin, x.reshape(6, -1))):
+        opt = KFAC(model, likelihood="categorical", fisher="empirical", stat_decay=0.0)
+        with opt.capture():
+            out = model(inp)
+        opt.update_stats(out, y)
+        factors.append((opt.layers[0].A, opt.layers[0].G))
+    torch.testing.assert_close(factors[0][0], factors[1][0])
+    torch.testing.assert_close(factors[0][1], factors[1][1])
+
+
+def test_conv2d_patches_factor_is_the_mean_of_unfolded_patches():
+    torch.manual_seed(5)
+    conv = nn.Conv2d(2, 4, kernel_size=3, padding=1, stride=2).double()
+    model = nn.Sequential(conv, nn.Flatten(), nn.LazyLinear(3)).double()
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    model(x)
+    opt = KFAC(model, likelihood="categorical", fisher="empirical", stat_decay=0.0)
+    with opt.capture():
+        out = model(x)
+    opt.update_stats(out, torch.tensor([0, 1, 2, 0]))
+    patches = torch.nn.functional.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 18)
+    patches = torch.cat([patches, torch.ones(patches.shape[0], 1, dtype=torch.float64)], 1)
+    torch.testing.assert_close(opt.layers[0].A, patches.t() @ patches / patches.shape[0])
+
+
+def test_kl_clip_scales_the_update_to_the_kl_budget():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    lr, kl_clip = 1.0, 1e-6
+    opt = KFAC(model, likelihood="categorical", lr=lr, momentum=0.0, kl_clip=kl_clip,
+               fisher="empirical", eigh_dtype=torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.step()
+    _, vg = opt.precondition()
+    nu = math.sqrt(kl_clip / (lr * lr * float(vg)))
+    assert nu < 1
+    assert opt.last_kl == pytest.approx(kl_clip, rel=1e-9)
+    # the parameter change is -lr ν V layer by layer
+    results, _ = opt.precondition()
+    expected = [-lr * nu * t for layer, _, v in results for t in layer.split(v)]
+    for p, b, e in zip(model.parameters(), before, expected):
+        torch.testing.assert_close(p.detach() - b, e)
+
+
+def _flat_fisher(model, x, likelihood):
+    """Exact Fisher (= GGN) of the mean loss on the batch, from the full Jacobian."""
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach() for p in model.parameters())
+
+    def f(*ps):
+        return torch.func.functional_call(model, dict(zip(names, ps)), (x,))
+
+    jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
+    out = f(*params)
+    n, k = out.shape
+    J = torch.cat([j.reshape(n, k, -1) for j in jac], dim=2)        # (N, K, P)
+    if likelihood == "categorical":
+        p = torch.softmax(out, -1)
+        H = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        d = 1
+    else:
+        H = torch.eye(k, dtype=out.dtype).expand(n, k, k)
+        d = k
+    return torch.einsum("nkp,nkl,nlq->pq", J, H, J) / (n * d)
+
+
+def test_quadratic_rescale_minimises_the_exact_quadratic_model_over_alpha_mu():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 3, (20,))
+    lam, wd = 0.1, 0.01
+    opt = KFAC(model, likelihood="categorical", damping=lam, weight_decay=wd, rescale="quadratic",
+               fisher="empirical", eigh_dtype=torch.float64)
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])
+    prev = None
+    for it in range(2):
+        opt.zero_grad()
+        opt.backward(model(x), y, inputs=x)
+        theta = flat([p.detach() for p in model.parameters()]).clone()
+        grad = flat([p.grad for p in model.parameters()]) + wd * theta
+        Fm = _flat_fisher(model, x, "categorical") + (lam + wd) * torch.eye(theta.numel(), dtype=torch.float64)
+        opt.step()
+        step = flat([p.detach() for p in model.parameters()]) - theta
+        if prev is not None:
+            # δ lies in span{Δ, δ_prev} and M's gradient vanishes in that span
+            resid = Fm @ step + grad
+            basis = torch.stack([step, prev], 1)
+            assert (basis.t() @ resid).abs().max() < 1e-8 * (basis.abs().max() * grad.abs().max() + 1)
+            M = 0.5 * step @ Fm @ step + grad @ step
+            for da, dm in ((1e-2, 0), (-1e-2, 0), (0, 1e-2), (0, -1e-2)):
+                alt = step * (1 + da) + dm * prev
+                assert 0.5 * alt @ Fm @ alt + grad @ alt >= M - 1e-14
+            assert opt.last_kl == pytest.approx(float(step @ (Fm - (lam + wd) * torch.eye(len(step), dtype=torch.float64)) @ step), rel=1e-6)
+        else:
+            # first step: α along Δ minimises M exactly: (F+λ)δ + ∇ ⟂ δ
+            assert abs(float(step @ (Fm @ step + grad))) < 1e-10
+        prev = step
+
+
+def test_adaptive_damping_falls_where_the_quadratic_model_is_exact():
+    torch.manual_seed(8)
+    model = nn.Linear(4, 2).double()        # linear Gaussian regression: the loss is quadratic
+    x = torch.randn(64, 4, dtype=torch.float64)
+    y = x @ torch.randn(4, 2, dtype=torch.float64) + 0.1 * torch.randn(64, 2, dtype=torch.float64)
+    opt = KFAC(model, likelihood="gaussian", damping=1e-3, rescale="quadratic", adaptive_damping=True,
+               t_damping=1, eigh_dtype=torch.float64)
+    for _ in range(5):
+        opt.zero_grad()
+        opt.backward(model(x), y, inputs=x)
+        opt.step()
+        assert opt.last_rho == pytest.approx(1.0, abs=0.05)
+    assert opt.damping == pytest.approx(1e-3 * (19 / 20) ** 5, rel=1e-9)
+
+
+def test_non_finite_gradient_skips_the_step_raises_damping_and_reports():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    opt = KFAC(model, likelihood="categorical", damping=1e-2, t_cov=1, t_inv=1)
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.step()
+    assert opt.skipped == 0
+    before = [p.detach().clone() for p in model.parameters()]
+    # a NaN input at a non-statistics step: the gradient is NaN, the factors still finite
+    opt.group["t_cov"] = opt.group["t_inv"] = 100
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    opt.zero_grad()
+    opt.backward(model(bad), y, inputs=bad)
+    opt.step()
+    assert opt.skipped == 1
+    assert opt.damping == pytest.approx(1e-1)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    events = opt.drain_events()
+    assert len(events) == 1 and "non-finite update" in events[0] and "damping" in events[0]
+
+
+def test_non_finite_factors_and_eigh_failure_skip_the_step(monkeypatch):
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    opt = KFAC(model, likelihood="categorical", t_cov=1, t_inv=1)
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.step()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.layers[1].G[0, 0] = float("inf")
+    opt.step()
+    assert opt.skipped == 1 and "non-finite factors" in opt.drain_events()[0]
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    # the bad factor is replaced by the next statistics, and training resumes
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.step()
+    assert opt.skipped == 1 and torch.isfinite(opt.layers[1].G).all()
+    assert not all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+    def failing_eigh(*a, **k):
+        raise torch.linalg.LinAlgError("the algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing_eigh)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    opt.step()
+    assert opt.skipped == 2 and "eigendecomposition failed" in opt.drain_events()[0]
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def test_losses_and_output_hessian_match_autograd():
+    torch.manual_seed(11)
+    for lik, target in (("categorical", torch.randint(0, 4, (5,))), ("bernoulli", torch.rand(5, 4)),
+                        ("gaussian", torch.randn(5, 4))):
+        f = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+        t = target.double() if lik != "categorical" else target
+        # Fisher of the likelihood in f = expected Hessian = its Hessian (these are canonical links)
+        h = torch.autograd.functional.hessian(lambda z: nll_sum(lik, z, t), f)
+        u, v = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+        expected = torch.einsum("ij,ijkl,kl->", u, h, v)
+        torch.testing.assert_close(output_hessian_product(lik, f.detach(), u, v), expected)
+        d = 1 if lik == "categorical" else 4
+        assert float(mean_loss(lik, f, t)) * 5 * d == pytest.approx(float(nll_sum(lik, f, t)))

@@ -1,0 +1,95 @@
+"""The kfac topic: one schema for every run, identical starts in compare, divergence
+reported (never plotted), live edits reach the optimizers."""
+
+import math
+
+import torch
+
+from mletui.engine.runner import run
+from mletui.engine.topics import get_topic
+from mletui.engine.topics.kfac import TOPIC, load_data
+
+SMALL = {"widths": (16, 4), "batch_size": 32}
+
+
+def test_kfac_is_registered_and_every_view_source_is_produced():
+    assert get_topic("kfac") is TOPIC
+    frames = list(run(TOPIC, 3, params=dict(SMALL, t_inv=1, t_cov=1), seed=0, device="cpu"))
+    last = frames[-1]
+    for view in TOPIC.views:
+        if view.source:
+            assert view.source in last.views, view.source
+        for name in view.series:
+            if not name.startswith("val_accuracy"):    # accuracy only for classification
+                assert name in last.scalars, name
+
+
+def test_compare_runs_start_from_identical_weights_and_see_the_same_batches():
+    p = TOPIC.resolve(dict(SMALL, task="digits_mlp"))
+    state = TOPIC.init(p, torch.device("cpu"), seed=3)
+    names = [r.name for r in state.runs]
+    assert names == ["kfac_true", "kfac_empirical", "sgd", "adam"]
+    ref = state.runs[0].model.state_dict()
+    for r in state.runs[1:]:
+        for k, v in r.model.state_dict().items():
+            assert torch.equal(v, ref[k])
+            assert v.data_ptr() != ref[k].data_ptr()         # copies, not shared tensors
+    # the first step's loss is taken before any update: equal weights + equal batch => equal losses
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    losses = [frame.scalars[f"loss_{n}"] for n in names]
+    assert max(losses) - min(losses) < 1e-6
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    assert len({round(frame.scalars[f"loss_{n}"], 6) for n in names}) == 4   # then they part
+
+
+def test_single_optimizer_run_uses_the_compare_schema_and_fisher_switches_live():
+    frames = list(run(TOPIC, 2, params=dict(SMALL, optimizer="kfac", fisher="true"), seed=1, device="cpu"))
+    keys = set(frames[-1].scalars)
+    assert {"loss_kfac_true", "val_loss_kfac_true", "step_time_kfac_true", "damping_kfac_true",
+            "kl_kfac_true", "skipped_kfac_true"} <= keys
+    assert not any(k.endswith(("_sgd", "_adam", "_empirical")) for k in keys)
+    p = TOPIC.resolve(dict(SMALL, optimizer="kfac"))
+    state = TOPIC.init(p, torch.device("cpu"), seed=1)
+    TOPIC.step(state, p)
+    p["fisher"] = "empirical"
+    TOPIC.on_edit(state, p, ["fisher"])
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    assert state.runs[0].opt.group["fisher"] == "empirical"
+    assert "loss_kfac_empirical" in frame.scalars and "loss_kfac_true" not in frame.scalars
+
+
+def test_live_edits_reach_every_optimizer():
+    p = TOPIC.resolve(SMALL)
+    state = TOPIC.init(p, torch.device("cpu"), seed=2)
+    p.update(lr=0.05, lr_sgd=0.7, lr_adam=1e-4, damping=0.3, t_inv=7)
+    TOPIC.on_edit(state, p, ["lr", "lr_sgd", "lr_adam", "damping", "t_inv"])
+    by = {r.name: r.opt for r in state.runs}
+    assert by["sgd"].param_groups[0]["lr"] == 0.7 and by["adam"].param_groups[0]["lr"] == 1e-4
+    for n in ("kfac_true", "kfac_empirical"):
+        assert by[n].group["lr"] == 0.05 and by[n].damping == 0.3 and by[n].group["t_inv"] == 7
+
+
+def test_divergence_is_reported_and_the_loss_never_plotted_as_nan():
+    frames = list(run(TOPIC, 20, params=dict(SMALL, task="teacher_student", lr_sgd=100.0, momentum=0.99),
+                      seed=0, device="cpu", every=1))
+    last = frames[-1]
+    assert last.scalars["diverged_sgd"] is True
+    assert "loss_sgd" not in last.scalars
+    assert any("sgd: non-finite training loss" in n for f in frames for n in f.notes)
+    for f in frames:
+        for k, v in f.scalars.items():
+            if isinstance(v, float):
+                assert math.isfinite(v), k
+    assert last.scalars["diverged_kfac_true"] is False and math.isfinite(last.scalars["loss_kfac_true"])
+
+
+def test_data_split_is_seeded_and_disjoint():
+    a, b = load_data("digits_mlp", 5, torch.device("cpu")), load_data("digits_mlp", 5, torch.device("cpu"))
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert a.x_train.shape[0] + a.x_val.shape[0] == 1797
+    train = {tuple(r.tolist()) + (int(l),) for r, l in zip(a.x_train, a.y_train)}
+    val = {tuple(r.tolist()) + (int(l),) for r, l in zip(a.x_val, a.y_val)}
+    assert len(val - train) > 0.9 * len(val)    # (digits has a few duplicate images)
