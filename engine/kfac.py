@@ -36,6 +36,8 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    M(δ) = ½ δᵀ(F + (λ + wd) I)δ + ∇Lᵀδ, F the exact Fisher (= GGN for
                    these likelihoods) on the batch through Jacobian-vector products: a
                    2x2 linear solve that replaces both the learning rate and momentum.
+                   ``quad_batch`` > 0 takes the Fisher-vector products on the batch's first
+                   ``quad_batch`` examples (the gradient stays the whole batch's).
                    ``adaptive_damping`` then adapts λ every ``t_damping`` steps by the
                    reduction ratio ρ = (L(θ+δ) - L(θ)) / M(δ): λ ← λ·ω when ρ > ¾,
                    λ ← λ/ω when ρ < ¼, ω = (19/20)^t_damping. The reported ``kl`` is δᵀFδ.
@@ -168,14 +170,17 @@ class _Layer:
             b = self.module.bias
             gb = b.grad if not weight_decay else b.grad + weight_decay * b.detach()
             g = torch.cat([g, gb.unsqueeze(1)], dim=1)
-        return g.to(self.A.dtype)
+        return g if g.dtype == self.A.dtype else g.to(self.A.dtype)
 
     def split(self, v: torch.Tensor) -> list[torch.Tensor]:
         """A matrix shaped like grad_matrix() -> tensors shaped like the parameters."""
         w = self.module.weight
-        if self.has_bias:
-            return [v[:, :-1].reshape(w.shape).to(w.dtype), v[:, -1].to(w.dtype)]
-        return [v.reshape(w.shape).to(w.dtype)]
+        if v.dtype != w.dtype:
+            v = v.to(w.dtype)
+        vw = v[:, :-1] if self.has_bias else v
+        if self.conv:
+            vw = vw.reshape(w.shape)
+        return [vw, v[:, -1]] if self.has_bias else [vw]
 
     def activations(self) -> torch.Tensor:
         """Rows a for A (without the ones column): (N, in) or (N*T, in*kh*kw)."""
@@ -200,14 +205,14 @@ class KFAC(torch.optim.Optimizer):
 
     Hyper-parameters live in ``param_groups[0]`` (one group) and may be changed between
     steps: lr, momentum, damping, weight_decay, stat_decay, kl_clip, t_cov, t_inv,
-    fisher, rescale, adaptive_damping, t_damping.
+    fisher, rescale, adaptive_damping, t_damping, quad_batch.
     """
 
     def __init__(self, model: nn.Module, likelihood: str = "categorical", lr: float = 0.1,
                  momentum: float = 0.9, damping: float = 1e-3, weight_decay: float = 0.0,
                  stat_decay: float = 0.95, kl_clip: float = 1e-3, t_cov: int = 10,
                  t_inv: int = 100, fisher: str = "true", rescale: str = "kl_clip",
-                 adaptive_damping: bool = False, t_damping: int = 5,
+                 adaptive_damping: bool = False, t_damping: int = 5, quad_batch: int = 0,
                  eigh_dtype: torch.dtype = torch.float32, damping_raise: float = 10.0,
                  min_damping: float = 1e-8, max_damping: float = 1e4,
                  batched: bool = True, triton_stats: bool | None = None,
@@ -219,7 +224,7 @@ class KFAC(torch.optim.Optimizer):
         defaults = dict(lr=lr, momentum=momentum, damping=damping, weight_decay=weight_decay,
                         stat_decay=stat_decay, kl_clip=kl_clip, t_cov=t_cov, t_inv=t_inv,
                         fisher=fisher, rescale=rescale, adaptive_damping=adaptive_damping,
-                        t_damping=t_damping)
+                        t_damping=t_damping, quad_batch=quad_batch)
         super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
         self._check_group()
         self.model = model
@@ -262,7 +267,7 @@ class KFAC(torch.optim.Optimizer):
         self._need_inverse = True
         self._rho_pending = False
         self._batch: tuple[Any, Any, torch.Tensor] | None = None
-        self._delta_prev: list[torch.Tensor] | None = None
+        self._delta_prev: torch.Tensor | None = None     # the last update, flat
         self._groups: list = []
 
     # -- hyper-parameters --------------------------------------------------------------
@@ -497,39 +502,46 @@ class KFAC(torch.optim.Optimizer):
             nu = min(1.0, math.sqrt(kl_clip / (lr * lr * vg)))
         self.last_kl = lr * lr * nu * nu * vg
         params = [p for p, _ in updates]
-        d = torch._foreach_mul([u for _, u in updates], nu)
-        if wd:
+        us = [u for _, u in updates]
+        if wd:                                   # d = ν V + wd θ
+            d = torch._foreach_mul(us, nu)
             torch._foreach_add_(d, params, alpha=wd)
+        else:
+            d, lr = us, lr * nu                  # d = V, the ν folded into the step size
         if mom:
             bufs = [self.state[p].get("momentum_buffer") for p in params]
             if any(b is None for b in bufs):
+                scale = 1.0 if wd else nu
                 for p, di in zip(params, d):
-                    self.state[p]["momentum_buffer"] = di.clone()
+                    self.state[p]["momentum_buffer"] = di * scale
             else:
                 torch._foreach_mul_(bufs, mom)
-                torch._foreach_add_(bufs, d)
-            d = [self.state[p]["momentum_buffer"] for p in params]
+                torch._foreach_add_(bufs, d, alpha=1.0 if wd else nu)
+            d, lr = [self.state[p]["momentum_buffer"] for p in params], g["lr"]
         torch._foreach_add_(params, d, alpha=-lr)
 
     # -- Martens & Grosse: exact quadratic model ---------------------------------------
     def _jvp(self, inputs: torch.Tensor, tangents: list[torch.Tensor],
              params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f(x), J v) for the model at its current parameters."""
-        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        """(f(x), J v) for the model at its current parameters, by forward-mode AD
+        (dual numbers through ``functional_call``; cheaper than a second backward)."""
+        import torch.autograd.forward_ad as fwAD
+
         by_id = {id(p): t for p, t in zip(params, tangents)}
-        plist = [p for p in self.model.parameters() if p.requires_grad]
-        tans = tuple(by_id.get(id(p), torch.zeros_like(p)) for p in plist)
-
-        def f(*ps: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(self.model, dict(zip(names, ps)), (inputs,))
-
         self._jvp_active = True
         try:
-            with torch.enable_grad():
-                out, jv = torch.func.jvp(f, tuple(p.detach() for p in plist), tans)
+            with fwAD.dual_level():
+                duals = {}
+                for name, p in self.model.named_parameters():
+                    t = by_id.get(id(p))
+                    duals[name] = fwAD.make_dual(p.detach(), t) if t is not None else p.detach()
+                out = torch.func.functional_call(self.model, duals, (inputs,))
+                primal, tangent = fwAD.unpack_dual(out)
         finally:
             self._jvp_active = False
-        return out.detach(), jv.detach()
+        if tangent is None:
+            tangent = torch.zeros_like(primal)
+        return primal.detach(), tangent.detach()
 
     def _quadratic_step(self, updates: list[tuple[torch.Tensor, torch.Tensor]],
                         results: list, plain: list[torch.Tensor]) -> bool:
@@ -538,66 +550,68 @@ class KFAC(torch.optim.Optimizer):
             raise RuntimeError("rescale=quadratic needs opt.backward(output, target, inputs=x)")
         inputs, target, loss0 = self._batch
         params = [p for p, _ in updates]
-        grads = [layer_grad for layer, x, _ in results for layer_grad in layer.split(x)]
+        shapes = [p.shape for p in params]
+        sizes = [p.numel() for p in params]
         wd = g["weight_decay"]
+
+        def flat(ts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([t.reshape(-1) for t in ts])
+
+        def unflat(v: torch.Tensor) -> list[torch.Tensor]:
+            return [t.view(s) for t, s in zip(torch.split(v, sizes), shapes)]
+
+        grads = [gr for layer, x, _ in results for gr in layer.split(x)]
         grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
-        delta = [-u for _, u in updates]                                  # Δ = -V
+        grad = flat(grads)
+        delta = -flat([u for _, u in updates])                            # Δ = -V
         prev = self._delta_prev if self._delta_prev is not None and \
-            len(self._delta_prev) == len(delta) else None
-        out, j_delta = self._jvp(inputs, delta, params)
-        n = out.shape[0]
-        scale = 1.0 / (n * output_elements(self.likelihood, out))
+            self._delta_prev.numel() == delta.numel() else None
+        k = int(g.get("quad_batch", 0) or 0)
+        x_q = inputs[:k] if 0 < k < inputs.shape[0] else inputs      # curvature on a subsample
+        out, j_delta = self._jvp(x_q, unflat(delta), params)
+        scale = 1.0 / (out.shape[0] * output_elements(self.likelihood, out))
         lam = self.damping + wd
-
-        def dot(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> torch.Tensor:
-            return sum((a * b).sum() for a, b in zip(xs, ys))
-
-        c11 = scale * output_hessian_product(self.likelihood, out, j_delta, j_delta) + lam * dot(delta, delta)
-        b1 = dot(grads, delta)
+        hp = lambda u, v: scale * output_hessian_product(self.likelihood, out, u, v)
         if prev is not None:
-            _, j_prev = self._jvp(inputs, prev, params)
-            c12 = scale * output_hessian_product(self.likelihood, out, j_delta, j_prev) + lam * dot(delta, prev)
-            c22 = scale * output_hessian_product(self.likelihood, out, j_prev, j_prev) + lam * dot(prev, prev)
-            b2 = dot(grads, prev)
-            C = torch.stack([torch.stack([c11, c12]), torch.stack([c12, c22])]).double()
-            b = torch.stack([b1, b2]).double()
+            _, j_prev = self._jvp(x_q, unflat(prev), params)
+            basis = torch.stack([delta, prev])
+            C = torch.stack([torch.stack([hp(j_delta, j_delta), hp(j_delta, j_prev)]),
+                             torch.stack([hp(j_prev, j_delta), hp(j_prev, j_prev)])])
+            C = (C + lam * (basis @ basis.t())).double()
+            b = (basis @ grad).double()
             try:
                 sol = -torch.linalg.solve(C, b)
+                alpha, mu = float(sol[0]), float(sol[1])
             except RuntimeError:
-                sol = torch.stack([-b[0] / C[0, 0], torch.zeros((), dtype=C.dtype)])
-            alpha, mu = float(sol[0]), float(sol[1])
+                alpha, mu = float("nan"), float("nan")
             if not (math.isfinite(alpha) and math.isfinite(mu)):
-                alpha, mu = float(-b[0] / C[0, 0]), 0.0
+                alpha, mu = float(-b[0] / C[0, 0]), 0.0                   # Δ alone
         else:
-            alpha, mu = float(-b1 / c11), 0.0
-            b = torch.stack([b1, torch.zeros_like(b1)]).double()
+            c11 = hp(j_delta, j_delta) + lam * (delta @ delta)
+            b = torch.stack([grad @ delta, torch.zeros((), dtype=grad.dtype)]).double()
+            alpha, mu = float(-b[0] / c11), 0.0
         if not (math.isfinite(alpha) and math.isfinite(mu)):
             self._skip("non-finite quadratic-model step")
             return False
-        step = [alpha * d for d in delta]
-        if prev is not None and mu != 0.0:
-            step = [s + mu * q for s, q in zip(step, prev)]
+        step = alpha * delta if prev is None else alpha * delta + mu * prev
         model_reduction = 0.5 * (alpha * float(b[0]) + mu * float(b[1]))  # M(δ) at the optimum
-        # δᵀFδ (exact Fisher on the batch), the kl convention of kl_clip
-        fd = alpha * alpha * float(c11 - lam * dot(delta, delta))
-        if prev is not None and mu != 0.0:
-            _, j_step = self._jvp(inputs, step, params)
-            fd = float(scale * output_hessian_product(self.likelihood, out, j_step, j_step))
-        self.last_kl, self.last_alpha, self.last_mu = fd, alpha, mu
-        torch._foreach_add_(params, step)
-        self._delta_prev = [s.detach().clone() for s in step]
+        # δᵀFδ (exact Fisher on the batch, J linear in the tangent): the kl_clip convention
+        j_step = alpha * j_delta if prev is None else alpha * j_delta + mu * j_prev
+        self.last_kl = float(hp(j_step, j_step))
+        self.last_alpha, self.last_mu = alpha, mu
+        torch._foreach_add_(params, unflat(step))
+        self._delta_prev = step
         if g["adaptive_damping"] and (self.steps + 1) % int(g["t_damping"]) == 0 and model_reduction < 0:
-            with torch.no_grad():
-                self._jvp_active = True
-                try:
-                    new_loss = mean_loss(self.likelihood, self.model(inputs), target)
-                finally:
-                    self._jvp_active = False
+            self._jvp_active = True
+            try:
+                new_loss = float(mean_loss(self.likelihood, self.model(inputs), target))
+            finally:
+                self._jvp_active = False
             if wd:
                 # the regulariser's change, so ρ compares like with like
-                new_loss = new_loss + 0.5 * wd * (dot(params, params) - dot([p - s for p, s in zip(params, step)],
-                                                                              [p - s for p, s in zip(params, step)]))
-            rho = float(new_loss - loss0) / model_reduction
+                theta = flat([p.detach() for p in params])
+                new_loss += 0.5 * wd * float(theta @ theta - (theta - step) @ (theta - step))
+            rho = (new_loss - float(loss0)) / model_reduction
             self.last_rho = rho
             omega = (19.0 / 20.0) ** int(g["t_damping"])
             if not math.isfinite(rho) or rho < 0.25:

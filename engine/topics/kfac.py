@@ -159,7 +159,7 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
                 damping=p["damping"], weight_decay=p["weight_decay"], stat_decay=p["stat_decay"],
                 kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
                 fisher=fisher or p["fisher"], rescale=p["rescale"],
-                adaptive_damping=p["adaptive_damping"])
+                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"])
 
 
 def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
@@ -175,7 +175,8 @@ def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) ->
         grp = g[0]
         grp.update(lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
                    stat_decay=p["stat_decay"], kl_clip=p["kl_clip"], t_cov=p["t_cov"],
-                   t_inv=p["t_inv"], rescale=p["rescale"], adaptive_damping=p["adaptive_damping"])
+                   t_inv=p["t_inv"], rescale=p["rescale"], adaptive_damping=p["adaptive_damping"],
+                   quad_batch=p["quad_batch"])
         if "damping" in changed:
             grp["damping"] = p["damping"]
 
@@ -248,6 +249,8 @@ class KFACTopic(Topic):
               help="update scaling: kl_clip rule, exact quadratic model (α, μ), or none"),
         Param("adaptive_damping", "bool", False,
               help="Levenberg-Marquardt damping from the reduction ratio (rescale=quadratic)"),
+        Param("quad_batch", "int", 0, lo=0, hi=100000, log=True,
+              help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
         Param("weight_decay", "float", 0.0, lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
         Param("layer", "int", 0, lo=0, hi=64, help="the layer whose K-FAC state the table shows"),
     )

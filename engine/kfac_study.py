@@ -1,0 +1,253 @@
+"""The K-FAC study behind BENCHMARKS.md: steps and wall-clock to SGD's final loss.
+
+For a task (digits autoencoder or digits MLP), every optimizer starts from the same
+initial network (per seed) and is fed the same minibatches (per seed). Learning rates
+(and K-FAC's damping) are tuned on a small grid by the final full-training-set loss of
+the tuning seed; the tuned settings then run on every seed. The target is tuned SGD's
+final training loss (mean over seeds); for each method we report the mean number of steps
+and of seconds (summed step times, evaluation excluded) to first reach it, and the ratios
+SGD/method and Adam/method measured in the same run (> 1: the method is faster).
+The K-FAC levers (the quadratic-model rescale, Levenberg-Marquardt damping, statistics
+from a larger batch, batched preconditioning) are switched on one at a time.
+
+Run:  python -m mletui.engine.kfac_study --task digits_autoencoder --steps 1000 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from .kfac import KFAC, mean_loss
+from .topics.kfac import LIKELIHOOD, TOPIC, Run, build_model, load_data, make_optimizer, train_step
+
+
+@dataclass
+class Config:
+    label: str
+    optimizer: str                      # kfac | sgd | adam
+    params: dict[str, Any] = field(default_factory=dict)
+    batched: bool = True
+
+    def with_(self, label: str, **params: Any) -> "Config":
+        batched = params.pop("batched", self.batched)
+        return Config(label, self.optimizer, {**self.params, **params}, batched)
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    losses: list[float]
+    seconds: list[float]                # cumulative step time at each evaluation
+    skipped: int = 0
+
+    @property
+    def final(self) -> float:
+        return self.losses[-1]
+
+    def first_reach(self, target: float) -> tuple[int | None, float | None]:
+        for s, l, t in zip(self.steps, self.losses, self.seconds):
+            if l <= target:
+                return s, t
+        return None, None
+
+
+def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.device,
+                batch_size: int = 256, eval_every: int = 20, widths: tuple[int, ...] = (128, 64, 16)) -> Curve:
+    """Train one configuration; full-training-set loss every ``eval_every`` steps."""
+    p = TOPIC.resolve({"task": task, "widths": widths, "batch_size": batch_size})
+    p.update(cfg.params)
+    likelihood = LIKELIHOOD[task]
+    data = load_data(task, seed, device)
+    model = copy.deepcopy(build_model(task, widths, seed, device))
+    opt = make_optimizer(cfg.optimizer, model, likelihood, p)
+    if isinstance(opt, KFAC):
+        opt.batched = cfg.batched
+    run = Run(cfg.label, model, opt, torch.zeros((), device=device))
+    gen = torch.Generator().manual_seed(seed + 1)          # the gradient batches: shared by all
+    stats_gen = torch.Generator().manual_seed(seed + 2)    # statistics batches (stats_batch > 0)
+    n_train = data.x_train.shape[0]
+    sb = int(p.get("stats_batch", 0) or 0)
+    curve = Curve([], [], [])
+    elapsed = 0.0
+
+    def evaluate(step: int) -> None:
+        with torch.no_grad():
+            loss = float(mean_loss(likelihood, model(data.x_train), data.y_train))
+        curve.steps.append(step)
+        curve.losses.append(loss if math.isfinite(loss) else float("inf"))
+        curve.seconds.append(elapsed)
+
+    torch.manual_seed(seed + 3)                            # K-FAC's sampled labels
+    evaluate(0)
+    for i in range(1, steps + 1):
+        idx = torch.randint(0, n_train, (batch_size,), generator=gen).to(device)
+        xs = ys = None
+        if sb and isinstance(opt, KFAC) and opt.stats_due:
+            sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=stats_gen).to(device)
+            xs, ys = data.x_train[sidx], data.y_train[sidx]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed += time.perf_counter() - t0
+        if i % eval_every == 0 or i == steps:
+            evaluate(i)
+            if not math.isfinite(curve.losses[-1]):
+                break
+    curve.skipped = getattr(opt, "skipped", 0)
+    return curve
+
+
+def base_configs() -> dict[str, Config]:
+    return {
+        "sgd": Config("sgd", "sgd"),
+        "adam": Config("adam", "adam"),
+        "kfac_true": Config("kfac_true", "kfac", {"fisher": "true"}),
+        "kfac_empirical": Config("kfac_empirical", "kfac", {"fisher": "empirical"}),
+    }
+
+
+GRIDS = {
+    "sgd": [{"lr_sgd": v} for v in (0.3, 1.0, 3.0, 10.0)],
+    "adam": [{"lr_adam": v} for v in (1e-3, 3e-3, 1e-2, 3e-2)],
+    "kfac": [{"lr": lr, "damping": d} for lr in (0.1, 0.3, 1.0) for d in (1e-3, 1e-2, 1e-1)],
+}
+GRIDS_MLP = {
+    "sgd": [{"lr_sgd": v} for v in (0.03, 0.1, 0.3, 1.0)],
+    "adam": [{"lr_adam": v} for v in (1e-3, 3e-3, 1e-2, 3e-2)],
+    "kfac": [{"lr": lr, "damping": d} for lr in (0.03, 0.1, 0.3) for d in (1e-3, 1e-2, 1e-1)],
+}
+
+
+def tune(task: str, cfg: Config, grid: list[dict[str, Any]], seed: int, steps: int,
+         device: torch.device, log) -> Config:
+    best, best_loss = None, float("inf")
+    for g in grid:
+        c = cfg.with_(cfg.label, **g)
+        loss = train_curve(task, c, seed, steps, device).final
+        log(f"  tune {cfg.label} {g}: final {loss:.4f}")
+        if loss < best_loss:
+            best, best_loss = c, loss
+    return best
+
+
+def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
+          device: torch.device | str = "cpu", tune_steps: int | None = None,
+          levers: bool = True, log=print) -> dict[str, Any]:
+    """Tune, run every method on every seed, and compare with tuned SGD and Adam."""
+    device = torch.device(device)
+    grids = GRIDS if task == "digits_autoencoder" else GRIDS_MLP
+    tune_steps = tune_steps or steps
+    configs = base_configs()
+    tuned: dict[str, Config] = {}
+    for name, cfg in configs.items():
+        tuned[name] = tune(task, cfg, grids[cfg.optimizer], 0, tune_steps, device, log)
+        log(f"tuned {name}: {tuned[name].params}")
+    if levers:
+        kt = tuned["kfac_true"]
+        tuned["kfac_true unbatched"] = kt.with_("kfac_true unbatched", batched=False)
+        tuned["kfac_true stats_batch=1024"] = kt.with_("kfac_true stats_batch=1024", stats_batch=1024)
+        tuned["kfac_true quadratic"] = kt.with_("kfac_true quadratic", rescale="quadratic")
+        tuned["kfac_true quadratic+LM"] = kt.with_("kfac_true quadratic+LM", rescale="quadratic",
+                                                   adaptive_damping=True)
+        tuned["kfac_true quadratic+LM quad_batch=64"] = kt.with_(
+            "kfac_true quadratic+LM quad_batch=64", rescale="quadratic", adaptive_damping=True, quad_batch=64)
+        tuned["kfac_empirical quadratic+LM"] = tuned["kfac_empirical"].with_(
+            "kfac_empirical quadratic+LM", rescale="quadratic", adaptive_damping=True)
+        tuned["kfac_true all levers"] = kt.with_("kfac_true all levers", rescale="quadratic",
+                                                 adaptive_damping=True, stats_batch=1024)
+    curves: dict[str, list[Curve]] = {k: [] for k in tuned}
+    for seed in range(seeds):
+        for name, cfg in tuned.items():
+            curves[name].append(train_curve(task, cfg, seed, steps, device))
+            c = curves[name][-1]
+            log(f"  seed {seed} {name}: final {c.final:.4f}, {1000 * c.seconds[-1] / steps:.2f} ms/step")
+    target = sum(c.final for c in curves["sgd"]) / seeds
+    rows = {}
+    for name, cs in curves.items():
+        reach = [c.first_reach(target) for c in cs]
+        got = [(s, t) for s, t in reach if s is not None]
+        rows[name] = {
+            "final": sum(c.final for c in cs) / seeds,
+            "ms_per_step": 1000 * sum(c.seconds[-1] for c in cs) / (seeds * steps),
+            "reached": len(got),
+            "steps_to_target": sum(s for s, _ in got) / len(got) if got else None,
+            "seconds_to_target": sum(t for _, t in got) / len(got) if got else None,
+            "skipped": sum(c.skipped for c in cs),
+            "params": tuned[name].params,
+        }
+    for base in ("sgd", "adam"):
+        b = rows[base]
+        for name, r in rows.items():
+            for key, out in (("steps_to_target", f"steps_ratio_vs_{base}"),
+                             ("seconds_to_target", f"wall_ratio_vs_{base}")):
+                r[out] = (b[key] / r[key]) if b[key] and r[key] else None
+            r[f"step_cost_vs_{base}"] = r["ms_per_step"] / b["ms_per_step"]
+    return {"task": task, "steps": steps, "seeds": seeds, "target": target,
+            "device": str(device), "threads": torch.get_num_threads(), "rows": rows}
+
+
+def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+    """Rows for ``mletui bench kfac``: steps and wall-clock to tuned SGD's final loss on the
+    digits autoencoder, and K-FAC's per-step cost against SGD (quick: a tiny study)."""
+    if quick:
+        res = study("digits_autoencoder", steps=40, seeds=1, device=device, tune_steps=20,
+                    levers=False, log=lambda *_: None)
+    else:
+        res = study("digits_autoencoder", steps=1000, seeds=3, device=device, tune_steps=600,
+                    log=lambda *_: None)
+    rows = res["rows"]
+    for name, r in rows.items():
+        for base in ("sgd", "adam"):
+            if name == base:
+                continue
+            yield {"case": f"AE {name} steps to SGD's final loss", "value": r["steps_to_target"],
+                   "unit": "steps", "baseline": f"tuned {base}",
+                   "baseline_value": rows[base]["steps_to_target"], "ratio": r[f"steps_ratio_vs_{base}"],
+                   "wall_ratio": r[f"wall_ratio_vs_{base}"], "reached": f"{r['reached']}/{res['seeds']}"}
+        if name != "sgd":
+            yield {"case": f"AE {name} step cost", "value": r["ms_per_step"], "unit": "ms/step",
+                   "baseline": "sgd step", "baseline_value": rows["sgd"]["ms_per_step"],
+                   "ratio": rows["sgd"]["ms_per_step"] / r["ms_per_step"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="digits_autoencoder", choices=("digits_autoencoder", "digits_mlp"))
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--tune-steps", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-levers", action="store_true")
+    ap.add_argument("--json", default=None, help="write the result here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers)
+    print(f"target (tuned SGD's final training loss, mean of {args.seeds} seeds): {res['target']:.4f}")
+    hdr = f"{'method':<30}{'final':>8}{'ms/step':>9}{'reached':>8}{'steps':>8}{'xSGD':>7}{'xAdam':>7}{'wall xSGD':>10}{'wall xAdam':>11}"
+    print(hdr)
+    f = lambda v, fmt: "-" if v is None else format(v, fmt)
+    for name, r in res["rows"].items():
+        print(f"{name:<30}{r['final']:>8.4f}{r['ms_per_step']:>9.2f}{r['reached']:>5}/{args.seeds:<2}"
+              f"{f(r['steps_to_target'], '.0f'):>8}{f(r['steps_ratio_vs_sgd'], '.2f'):>7}"
+              f"{f(r['steps_ratio_vs_adam'], '.2f'):>7}{f(r['wall_ratio_vs_sgd'], '.2f'):>10}"
+              f"{f(r['wall_ratio_vs_adam'], '.2f'):>11}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
