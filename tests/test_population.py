@@ -235,6 +235,13 @@ WORKER = textwrap.dedent("""
         sizes = distributed.all_gather(n).reshape(-1).tolist()
         out["uneven"] = max(out["uneven"], max(sizes) - min(sizes))
         assert sum(sizes) == state.population
+    # multinomial across shards: exactly R0 children in total, every step
+    p = TOPIC.resolve({**cfg, "resampling": "multinomial"})
+    state = TOPIC.init(p, torch.device("cpu"), 98)
+    out["multinomial_sizes"] = []
+    for _ in range(10):
+        TOPIC.step(state, p)
+        out["multinomial_sizes"].append(state.population)
     out["world"] = distributed.world_size()
     if distributed.is_writer():
         print(json.dumps(out))
@@ -272,6 +279,7 @@ def test_two_gloo_processes_agree_with_one_process_and_kaufman(one_process_error
     assert outs[1][0].strip() == ""                    # only rank 0 writes
     res = json.loads(outs[0][0])
     assert res["world"] == 2 and res["uneven"] <= 1
+    assert res["multinomial_sizes"] == [CONFIG["replicas"]] * 10
     two = {float(k): v for k, v in res["errors"].items()}
     _assert_agrees(two, "2 processes")
     for beta in CHECK_BETAS:

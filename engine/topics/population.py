@@ -78,7 +78,8 @@ class PopulationState:
     current: int                   # which buffer pair holds the live population
     log_z: torch.Tensor            # float64 0-d on the device: ln Z(beta) estimate
     generator: torch.Generator
-    seed: int
+    seed: int                      # this rank's random stream (differs between ranks)
+    run_seed: int = 0              # the run's seed (the same on every rank)
     beta: float = 0.0
     dbeta: float = 0.0
     population: int = 0            # global size (host)
@@ -154,7 +155,7 @@ class PopulationTopic(Topic):
         state = PopulationState(
             L=L, target=R0, spins=spins, ancestors=ancestors, energy=energy, buffers=buffers,
             current=0, log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
-            generator=gen, seed=rank_seed & 0x7FFFFFFF, population=R0,
+            generator=gen, seed=rank_seed & 0x7FFFFFFF, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
             sizes=[bounds[k + 1] - bounds[k] for k in range(world)], device=device)
         state.ess_fraction = torch.tensor(1.0, dtype=torch.float64, device=device)
         state.window_flips = torch.zeros((), dtype=torch.int64, device=device)
@@ -213,7 +214,7 @@ class PopulationTopic(Topic):
                 # each shard's number of draws: multinomial over shard weight sums, the same
                 # host draw on every rank (seeded by the run seed and step), then local draws
                 block = shards.all_gather(local_sums[0].reshape(1)).reshape(-1).double().cpu().numpy()
-                rng = np.random.default_rng([state.seed, state.steps, 0x5EED])
+                rng = np.random.default_rng([state.run_seed, state.steps, 0x5EED])
                 draws = int(rng.multinomial(R0, block / block.sum())[me])
             counts = rs.multinomial_counts(log_w, draws, state.generator)
         db = dbeta if isinstance(dbeta, torch.Tensor) else torch.tensor(dbeta, dtype=torch.float64, device=dev)
