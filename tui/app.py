@@ -1,0 +1,393 @@
+"""MletuiApp: one tab per registered topic, a status bar, a key-help footer, a `?` help screen.
+
+Only the visible topic's runner runs; the others are paused. A timer at ``fps`` redraws
+the visible pane from ``runner.latest`` (the engine never waits for the UI). Every key
+is a ``Binding`` in one list (``BINDINGS`` here, ``ParamList.BINDINGS`` for the
+parameter keys): the footer and the help screen are generated from those lists.
+
+Launched by ``mletui`` (tui/cli.py) as
+    MletuiApp(topic=None, overrides={topic: {param: value}}, seed=None, device=None,
+              fps=4.0, preset_name=None).run()
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs
+
+from mletui.engine import presets, record
+from mletui.engine.device import describe_device, resolve_device
+from mletui.engine.params import ParamError
+from mletui.engine.topic import Topic
+from mletui.engine.topics import all_topics
+
+from .charset import glyphs as pick_glyphs
+from .pane import TopicPane
+from .widgets.params import ParamList, ParamPanel
+
+
+def _stylesheet() -> str:
+    try:
+        return resources.files("mletui.assets").joinpath("mletui.tcss").read_text(encoding="utf-8")
+    except Exception:  # a checkout that is not installed
+        return (Path(__file__).resolve().parent.parent / "assets" / "mletui.tcss").read_text(encoding="utf-8")
+
+
+def export_dir() -> Path:
+    """Where exports and screenshots go: $MLETUI_EXPORT_DIR, else ./exports."""
+    return Path(os.environ.get("MLETUI_EXPORT_DIR") or "exports").expanduser()
+
+
+def work_rate(work_per_s: float, unit: str) -> str:
+    """runner.work_per_s (units of work per second) in the topic's unit: a unit that names
+    its time ("flips/ns") is used as given; a bare unit ("flips") gets the time prefix that
+    keeps the figure readable (per ns from 1e8 per second, then per us, ms, s)."""
+    if not unit or work_per_s <= 0:
+        return ""
+    scale = {"/ns": 1e-9, "/us": 1e-6, "/µs": 1e-6, "/ms": 1e-3, "/s": 1.0}
+    for suffix, factor in scale.items():
+        if unit.endswith(suffix):
+            return f"{work_per_s * factor:.3g} {unit}"
+    for threshold, suffix, factor in ((1e8, "/ns", 1e-9), (1e5, "/us", 1e-6), (1e2, "/ms", 1e-3)):
+        if work_per_s >= threshold:
+            return f"{work_per_s * factor:.3g} {unit}{suffix}"
+    return f"{work_per_s:.3g} {unit}/s"
+
+
+class HelpScreen(ModalScreen):
+    """Every binding, generated from the same lists that feed the footer."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close help")]
+
+    def __init__(self, rows: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("action")
+        for key, desc in self.rows:
+            table.add_row(key, desc)
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "keys (escape closes)"
+            yield Static(table, id="help-table")
+
+    def action_dismiss(self) -> None:
+        self.dismiss()
+
+
+class PresetNameScreen(ModalScreen[str | None]):
+    """Asks for a preset name; dismisses with the name, or None on escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, topic: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topic = topic
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="preset-box") as box:
+            box.border_title = f"save {self.topic} params as preset"
+            yield Input(placeholder="name (letters, digits, - and _)", id="preset-name")
+            yield Static("Enter saves, Escape cancels", id="preset-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class MletuiApp(App):
+    TITLE = "mletui"
+    CSS = _stylesheet()
+
+    BINDINGS = [
+        Binding("space", "toggle_run", "Pause/run", tooltip="pause / resume the engine"),
+        Binding("f", "freeze", "Freeze", tooltip="freeze / unfreeze the view (the engine keeps running)"),
+        Binding("n", "step", "Step", tooltip="one step while paused (pauses first if running)"),
+        Binding("r", "reset", "Reset", tooltip="re-initialise with a new seed"),
+        Binding("e", "export", "Export",
+                tooltip="export the history to JSONL and CSV ($MLETUI_EXPORT_DIR or ./exports)"),
+        Binding("s", "screenshot", "SVG", tooltip="save an SVG screenshot (same folder)"),
+        Binding("p", "save_preset", "Preset", show=False, tooltip="save the current params as a named preset"),
+        Binding("question_mark", "help", "Help", tooltip="this help"),
+        Binding("q", "quit", "Quit", tooltip="quit"),
+        Binding("tab", "switch(1)", "Next topic", show=False, priority=True, tooltip="next topic"),
+        Binding("shift+tab", "switch(-1)", "Previous topic", show=False, priority=True,
+                tooltip="previous topic"),
+        *(Binding(str(i), f"goto({i})", f"Topic {i}", show=False, tooltip=f"go to topic {i}")
+          for i in range(1, 10)),
+    ]
+
+    def __init__(self, topic: str | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 seed: int | None = None, device: torch.device | str | None = None, fps: float = 4.0,
+                 preset_name: str | None = None, *, topics: Sequence[Topic] | None = None,
+                 start_paused: bool = False, show_rates: bool = True, ascii: bool | None = None) -> None:
+        """topics: the topics to show (default: every registered one).
+        start_paused: runners start paused (tests, snapshots).
+        show_rates: False hides timing-dependent text (steps/s, work rate) for snapshots.
+        ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale."""
+        super().__init__()
+        self.glyphs = pick_glyphs(ascii)
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.fps = float(fps) if fps and fps > 0 else 4.0
+        self.seed = seed
+        self.show_rates = show_rates
+        self.start_paused = start_paused
+        self.preset_name = preset_name
+        found = list(topics) if topics is not None else list(all_topics().values())
+        self.topics = {t.name: t for t in found}
+        self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
+        self.message = ""
+        if preset_name:
+            try:
+                preset = presets.load(preset_name)
+                merged = dict(preset.params)
+                merged.update(self.overrides.get(preset.topic, {}))
+                self.overrides[preset.topic] = merged
+                topic = topic or preset.topic
+                self.message = f"preset {preset.name} loaded"
+            except ParamError as exc:
+                self.message = str(exc)
+        self.initial = topic if topic in self.topics else (next(iter(self.topics), None))
+        if topic is not None and topic not in self.topics:
+            self.message = f"unknown topic {topic!r}"
+        self.panes: dict[str, TopicPane] = {}
+        self.active: str | None = None
+        self._device_name = describe_device(self.device)
+
+    # -- layout -------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        initial = f"tab-{self.initial}" if self.initial else None
+        with TabbedContent(initial=initial or "", id="topics"):
+            for i, (name, topic) in enumerate(self.topics.items(), start=1):
+                pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name), seed=self.seed,
+                                 device=self.device, start_paused=self.start_paused, id=f"pane-{name}")
+                self.panes[name] = pane
+                label = f"{i} {topic.title or name}" if i <= 9 else (topic.title or name)
+                with TabPane(label, id=f"tab-{name}"):
+                    yield pane
+        yield Static("", id="message")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.glyphs.ascii:
+            self.screen.add_class("ascii")
+        for tabs in self.query(Tabs):
+            tabs.can_focus = False
+        if self.initial:
+            self._activate(self.initial)
+        self.set_interval(1.0 / self.fps, self.tick)
+        self.tick()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane_id = event.pane.id or ""
+        if pane_id.startswith("tab-"):
+            self._activate(pane_id[4:])
+
+    def _activate(self, name: str) -> None:
+        if name == self.active:
+            return
+        for other, pane in self.panes.items():
+            if other != name:
+                pane.deactivate()
+        self.active = name
+        pane = self.panes[name]
+        pane.activate()
+        if pane.error:
+            self.message = pane.error
+        self.tick()
+
+    @property
+    def pane(self) -> TopicPane | None:
+        return self.panes.get(self.active) if self.active else None
+
+    # -- the redraw timer -----------------------------------------------------------
+    def tick(self) -> None:
+        try:
+            self._tick()
+        except NoMatches:  # the screen is being torn down (quit) while the timer fires
+            pass
+
+    def _tick(self) -> None:
+        pane = self.pane
+        if pane is None:
+            self._status("no topics registered")
+            return
+        notes = pane.tick()
+        if notes:
+            self.message = notes[-1] if len(notes) == 1 else f"{notes[-1]} (+{len(notes) - 1} more)"
+        self._status()
+
+    def _status(self, text: str | None = None) -> None:
+        sep = self.glyphs.sep
+        status = self.query_one("#status", Static)
+        msg = self.query_one("#message", Static)
+        if text is not None:
+            status.update(text)
+            return
+        pane = self.pane
+        runner = pane.runner if pane else None
+        parts = [self._device_name]
+        if runner is None:
+            parts.append(pane.error if pane and pane.error else "not started")
+        else:
+            state = runner.status + (" frozen" if pane.frozen else "")
+            parts.append(f"{pane.topic.name} {state}")
+            parts.append(f"step {runner.steps}")
+            if self.show_rates:
+                if runner.status == "running":
+                    parts.append(f"{runner.steps_per_s:.4g} steps/s")
+                    rate = work_rate(runner.work_per_s, pane.topic.work_unit())
+                    if rate:
+                        parts.append(rate)
+            parts.append(f"seed {runner.seed}")
+        status.update(Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
+        if runner is not None and runner.error:
+            msg.update(Text(f"error: {runner.error}", style="bold red", no_wrap=True, overflow="ellipsis"))
+        else:
+            msg.update(Text(self.message, no_wrap=True, overflow="ellipsis"))
+
+    def say(self, text: str) -> None:
+        self.message = text
+        self._status()
+
+    # -- actions --------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # With a modal open (help, preset name), tab must not switch the topic behind it.
+        if action == "switch" and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    def action_switch(self, delta: int) -> None:
+        names = list(self.panes)
+        if not names or self.active is None:
+            return
+        i = (names.index(self.active) + delta) % len(names)
+        self.query_one(TabbedContent).active = f"tab-{names[i]}"
+
+    def action_goto(self, number: int) -> None:
+        names = list(self.panes)
+        if 1 <= number <= len(names):
+            self.query_one(TabbedContent).active = f"tab-{names[number - 1]}"
+
+    def action_toggle_run(self) -> None:
+        if self.pane:
+            self.say(self.pane.toggle_run())
+
+    def action_freeze(self) -> None:
+        if self.pane:
+            self.say(self.pane.toggle_freeze())
+
+    def action_step(self) -> None:
+        if self.pane:
+            self.say(self.pane.step_once())
+
+    def action_reset(self) -> None:
+        if self.pane:
+            self.say(self.pane.reset())
+
+    def _stamp(self) -> str:
+        return time.strftime("%Y%m%d-%H%M%S")
+
+    def action_export(self) -> Path | None:
+        pane = self.pane
+        if pane is None or pane.runner is None:
+            return None
+        runner = pane.runner
+        frames = runner.frames()
+        if not frames:
+            self.say("nothing to export yet")
+            return None
+        folder = export_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            base = folder / f"{pane.topic.name}-{self._stamp()}"
+            params = frames[0].params if frames[0].params is not None else dict(runner.params)
+            jsonl = base.with_suffix(".jsonl")
+            record.write_jsonl(str(jsonl), pane.topic.name, params, runner.seed, runner.device, frames)
+            record.write_csv(str(base.with_suffix(".csv")), pane.topic.name, frames)
+        except OSError as exc:
+            self.say(f"export failed: {exc}")
+            return None
+        self.say(f"exported {len(frames)} frames to {jsonl} (+ .csv)")
+        return jsonl
+
+    def action_screenshot(self) -> str | None:
+        folder = export_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{self.active or 'mletui'}-{self._stamp()}.svg"
+            path = self.save_screenshot(filename=name, path=str(folder))
+        except OSError as exc:
+            self.say(f"screenshot failed: {exc}")
+            return None
+        self.say(f"screenshot saved to {path}")
+        return path
+
+    def action_save_preset(self) -> None:
+        pane = self.pane
+        if pane is None:
+            return
+        topic = pane.topic.name
+
+        def done(name: str | None) -> None:
+            if not name:
+                self.say("preset not saved")
+                return
+            values = dict(pane.runner.params) if pane.runner else pane.param_panel._values
+            try:
+                path = presets.save(name, topic, record.plain(values))
+            except (ParamError, OSError) as exc:
+                self.say(str(exc))
+                return
+            self.say(f"preset {name} saved to {path}")
+
+        self.push_screen(PresetNameScreen(topic), done)
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = []
+        for b in self.BINDINGS:
+            if b.action.startswith("goto"):
+                continue
+            rows.append((self.get_key_display(b), b.tooltip or b.description))
+        rows.append(("1-9", "go to topic N"))
+        for b in (*ParamList.BINDINGS, *ParamPanel.BINDINGS):
+            rows.append((self.get_key_display(b), f"params: {b.tooltip or b.description}"))
+        return rows
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    async def action_quit(self) -> None:
+        for pane in self.panes.values():
+            pane.stop()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        for pane in self.panes.values():
+            pane.stop()

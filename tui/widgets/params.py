@@ -1,0 +1,225 @@
+"""ParamPanel: the topic's parameters, edited from the keyboard.
+
+↑/↓ select a parameter, ←/→ step it (``Param.nudge``: log steps where the Param says
+so, choices cycle, bools toggle), Enter opens an input for an exact value (Escape
+cancels). Every value goes through ``Param.parse`` / ``Param.validate`` and
+``Runner.set`` (which runs ``Topic.check``): a rejected value shows its ParamError
+message on the panel's message line and the run goes on unchanged.
+
+Values shown are the runner's (pending edits included). Parameters marked with the
+re-init glyph (↻, ASCII ``*``) re-initialise the run when changed; the others apply
+live, between two steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Input, Static
+
+from mletui.engine.params import Param, ParamError
+from mletui.engine.topic import Topic
+
+from ..charset import Glyphs
+
+
+class ParamList(Widget, can_focus=True):
+    """The list of parameters; owns the arrow keys and Enter."""
+
+    BINDINGS = [
+        Binding("up", "move(-1)", "Prev param", show=False, tooltip="select the previous parameter"),
+        Binding("down", "move(1)", "Next param", show=False, tooltip="select the next parameter"),
+        Binding("left", "nudge(-1)", "Step down", show=False,
+                tooltip="step the parameter down (log steps where its range says log)"),
+        Binding("right", "nudge(1)", "Step up", show=False, tooltip="step the parameter up"),
+        Binding("enter", "edit", "Type value", tooltip="type an exact value"),
+    ]
+
+    selected: reactive[int] = reactive(0)
+
+    def __init__(self, panel: "ParamPanel", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.panel = panel
+
+    def render(self) -> Text:
+        return self.panel.render_rows(self.size.width, self.selected, self.has_focus)
+
+    def watch_selected(self, value: int) -> None:
+        self.panel.show_help()
+
+    def action_move(self, delta: int) -> None:
+        n = len(self.panel.topic.params)
+        if n:
+            self.selected = (self.selected + delta) % n
+
+    def action_nudge(self, direction: int) -> None:
+        self.panel.nudge(direction)
+
+    def action_edit(self) -> None:
+        self.panel.open_input()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
+class ParamPanel(Vertical):
+    """Params list + an input for exact values + a message line (help or error)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel typing a value")]
+
+    def __init__(self, topic: Topic, glyphs: Glyphs, values: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topic = topic
+        self.glyphs = glyphs
+        self.runner = None
+        self._values = dict(values) if values is not None else topic.default_params()
+        self.border_title = "params"
+
+    def compose(self) -> ComposeResult:
+        yield ParamList(self, id="param-list")
+        yield Input(id="param-input", classes="hidden")
+        yield Static("", id="param-message")
+
+    def on_mount(self) -> None:
+        self.show_help()
+
+    # -- values ----------------------------------------------------------------
+    def value(self, name: str) -> Any:
+        if self.runner is not None:
+            try:
+                return self.runner.pending_value(name)
+            except KeyError:
+                pass
+        return self._values.get(name)
+
+    @property
+    def current(self) -> Param | None:
+        params = self.topic.params
+        if not params:
+            return None
+        return params[self.query_one(ParamList).selected % len(params)]
+
+    def select(self, name: str) -> None:
+        names = [p.name for p in self.topic.params]
+        self.query_one(ParamList).selected = names.index(name)
+
+    # -- drawing ----------------------------------------------------------------
+    def render_rows(self, width: int, selected: int, focused: bool) -> Text:
+        params = self.topic.params
+        if not params:
+            return Text("(no parameters)", style="dim")
+        name_w = min(max(len(p.name) for p in params), max(4, width - 12))
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for i, p in enumerate(params):
+            mark = self.glyphs.cursor if i == selected else " "
+            live = " " if p.live else self.glyphs.live
+            value = p.format(self.value(p.name))
+            room = max(1, width - name_w - 4)
+            if len(value) > room:
+                value = value[: max(1, room - 1)] + "~"
+            line = f"{mark}{p.name[:name_w]:<{name_w}} {value:>{room}}{live}"
+            style = "reverse" if i == selected and focused else ("bold" if i == selected else "")
+            out.append(line, style=style)
+            if i < len(params) - 1:
+                out.append("\n")
+        if any(not p.live for p in params):
+            out.append(f"\n{self.glyphs.live} re-initialises", style="dim")
+        return out
+
+    def refresh_values(self) -> None:
+        self.query_one(ParamList).refresh()
+
+    def show_help(self) -> None:
+        p = self.current
+        if p is None:
+            return
+        desc = p.describe()
+        extra = f" [{desc['range']}]" if desc["range"] else ""
+        self._message(f"{p.name}: {p.help}{extra}", error=False)
+
+    def _message(self, text: str, error: bool) -> None:
+        try:
+            msg = self.query_one("#param-message", Static)
+        except Exception:
+            return
+        msg.update(Text(text, style="bold red" if error else "dim"))
+        msg.set_class(error, "error")
+
+    @property
+    def message(self) -> str:
+        return str(self.query_one("#param-message", Static).render())
+
+    # -- edits ----------------------------------------------------------------
+    def _apply(self, p: Param, value: Any) -> bool:
+        """Validate and queue one value (typed or text). Shows the outcome; True if accepted."""
+        try:
+            if self.runner is None:
+                typed = p.parse(value) if isinstance(value, str) else p.validate(value)
+                merged = dict(self._values)
+                merged[p.name] = typed
+                self._values = self.topic.check(merged, (p.name,))
+            else:
+                typed = self.runner.set(p.name, value)
+        except ParamError as exc:
+            self._message(str(exc), error=True)
+            self.refresh_values()
+            return False
+        note = "" if p.live else " (re-initialises)"
+        self._message(f"{p.name} = {p.format(typed)}{note}", error=False)
+        self.refresh_values()
+        return True
+
+    def nudge(self, direction: int) -> None:
+        p = self.current
+        if p is None:
+            return
+        try:
+            new = p.nudge(self.value(p.name), direction)
+        except ParamError as exc:
+            self._message(str(exc), error=True)
+            return
+        self._apply(p, new)
+
+    def open_input(self) -> None:
+        p = self.current
+        if p is None:
+            return
+        box = self.query_one("#param-input", Input)
+        box.value = p.format(self.value(p.name))
+        box.placeholder = f"{p.name} ({p.kind})"
+        box.border_title = f"{p.name} ="
+        box.remove_class("hidden")
+        box.focus()
+        self._message(f"type a value for {p.name}, Enter to apply, Escape to cancel", error=False)
+
+    def close_input(self) -> None:
+        box = self.query_one("#param-input", Input)
+        box.add_class("hidden")
+        self.query_one(ParamList).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        p = self.current
+        self.close_input()
+        if p is not None:
+            self._apply(p, event.value)
+
+    def action_cancel(self) -> None:
+        box = self.query_one("#param-input", Input)
+        if not box.has_class("hidden"):
+            self.close_input()
+            self.show_help()
+
+    @property
+    def editing(self) -> bool:
+        return not self.query_one("#param-input", Input).has_class("hidden")

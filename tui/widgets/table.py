@@ -1,0 +1,40 @@
+"""Table: ``Frame.views[source]`` is {"columns": [...], "rows": [[...], ...]}.
+Numbers are written compactly; NaN as "nan"."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich import box
+from textual.widgets import Static
+
+from mletui.engine.topic import Frame, View
+
+from ..charset import Glyphs
+from .numbers import fmt
+
+
+class TableView(Static):
+    needs_history = False
+
+    def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.view = view
+        self.glyphs = glyphs
+        self.border_title = view.title
+        self.add_class("view")
+
+    def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
+        data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
+        if not isinstance(data, dict):
+            self.update("no data")
+            return
+        table = Table(box=box.ASCII if self.glyphs.ascii else box.SIMPLE_HEAD, expand=True,
+                      pad_edge=False, padding=(0, 1))
+        for col in data.get("columns", []):
+            table.add_column(str(col), justify="right")
+        for row in data.get("rows", []):
+            table.add_row(*(fmt(v) for v in row))
+        self.update(table)
+
+    def clear(self) -> None:
+        self.update("")
