@@ -93,3 +93,14 @@ def test_data_split_is_seeded_and_disjoint():
     train = {tuple(r.tolist()) + (int(l),) for r, l in zip(a.x_train, a.y_train)}
     val = {tuple(r.tolist()) + (int(l),) for r, l in zip(a.x_val, a.y_val)}
     assert len(val - train) > 0.9 * len(val)    # (digits has a few duplicate images)
+
+
+def test_the_frame_before_any_step_reports_no_loss_and_no_divergence():
+    p = TOPIC.resolve(SMALL)
+    state = TOPIC.init(p, torch.device("cpu"), seed=0)
+    frame = TOPIC.observe(state, p)               # the runner publishes this one at init
+    assert not any(frame.scalars[f"diverged_{n}"] for n in ("kfac_true", "kfac_empirical", "sgd", "adam"))
+    assert "loss_sgd" not in frame.scalars
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    assert math.isfinite(frame.scalars["loss_sgd"]) and not frame.scalars["diverged_sgd"]

@@ -350,13 +350,14 @@ class KFACTopic(Topic):
                 run.last_loss = float(run.loss_sum) / run.count
                 run.loss_sum.zero_()
                 run.count = 0
-            if not math.isfinite(run.last_loss) and not run.diverged:
-                run.diverged = True
-                hint = {"sgd": "lr_sgd", "adam": "lr_adam"}.get(n, "lr or damping")
-                notes.append(f"{n}: non-finite training loss at step {state.steps}; run stopped (lower {hint})")
+                if not math.isfinite(run.last_loss) and not run.diverged:
+                    run.diverged = True
+                    hint = {"sgd": "lr_sgd", "adam": "lr_adam"}.get(n, "lr or damping")
+                    notes.append(f"{n}: non-finite training loss at step {state.steps}; run stopped (lower {hint})")
             sc[f"diverged_{n}"] = run.diverged
             if not run.diverged:
-                sc[f"loss_{n}"] = run.last_loss
+                if math.isfinite(run.last_loss):       # none before the first step
+                    sc[f"loss_{n}"] = run.last_loss
                 val_loss, val_acc = evaluate(run, state.likelihood, state.data)
                 if math.isfinite(val_loss):
                     sc[f"val_loss_{n}"] = val_loss
