@@ -324,3 +324,27 @@ def test_losses_and_output_hessian_match_autograd():
         torch.testing.assert_close(output_hessian_product(lik, f.detach(), u, v), expected)
         d = 1 if lik == "categorical" else 4
         assert float(mean_loss(lik, f, t)) * 5 * d == pytest.approx(float(nll_sum(lik, f, t)))
+
+
+def test_momentum_and_weight_decay_follow_sgd_on_the_preconditioned_gradient():
+    """kl_clip rule off (ν = 1): the update is torch.optim.SGD(momentum, weight_decay)
+    applied to V, as in the reference implementations."""
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin.load_state_dict(model.state_dict())
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    lr, mom, wd = 0.05, 0.9, 0.01
+    opt = KFAC(model, likelihood="categorical", lr=lr, momentum=mom, weight_decay=wd, kl_clip=0.0,
+               t_cov=1, t_inv=1, eigh_dtype=torch.float64)
+    ref = torch.optim.SGD(twin.parameters(), lr=lr, momentum=mom, weight_decay=wd)
+    for _ in range(3):
+        opt.zero_grad()
+        opt.backward(model(x), y, inputs=x)
+        opt.step()
+        results, _ = opt.precondition()            # this step's V (same grads, same inverses)
+        for p, v in zip(twin.parameters(), [t for layer, _, vv in results for t in layer.split(vv)]):
+            p.grad = v.clone()
+        ref.step()
+        for p, q in zip(model.parameters(), twin.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
