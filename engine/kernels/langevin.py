@@ -1,0 +1,356 @@
+"""Fused Langevin steps (ULA and MALA) for many independent chains, one kernel per target family.
+
+Conventions:
+    x        float32 (D, N): chain positions, coordinate-major (row d = coordinate d), D in {1, 2}.
+    logp     float32 (N,): cached log p(x) (natural log, normalised).
+    grad     float32 (D, N): cached score grad log p(x).
+    step     the step size eps:  proposal y = x + (eps/2) grad log p(x) + sqrt(eps) z,  z ~ N(0, I).
+    ULA      takes y.  MALA accepts y with probability min(1, alpha),
+             log alpha = log p(y) - log p(x) + log q(x|y) - log q(y|x),
+             log q(y|x) = -|z|^2 / 2,  log q(x|y) = -|x - y - (eps/2) grad log p(y)|^2 / (2 eps)
+             (the shared constant cancels); the state caches (x, log p, grad) as BlackJAX's MALA
+             does, so nothing is computed twice, and a NaN log alpha is a rejection.
+    noise    None, or float32 (D, N) standard normals z;  uniforms: None, or float32 (N,) in [0, 1)
+             for the accept test log u < log alpha.  Given the same noise and uniforms the Triton
+             kernel and its twin make the same moves.  Without them the kernel draws in-kernel from
+             Philox keyed by ``seed`` with counter (chain index, ``counter``): callers advance
+             ``counter`` by one per step; the twin draws from ``generator`` instead.
+    accept_count  None or int64 (1,): MALA adds the number of accepted proposals (on the device).
+    trace    None or float32 (T, M): row ``trace_row`` receives x[0, :M] after the step (a bounded
+             device-side history of a tracked statistic for the ESS estimate).
+Targets (``engine/exact/targets.py``) are packed by :func:`pack_target` into a family, dimension,
+number of components and a small coefficient vector.  Nothing here syncs with the host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..device import use_triton
+from ..exact.targets import Target
+
+try:  # Triton is optional: the CPU path is the twin.
+    import triton
+    import triton.language as tl
+except Exception:  # pragma: no cover - no triton on this platform
+    triton = None
+    tl = None
+
+FAMILY_IDS = {"mixture": 0, "banana": 1, "ring": 2}
+TWIN_CHUNK = 1 << 16  # chains per chunk of the twin: its temporaries stay in the CPU's cache
+
+
+@dataclass(frozen=True)
+class PackedTarget:
+    """What a kernel needs of a target: family, D, K (mixture components) and coefficients.
+
+    mixture: K rows (mu0, mu1, P00, P01, P11, log c) with P = Sigma^-1, log c = log w
+             - (D/2) log 2 pi - (1/2) log det Sigma (unused entries 0 when D = 1);
+    banana:  (a, b, s);   ring: (R, w, log Z).
+    ``values`` are Python floats (the twin's constants); ``coeffs`` the same on the device."""
+
+    family: str
+    dim: int
+    k: int
+    values: tuple[float, ...]
+    coeffs: torch.Tensor
+
+
+def pack_target(target: Target, device: torch.device | str = "cpu") -> PackedTarget:
+    if target.family == "mixture":
+        rows = target.mixture_coeffs()
+        values = tuple(float(v) for v in rows.reshape(-1))
+        k = rows.shape[0]
+    elif target.family == "banana":
+        values, k = (target.a, target.b, target.s), 1
+    elif target.family == "ring":
+        values, k = (target.radius, target.width, target.ring_log_z()), 1
+    else:
+        raise ValueError(f"unknown family {target.family!r}")
+    coeffs = torch.tensor(values, dtype=torch.float32, device=device)
+    return PackedTarget(target.family, target.dim, k, values, coeffs)
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch twin: the CPU path, the test reference, the benchmark baseline's neighbour.
+# ---------------------------------------------------------------------------------------------
+def log_density_and_score_torch(packed: PackedTarget, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p (B,), score (D, B)) at positions y (D, B), the same formulas as the kernel."""
+    v = packed.values
+    if packed.family == "mixture":
+        if packed.k == 1:
+            mu0, mu1, p00, p01, p11, lc = v
+            if packed.dim == 1:
+                d0 = y[0] - mu0
+                h0 = d0 * p00
+                logp = (d0 * h0).mul_(-0.5).add_(lc)
+                return logp, h0.neg_().unsqueeze(0)
+            d0 = y[0] - mu0
+            d1 = y[1] - mu1
+            h0 = d0 * p00 + d1 * p01
+            h1 = d0 * p01 + d1 * p11
+            logp = (d0 * h0).add_(d1 * h1).mul_(-0.5).add_(lc)
+            return logp, torch.stack((h0.neg_(), h1.neg_()))
+        c = packed.coeffs.to(y.device).view(packed.k, 6)
+        mu0, mu1, p00, p01, p11, lc = (c[:, j:j + 1] for j in range(6))
+        d0 = y[0][None] - mu0                                   # (K, B)
+        if packed.dim == 1:
+            h0 = d0 * p00
+            logits = lc - 0.5 * d0 * h0
+            logp = torch.logsumexp(logits, dim=0)
+            r = torch.exp((logits - logp).clamp_min_(-80.0))  # no denormals: they are slow on CPUs
+            return logp, -(r * h0).sum(0, keepdim=True)
+        d1 = y[1][None] - mu1
+        h0 = d0 * p00 + d1 * p01
+        h1 = d0 * p01 + d1 * p11
+        logits = lc - 0.5 * (d0 * h0 + d1 * h1)
+        logp = torch.logsumexp(logits, dim=0)
+        r = torch.exp((logits - logp).clamp_min_(-80.0))  # no denormals: they are slow on CPUs
+        return logp, torch.stack((-(r * h0).sum(0), -(r * h1).sum(0)))
+    if packed.family == "banana":
+        a, b, s = v
+        x1, x2 = y[0], y[1]
+        r = (x2 - b * (x1 * x1 - a * a)) / (s * s)
+        logp = -0.5 * x1 * x1 / (a * a) - 0.5 * (s * s) * r * r - (math.log(2 * math.pi) + math.log(a * s))
+        return logp, torch.stack((x1 * (2.0 * b * r - 1.0 / (a * a)), -r))
+    if packed.family == "ring":
+        R, w, log_z = v
+        rho = torch.sqrt(y[0] * y[0] + y[1] * y[1]).clamp_min_(1e-20)
+        dev = rho - R
+        logp = -0.5 * dev * dev / (w * w) - log_z
+        f = -dev / ((w * w) * rho)
+        return logp, torch.stack((f * y[0], f * y[1]))
+    raise ValueError(f"unknown family {packed.family!r}")
+
+
+def langevin_step_torch(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, step: float,
+                        packed: PackedTarget, mala: bool, seed: int = 0, counter: int = 0,
+                        noise: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
+                        accept_count: torch.Tensor | None = None, trace: torch.Tensor | None = None,
+                        trace_row: int = 0, generator: torch.Generator | None = None) -> None:
+    """Twin of the fused kernel: one ULA or MALA step of every chain, in place (see the module
+    docstring). Works through the chains in chunks so its temporaries stay in cache."""
+    d, n = x.shape
+    eps = float(step)
+    half, root = 0.5 * eps, math.sqrt(eps)
+    for s in range(0, n, TWIN_CHUNK):
+        e = min(n, s + TWIN_CHUNK)
+        xs, gs, ls = x[:, s:e], grad[:, s:e], logp[s:e]
+        if noise is None:
+            z = torch.randn((d, e - s), generator=generator, device=x.device)
+        else:
+            z = noise[:, s:e]
+        y = torch.add(xs, gs, alpha=half).add_(z, alpha=root)
+        lp_y, g_y = log_density_and_score_torch(packed, y)
+        if not mala:
+            xs.copy_(y)
+            gs.copy_(g_y)
+            ls.copy_(lp_y)
+            continue
+        back = torch.sub(xs, y).sub_(g_y, alpha=half)
+        log_alpha = (lp_y - ls).sub_((back * back).sum(0), alpha=1.0 / (2.0 * eps)).add_((z * z).sum(0), alpha=0.5)
+        u = torch.rand(e - s, generator=generator, device=x.device) if uniforms is None else uniforms[s:e]
+        accept = torch.log(u) < log_alpha  # NaN log alpha compares False: a rejection
+        xs.copy_(torch.where(accept, y, xs))
+        gs.copy_(torch.where(accept, g_y, gs))
+        ls.copy_(torch.where(accept, lp_y, ls))
+        if accept_count is not None:
+            accept_count += accept.sum()
+    if trace is not None:
+        m = trace.shape[1]
+        trace[trace_row].copy_(x[0, :m])
+
+
+def langevin_step_eager(target: Target, points: torch.Tensor, logp: torch.Tensor, score: torch.Tensor,
+                        step: float, mala: bool, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The benchmarks' baseline: the same step written plainly in eager PyTorch on points (N, D),
+    with the target's broadcasting formulas and fresh tensors at every op. Returns
+    (points, logp, score, accepted) after the step."""
+    eps = float(step)
+    z = torch.randn(points.shape, generator=generator, device=points.device)
+    y = points + 0.5 * eps * score + math.sqrt(eps) * z
+    lp_y, s_y = target.log_density_and_score(y)
+    if not mala:
+        return y, lp_y, s_y, torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    log_q_back = -((points - y - 0.5 * eps * s_y) ** 2).sum(1) / (2 * eps)
+    log_q_fwd = -(z ** 2).sum(1) / 2
+    log_alpha = lp_y - logp + log_q_back - log_q_fwd
+    log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
+    accept = torch.log(torch.rand(points.shape[0], generator=generator, device=points.device)) < log_alpha
+    return (torch.where(accept[:, None], y, points), torch.where(accept, lp_y, logp),
+            torch.where(accept[:, None], s_y, score), accept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton: score + proposal + MALA log-accept + accept/reject fused in one kernel per family.
+# ---------------------------------------------------------------------------------------------
+if triton is not None:
+
+    @triton.jit
+    def _mixture_logp_score(y0, y1, coef_ptr, K: tl.constexpr):
+        # online logsumexp over the K components, carrying the responsibility-weighted -P d
+        m = tl.full(y0.shape, float("-inf"), tl.float32)
+        s = tl.zeros(y0.shape, tl.float32)
+        a0 = tl.zeros(y0.shape, tl.float32)
+        a1 = tl.zeros(y0.shape, tl.float32)
+        for k in tl.static_range(K):
+            mu0 = tl.load(coef_ptr + 6 * k + 0)
+            mu1 = tl.load(coef_ptr + 6 * k + 1)
+            p00 = tl.load(coef_ptr + 6 * k + 2)
+            p01 = tl.load(coef_ptr + 6 * k + 3)
+            p11 = tl.load(coef_ptr + 6 * k + 4)
+            lc = tl.load(coef_ptr + 6 * k + 5)
+            d0 = y0 - mu0
+            d1 = y1 - mu1
+            h0 = p00 * d0 + p01 * d1
+            h1 = p01 * d0 + p11 * d1
+            logit = lc - 0.5 * (d0 * h0 + d1 * h1)
+            m_new = tl.maximum(m, logit)
+            scale = tl.exp(m - m_new)
+            e = tl.exp(logit - m_new)
+            s = s * scale + e
+            a0 = a0 * scale - e * h0
+            a1 = a1 * scale - e * h1
+            m = m_new
+        return m + tl.log(s), a0 / s, a1 / s
+
+    @triton.jit
+    def _banana_logp_score(y0, y1, coef_ptr):
+        a = tl.load(coef_ptr + 0)
+        b = tl.load(coef_ptr + 1)
+        sd = tl.load(coef_ptr + 2)
+        r = (y1 - b * (y0 * y0 - a * a)) / (sd * sd)
+        logp = -0.5 * y0 * y0 / (a * a) - 0.5 * (sd * sd) * r * r - (1.8378770664093453 + tl.log(a * sd))
+        return logp, y0 * (2.0 * b * r - 1.0 / (a * a)), -r
+
+    @triton.jit
+    def _ring_logp_score(y0, y1, coef_ptr):
+        R = tl.load(coef_ptr + 0)
+        w = tl.load(coef_ptr + 1)
+        log_z = tl.load(coef_ptr + 2)
+        rho = tl.maximum(tl.sqrt(y0 * y0 + y1 * y1), 1e-20)
+        dev = rho - R
+        f = -dev / ((w * w) * rho)
+        return -0.5 * dev * dev / (w * w) - log_z, f * y0, f * y1
+
+    @triton.jit
+    def _langevin_step_kernel(x_ptr, logp_ptr, grad_ptr, coef_ptr, noise_ptr, unif_ptr, acc_ptr,
+                              trace_ptr, n, step, seed, counter, trace_row, trace_m,
+                              FAMILY: tl.constexpr, D: tl.constexpr, K: tl.constexpr,
+                              MALA: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_ACC: tl.constexpr,
+                              HAS_TRACE: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0)
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = idx < n
+        x0 = tl.load(x_ptr + idx, mask=mask, other=0.0)
+        g0 = tl.load(grad_ptr + idx, mask=mask, other=0.0)
+        if D == 2:
+            x1 = tl.load(x_ptr + n + idx, mask=mask, other=0.0)
+            g1 = tl.load(grad_ptr + n + idx, mask=mask, other=0.0)
+        else:
+            x1 = tl.zeros(x0.shape, tl.float32)
+            g1 = tl.zeros(x0.shape, tl.float32)
+        if HAS_NOISE:
+            z0 = tl.load(noise_ptr + idx, mask=mask, other=0.0)
+            if D == 2:
+                z1 = tl.load(noise_ptr + n + idx, mask=mask, other=0.0)
+            else:
+                z1 = tl.zeros(x0.shape, tl.float32)
+            u = tl.load(unif_ptr + idx, mask=mask, other=0.5)
+        else:
+            # Philox: key = seed, counter = (chain index, step counter, 0, 0) -> four uint32
+            r0, r1, r2, r3 = tl.philox(seed, idx, counter + tl.zeros_like(idx), tl.zeros_like(idx),
+                                       tl.zeros_like(idx))
+            z0, z1 = tl.pair_uniform_to_normal(tl.uint_to_uniform_float(r0), tl.uint_to_uniform_float(r1))
+            if D == 1:
+                z1 = tl.zeros(x0.shape, tl.float32)
+            u = tl.uint_to_uniform_float(r2)
+        half = 0.5 * step
+        root = tl.sqrt(step)
+        y0 = x0 + half * g0 + root * z0
+        y1 = x1 + half * g1 + root * z1
+        if FAMILY == 0:
+            lp_y, gy0, gy1 = _mixture_logp_score(y0, y1, coef_ptr, K)
+        elif FAMILY == 1:
+            lp_y, gy0, gy1 = _banana_logp_score(y0, y1, coef_ptr)
+        else:
+            lp_y, gy0, gy1 = _ring_logp_score(y0, y1, coef_ptr)
+        if MALA:
+            lp_x = tl.load(logp_ptr + idx, mask=mask, other=0.0)
+            b0 = x0 - y0 - half * gy0
+            b1 = x1 - y1 - half * gy1
+            log_alpha = lp_y - lp_x - (b0 * b0 + b1 * b1) / (2.0 * step) + 0.5 * (z0 * z0 + z1 * z1)
+            accept = tl.log(u) < log_alpha  # NaN compares False: a rejection
+            y0 = tl.where(accept, y0, x0)
+            y1 = tl.where(accept, y1, x1)
+            gy0 = tl.where(accept, gy0, g0)
+            gy1 = tl.where(accept, gy1, g1)
+            lp_y = tl.where(accept, lp_y, lp_x)
+            if HAS_ACC:
+                tl.atomic_add(acc_ptr, tl.sum((accept & mask).to(tl.int64), axis=0))
+        tl.store(x_ptr + idx, y0, mask=mask)
+        tl.store(grad_ptr + idx, gy0, mask=mask)
+        tl.store(logp_ptr + idx, lp_y, mask=mask)
+        if D == 2:
+            tl.store(x_ptr + n + idx, y1, mask=mask)
+            tl.store(grad_ptr + n + idx, gy1, mask=mask)
+        if HAS_TRACE:
+            tl.store(trace_ptr + trace_row * trace_m + idx, y0, mask=mask & (idx < trace_m))
+
+
+TRITON_BLOCK = 1024
+
+
+def langevin_step_triton(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, step: float,
+                         packed: PackedTarget, mala: bool, seed: int = 0, counter: int = 0,
+                         noise: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
+                         accept_count: torch.Tensor | None = None, trace: torch.Tensor | None = None,
+                         trace_row: int = 0, generator: torch.Generator | None = None,
+                         block: int = TRITON_BLOCK) -> None:
+    """The fused Triton step (same signature and semantics as :func:`langevin_step_torch`;
+    ``generator`` is ignored: without ``noise`` the kernel draws from Philox(seed, counter))."""
+    if triton is None:  # pragma: no cover
+        raise RuntimeError("triton is not installed")
+    d, n = x.shape
+    if (noise is None) != (uniforms is None):
+        raise ValueError("give both noise and uniforms, or neither")
+    dummy = logp
+    coeffs = packed.coeffs if packed.coeffs.device == x.device else packed.coeffs.to(x.device)
+    grid = (triton.cdiv(n, block),)
+    _langevin_step_kernel[grid](
+        x, logp, grad, coeffs,
+        noise if noise is not None else dummy, uniforms if uniforms is not None else dummy,
+        accept_count if accept_count is not None else dummy,
+        trace if trace is not None else dummy,
+        n, float(step), int(seed) & 0x7FFFFFFFFFFFFFFF, int(counter) & 0x7FFFFFFF, int(trace_row),
+        int(trace.shape[1]) if trace is not None else 0,
+        FAMILY=FAMILY_IDS[packed.family], D=d, K=packed.k, MALA=bool(mala),
+        HAS_NOISE=noise is not None, HAS_ACC=accept_count is not None and bool(mala),
+        HAS_TRACE=trace is not None, BLOCK=block, num_warps=4)
+
+
+def langevin_step(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, step: float,
+                  packed: PackedTarget, mala: bool, seed: int = 0, counter: int = 0,
+                  noise: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
+                  accept_count: torch.Tensor | None = None, trace: torch.Tensor | None = None,
+                  trace_row: int = 0, generator: torch.Generator | None = None) -> None:
+    """One step of every chain: the Triton kernel on CUDA, the twin elsewhere."""
+    if use_triton(x.device):
+        langevin_step_triton(x, logp, grad, step, packed, mala, seed, counter, noise, uniforms,
+                             accept_count, trace, trace_row)
+    else:
+        langevin_step_torch(x, logp, grad, step, packed, mala, seed, counter, noise, uniforms,
+                            accept_count, trace, trace_row, generator)
+
+
+def refresh(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, packed: PackedTarget) -> None:
+    """Recompute the cached log p and score at x (after an init, a re-seed or a target change)."""
+    for s in range(0, x.shape[1], TWIN_CHUNK):
+        e = min(x.shape[1], s + TWIN_CHUNK)
+        lp, g = log_density_and_score_torch(packed, x[:, s:e])
+        logp[s:e].copy_(lp)
+        grad[:, s:e].copy_(g)
