@@ -66,6 +66,7 @@ eigendecompositions every ``t_inv`` steps and the 2x2 solve in quadratic mode.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Iterable
 
 import torch
@@ -73,6 +74,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kernels.kfac_stats import cov_ema
+
+# .grad views of the gradient buffers have the buffer's strides, which autograd notes once
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 RESCALES = ("kl_clip", "quadratic", "none")
@@ -155,6 +159,29 @@ class _Layer:
         self.pi = 1.0
         self.A_inv: torch.Tensor | None = None
         self.G_inv: torch.Tensor | None = None
+        self.grad_buf: torch.Tensor | None = None     # [∇W | ∇b], the .grad tensors are views of it
+        self.grad_group: torch.Tensor | None = None   # the (k, out, in) buffer it is a slice of
+
+    def attach_grads(self) -> None:
+        """Make weight.grad and bias.grad views of grad_buf (autograd accumulates in place)."""
+        if self.grad_buf is None:
+            return
+        w = self.module.weight
+        if self.has_bias:
+            w.grad = self.grad_buf[:, :-1]
+            self.module.bias.grad = self.grad_buf[:, -1]
+        else:
+            w.grad = self.grad_buf.view(w.shape)
+
+    def grads_attached(self) -> bool:
+        if self.grad_buf is None:
+            return False
+        w = self.module.weight
+        ok = w.grad is not None and w.grad.data_ptr() == self.grad_buf.data_ptr()
+        if self.has_bias:
+            b = self.module.bias.grad
+            ok = ok and b is not None and b.data_ptr() == self.grad_buf[:, -1].data_ptr()
+        return ok
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -163,6 +190,12 @@ class _Layer:
     def grad_matrix(self, weight_decay: float = 0.0) -> torch.Tensor:
         """∇W as out x in (bias as the last column), in the factors' dtype."""
         w = self.module.weight
+        if self.grads_attached():
+            if not weight_decay:
+                return self.grad_buf
+            wb = torch.cat([w.detach().reshape(self.d_out, -1), self.module.bias.detach()[:, None]], 1) \
+                if self.has_bias else w.detach().reshape(self.d_out, -1)
+            return self.grad_buf + weight_decay * wb
         g = w.grad.reshape(self.d_out, -1)
         if weight_decay:
             g = g + weight_decay * w.detach().reshape(self.d_out, -1)
@@ -250,6 +283,7 @@ class KFAC(torch.optim.Optimizer):
             handled.update(id(p) for p in layer.params)
             module.register_forward_hook(self._make_hook(layer))
         self.other_params = [p for p in self.param_groups[0]["params"] if id(p) not in handled]
+        self._grad_groups = self._make_grad_buffers() if batched else []
         if triton_stats is None:
             from .device import use_triton
             triton_stats = dev is not None and use_triton(dev)
@@ -269,6 +303,47 @@ class KFAC(torch.optim.Optimizer):
         self._batch: tuple[Any, Any, torch.Tensor] | None = None
         self._delta_prev: torch.Tensor | None = None     # the last update, flat
         self._groups: list = []
+        self._group_buffers: list = []
+
+    def _make_grad_buffers(self) -> list[torch.Tensor]:
+        """One (k, out, in) gradient buffer per group of same-shaped layers whose .grad
+        tensors become its views: the batched preconditioning then reads the gradients
+        without a copy (no cat, no stack). Conv layers with a bias keep their own grads."""
+        groups: dict[tuple, list[_Layer]] = {}
+        for layer in self.layers:
+            w = layer.module.weight
+            if (layer.conv and layer.has_bias) or w.dtype != layer.A.dtype:
+                continue
+            groups.setdefault((layer.d_out, layer.d_in, w.dtype, w.device), []).append(layer)
+        buffers = []
+        for (d_out, d_in, dtype, device), members in groups.items():
+            buf = torch.zeros(len(members), d_out, d_in, dtype=dtype, device=device)
+            for i, layer in enumerate(members):
+                layer.grad_buf, layer.grad_group = buf[i], buf
+                layer.attach_grads()
+            buffers.append(buf)
+        return buffers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients; the K-FAC layers' gradient buffers are zeroed in place and
+        re-attached (so ``set_to_none`` applies to the other parameters only)."""
+        for buf in self._grad_groups:
+            buf.zero_()
+        for layer in self.layers:
+            if layer.grad_buf is not None:
+                if not layer.grads_attached():
+                    layer.attach_grads()
+            else:
+                for p in layer.params:
+                    if set_to_none:
+                        p.grad = None
+                    elif p.grad is not None:
+                        p.grad.zero_()
+        for p in self.other_params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
 
     # -- hyper-parameters --------------------------------------------------------------
     @property
@@ -422,23 +497,32 @@ class KFAC(torch.optim.Optimizer):
                             torch.stack([l.A_inv for l in members])))
             else:
                 out.append((members, None, None))
+        self._group_buffers = []
+        for members, _, _ in out:
+            buf = members[0].grad_group
+            same = buf is not None and buf.shape[0] == len(members) and all(
+                l.grad_group is buf and l.grad_buf.data_ptr() == buf[i].data_ptr() for i, l in enumerate(members))
+            self._group_buffers.append(buf if same else None)
         return out
 
     def precondition(self, weight_decay: float = 0.0) -> tuple[list[tuple[_Layer, torch.Tensor, torch.Tensor]], torch.Tensor]:
         """[(layer, ∇W, V)] and Σ⟨V, ∇W⟩ over layers (a 0-d tensor, no host sync)."""
         results = []
         dots = []
-        for members, g_stack, a_stack in self._groups:
+        for (members, g_stack, a_stack), buf in zip(self._groups, self._group_buffers):
             if g_stack is None:
                 layer = members[0]
                 x = layer.grad_matrix(weight_decay)
                 v = layer.G_inv @ x @ layer.A_inv
                 results.append((layer, x, v))
-                dots.append((v * x).sum())
+                dots.append(torch.dot(v.reshape(-1), x.reshape(-1)))
             else:
-                xs = torch.stack([l.grad_matrix(weight_decay) for l in members])
+                if buf is not None and not weight_decay and all(l.grads_attached() for l in members):
+                    xs = buf                                   # the gradients, in place
+                else:
+                    xs = torch.stack([l.grad_matrix(weight_decay) for l in members])
                 vs = torch.bmm(torch.bmm(g_stack, xs), a_stack)
-                dots.append((vs * xs).sum())
+                dots.append(torch.dot(vs.reshape(-1), xs.reshape(-1)))
                 results.extend((l, xs[i], vs[i]) for i, l in enumerate(members))
         total = torch.stack(dots).sum() if dots else torch.zeros(())
         return results, total
