@@ -16,6 +16,7 @@ Run:  python -m mletui.engine.kfac_study --task digits_autoencoder --steps 1000 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -27,6 +28,23 @@ import torch
 
 from .kfac import KFAC, mean_loss
 from .topics.kfac import LIKELIHOOD, TOPIC, Run, build_model, load_data, make_optimizer, train_step
+
+
+@contextlib.contextmanager
+def bench_lock(path: str | None):
+    """Hold an exclusive flock on ``path`` (None: no lock) while timing, so timings of
+    several benchmarks sharing a machine do not overlap."""
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -67,9 +85,8 @@ def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.dev
     likelihood = LIKELIHOOD[task]
     data = load_data(task, seed, device)
     model = copy.deepcopy(build_model(task, widths, seed, device))
+    p["batched"] = cfg.batched
     opt = make_optimizer(cfg.optimizer, model, likelihood, p)
-    if isinstance(opt, KFAC):
-        opt.batched = cfg.batched
     run = Run(cfg.label, model, opt, torch.zeros((), device=device))
     gen = torch.Generator().manual_seed(seed + 1)          # the gradient batches: shared by all
     stats_gen = torch.Generator().manual_seed(seed + 2)    # statistics batches (stats_batch > 0)
@@ -143,7 +160,8 @@ def tune(task: str, cfg: Config, grid: list[dict[str, Any]], seed: int, steps: i
 
 def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
           device: torch.device | str = "cpu", tune_steps: int | None = None,
-          levers: bool = True, log=print) -> dict[str, Any]:
+          levers: bool = True, log=print, timing: dict[str, float] | None = None,
+          timing_rounds: int = 5, lock: str | None = None) -> dict[str, Any]:
     """Tune, run every method on every seed, and compare with tuned SGD and Adam."""
     device = torch.device(device)
     grids = GRIDS if task == "digits_autoencoder" else GRIDS_MLP
@@ -172,17 +190,24 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
             curves[name].append(train_curve(task, cfg, seed, steps, device))
             c = curves[name][-1]
             log(f"  seed {seed} {name}: final {c.final:.4f}, {1000 * c.seconds[-1] / steps:.2f} ms/step")
+    if timing is None:
+        log("timing (round-robin) ...")
+        with bench_lock(lock):
+            timing = step_costs(task, tuned, device, rounds=timing_rounds)
     target = sum(c.final for c in curves["sgd"]) / seeds
     rows = {}
     for name, cs in curves.items():
         reach = [c.first_reach(target) for c in cs]
         got = [(s, t) for s, t in reach if s is not None]
+        steps_to = sum(s for s, _ in got) / len(got) if got else None
         rows[name] = {
             "final": sum(c.final for c in cs) / seeds,
-            "ms_per_step": 1000 * sum(c.seconds[-1] for c in cs) / (seeds * steps),
+            "ms_per_step": timing[name],
+            "ms_per_step_in_study": 1000 * sum(c.seconds[-1] for c in cs) / (seeds * steps),
             "reached": len(got),
-            "steps_to_target": sum(s for s, _ in got) / len(got) if got else None,
-            "seconds_to_target": sum(t for _, t in got) / len(got) if got else None,
+            "steps_to_target": steps_to,
+            # wall-clock to the target: steps x the round-robin per-step cost
+            "seconds_to_target": steps_to * timing[name] / 1000 if steps_to else None,
             "skipped": sum(c.skipped for c in cs),
             "params": tuned[name].params,
         }
@@ -193,8 +218,55 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
                              ("seconds_to_target", f"wall_ratio_vs_{base}")):
                 r[out] = (b[key] / r[key]) if b[key] and r[key] else None
             r[f"step_cost_vs_{base}"] = r["ms_per_step"] / b["ms_per_step"]
-    return {"task": task, "steps": steps, "seeds": seeds, "target": target,
+    return {"task": task, "steps": steps, "seeds": seeds, "target": target, "tuned": {k: c.params for k, c in tuned.items()},
             "device": str(device), "threads": torch.get_num_threads(), "rows": rows}
+
+
+def step_costs(task: str, configs: dict[str, Config], device: torch.device | str = "cpu",
+               rounds: int = 5, steps_per_round: int = 100, seed: int = 0,
+               batch_size: int = 256) -> dict[str, float]:
+    """Milliseconds per training step of each configuration, measured round-robin (every
+    configuration runs ``steps_per_round`` steps in turn, ``rounds`` times) so that a
+    change of machine load hits all of them alike; the median round is reported.
+    With t_cov=10 and t_inv=100, 100 steps per round include their amortised share of
+    factor updates (10) and of eigendecompositions (1)."""
+    device = torch.device(device)
+    likelihood = LIKELIHOOD[task]
+    data = load_data(task, seed, device)
+    n_train = data.x_train.shape[0]
+    runs = {}
+    for name, cfg in configs.items():
+        p = TOPIC.resolve({"task": task, "batch_size": batch_size})
+        p.update(cfg.params)
+        model = build_model(task, p["widths"], seed, device)
+        p["batched"] = cfg.batched
+        opt = make_optimizer(cfg.optimizer, model, likelihood, p)
+        runs[name] = (Run(name, model, opt, torch.zeros((), device=device)), int(p.get("stats_batch", 0) or 0))
+    gen = torch.Generator().manual_seed(seed)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+
+    def one(run: Run, sb: int) -> None:
+        idx = torch.randint(0, n_train, (batch_size,), generator=gen).to(device)
+        xs = ys = None
+        if sb and isinstance(run.opt, KFAC) and run.opt.stats_due:
+            sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=gen).to(device)
+            xs, ys = data.x_train[sidx], data.y_train[sidx]
+        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
+
+    for run, sb in runs.values():                    # warm-up, incl. the first eigendecomposition
+        for _ in range(5):
+            one(run, sb)
+    for _ in range(rounds):
+        for name, (run, sb) in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(steps_per_round):
+                one(run, sb)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(1000 * (time.perf_counter() - t0) / steps_per_round)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
@@ -231,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-levers", action="store_true")
     ap.add_argument("--json", default=None, help="write the result here")
+    ap.add_argument("--lock", default=None, help="flock this file while timing (e.g. /tmp/mletui-bench.lock)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers)
+    res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers,
+                lock=args.lock)
     print(f"target (tuned SGD's final training loss, mean of {args.seeds} seeds): {res['target']:.4f}")
     hdr = f"{'method':<30}{'final':>8}{'ms/step':>9}{'reached':>8}{'steps':>8}{'xSGD':>7}{'xAdam':>7}{'wall xSGD':>10}{'wall xAdam':>11}"
     print(hdr)

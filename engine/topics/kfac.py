@@ -159,7 +159,8 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
                 damping=p["damping"], weight_decay=p["weight_decay"], stat_decay=p["stat_decay"],
                 kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
                 fisher=fisher or p["fisher"], rescale=p["rescale"],
-                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"])
+                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
+                batched=p.get("batched", True))
 
 
 def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
