@@ -1,0 +1,650 @@
+"""Langevin dynamics: ULA and MALA over many independent chains on 1-/2-D targets with exact
+log-densities, and annealed Langevin with a score network trained live by denoising score
+matching.
+
+Conventions (see ``engine/kernels/langevin.py``): step size eps, proposal
+y = x + (eps/2) grad log p(x) + sqrt(eps) z.  ULA takes every proposal (biased for finite eps:
+on N(0, s^2) its stationary variance is s^2 / (1 - eps / (4 s^2))); MALA accepts with the
+Metropolis-Hastings ratio (exact).  One step moves every chain once.
+
+score=learned: a small MLP s_theta(x, sigma) = f_theta(x, log sigma) / sigma is trained by
+denoising score matching on fresh exact samples, loss E |sigma s_theta(x + sigma z, sigma) + z|^2
+(weight sigma^2) over a geometric ladder sigma_max -> sigma_min = 0.05 of ``levels`` levels.
+Each step does ``train_iters`` Adam updates and one annealed-Langevin step of the chains:
+x += (a/2) s_theta(x, sigma_l) + sqrt(a) z with a = step_size * sigma_l^2 (Song & Ermon's
+a ∝ sigma^2), ``steps_per_level`` steps per level; a pass starts from N(centre, sigma_max^2 I)
+and ends at sigma_min, where ``divergence_final`` is measured; then the next pass begins.
+A learned score has no log-density, so MALA is refused with score=learned.
+
+Chains that go non-finite (ULA with too large a step) are counted in ``nonfinite_chains``,
+reported in a note and re-seeded (from exact samples; in learned mode from the pass's start
+law); statistics and views only ever see finite chains.
+
+Frame scalars (the JSONL schema):
+    divergence        KS statistic vs the exact CDF (1-D) or sliced Wasserstein-1 vs exact
+                      samples over 32 directions (2-D), on the first 2048 chains
+    divergence_floor  its value for exact samples (the noise floor of the estimate)
+    divergence_final  learned mode: the divergence at the end of the last annealing pass
+    acceptance        MALA: accepted / proposed since the last frame
+    variance_ratio    trace(cov of chains) / trace(exact cov): ULA's bias shows here
+    ess_per_chain     multi-chain ESS (Stan's estimator, Geyer's initial monotone sequence) of
+                      x[0] over the last ``TRACE_STEPS`` steps of up to 128 tracked chains, / chains
+    ess_per_s         ess_per_chain / window * chain_steps_per_s (effective samples per second)
+    chain_steps_per_s chains x steps per second since the last frame
+    nonfinite_chains  chains re-seeded after going non-finite since init
+    loss, sigma       learned mode: DSM loss (EMA) and the current noise level
+Frame arrays: mean (D,), covariance (D x D), mean_exact, covariance_exact.
+Moments use up to the first 2^20 chains (chains are exchangeable).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..exact.targets import NAMES, Target, make_target
+from ..kernels import langevin as kern
+from ..params import Param, ParamError
+from ..topic import Frame, Topic, View
+
+TRACE_STEPS = 1000        # device-side history of the tracked statistic x[0]
+TRACE_CHAINS = 128        # chains tracked for the ESS
+DIVERGENCE_CHAINS = 2048  # chains compared with the exact target per frame
+MOMENT_CHAINS = 1 << 20
+HEAT_BINS = (40, 20)      # (x bins, y bins) of the density heatmaps
+HIST_BINS = 40
+SIGMA_MIN = 0.05
+TRAIN_BATCH = 512
+REPAIR_EVERY = 64         # steps between checks for non-finite chains (one host sync)
+KS_FLOOR = math.sqrt(math.pi / 2.0) * math.log(2.0)  # E[KS] * sqrt(n) for exact samples, n large
+
+
+# ------------------------------------------------------------------------------------------
+# diagnostics
+# ------------------------------------------------------------------------------------------
+def multichain_ess(trace: torch.Tensor) -> float:
+    """Effective sample size per chain of draws ``trace`` (W steps, M chains), Stan's
+    multi-chain estimator: rho_t = 1 - (mean_var - mean_m acov_m(t)) / var_plus, with
+    var_plus = mean_var (W-1)/W + var(chain means), summed by Geyer's initial monotone
+    sequence: tau = -1 + 2 sum_k P_k, P_k = rho_2k + rho_2k+1 kept while positive and made
+    non-increasing.  Returns W / tau (total ESS / M); chains stuck in different modes make
+    var(chain means) large and the ESS small, as they should."""
+    t = trace.to(torch.float64)
+    w, m = t.shape
+    if w < 4 or m < 1:
+        return float("nan")
+    means = t.mean(0)
+    xc = t - means
+    f = torch.fft.rfft(xc, n=2 * w, dim=0)
+    acov = torch.fft.irfft(f.real ** 2 + f.imag ** 2, n=2 * w, dim=0)[:w] / w   # (W, M), biased
+    chain_var = acov[0] * w / (w - 1)
+    mean_var = chain_var.mean()
+    var_plus = mean_var * (w - 1) / w
+    if m > 1:
+        var_plus = var_plus + means.var()
+    if not float(var_plus) > 0:
+        return float("nan")
+    rho = 1.0 - (mean_var - acov.mean(1)) / var_plus
+    rho[0] = 1.0
+    k = w // 2
+    pairs = rho[0:2 * k:2] + rho[1:2 * k:2]
+    keep = torch.cumprod((pairs > 0).to(torch.float64), 0)
+    pairs = torch.cummin(pairs, 0).values
+    tau = -1.0 + 2.0 * float((pairs * keep).sum())
+    tau = max(tau, 1.0 / math.log10(max(m * w, 10)))
+    return w / tau
+
+
+def ks_statistic(samples: torch.Tensor, target: Target) -> float:
+    """sup_x |F_n(x) - F(x)| of 1-D samples against the target's exact CDF."""
+    x, _ = torch.sort(samples.to(torch.float64))
+    n = x.numel()
+    f = target.cdf(x)
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
+    return float(torch.maximum(i / n - f, f - (i - 1) / n).max())
+
+
+def sorted_projections(a: torch.Tensor, directions: int = 32) -> torch.Tensor:
+    """Projections of points a (2, n) on ``directions`` evenly spaced unit vectors, each sorted:
+    (directions, n), float32."""
+    ang = torch.arange(directions, dtype=torch.float32, device=a.device) * (math.pi / directions)
+    u = torch.stack((torch.cos(ang), torch.sin(ang)))                       # (2, K)
+    return torch.sort(u.T @ a.to(torch.float32), dim=1).values
+
+
+def sliced_w1(a: torch.Tensor, b: torch.Tensor, directions: int = 32,
+              b_sorted: torch.Tensor | None = None) -> float:
+    """Sliced Wasserstein-1 between equal-size point sets a, b (2, n): the mean over evenly
+    spaced directions theta of W1 of the projections (mean |sorted a.theta - sorted b.theta|).
+    ``b_sorted``: b's sorted projections, computed once (``sorted_projections``)."""
+    pb = sorted_projections(b, directions) if b_sorted is None else b_sorted
+    return float((sorted_projections(a, directions) - pb).abs().to(torch.float64).mean())
+
+
+# ------------------------------------------------------------------------------------------
+# learned score
+# ------------------------------------------------------------------------------------------
+class ScoreNet(torch.nn.Module):
+    """s_theta(x, sigma) = f_theta(x, log sigma) / sigma, f an MLP (D+1 -> H -> H -> D, SiLU)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.f = torch.nn.Sequential(
+            torch.nn.Linear(dim + 1, hidden), torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
+            torch.nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """x (B, D), sigma (B, 1) -> score (B, D)."""
+        return self.f(torch.cat((x, torch.log(sigma)), dim=1)) / sigma
+
+
+def dsm_loss(net: ScoreNet, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching with weight sigma^2: mean |sigma s(x + sigma z, sigma) + z|^2
+    (the target score of the noising kernel is -z / sigma)."""
+    return ((sigma * net(x + sigma * z, sigma) + z) ** 2).sum(1).mean()
+
+
+# ------------------------------------------------------------------------------------------
+# state
+# ------------------------------------------------------------------------------------------
+@dataclass
+class LangevinState:
+    target: Target
+    packed: kern.PackedTarget
+    device: torch.device
+    seed: int
+    x: torch.Tensor                 # float32 (D, N)
+    logp: torch.Tensor              # float32 (N,)
+    grad: torch.Tensor              # float32 (D, N)
+    generator: torch.Generator      # the twin's / learned mode's stream, on the device
+    host_generator: torch.Generator  # exact samples (re-seeding, references), CPU
+    accept_count: torch.Tensor      # int64 (1,)
+    trace: torch.Tensor             # float32 (TRACE_STEPS, M)
+    reference: torch.Tensor         # exact samples (D, n_ref) for the divergence
+    reference_sorted: torch.Tensor | None  # 2-D: their sorted projections (sliced W1)
+    divergence_floor: float
+    mean_exact: np.ndarray
+    covariance_exact: np.ndarray
+    counter: int = 0
+    steps: int = 0
+    trace_row: int = 0
+    trace_filled: int = 0
+    nonfinite_total: int = 0
+    notes: list = field(default_factory=list)
+    obs_steps: int = 0
+    obs_time: float = 0.0
+    obs_accepts: int = 0
+    acceptance: float | None = None
+    chain_steps_per_s: float | None = None
+    exact_views: dict = field(default_factory=dict)
+    # learned mode
+    net: ScoreNet | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    sigmas: torch.Tensor | None = None
+    pass_step: int = 0
+    passes: int = 0
+    loss_ema: float | None = None
+    loss_last: torch.Tensor | None = None
+    divergence_final: float | None = None
+
+
+def _mala_refused(method: str, score: str, changed: Sequence[str]) -> None:
+    if method == "mala" and score == "learned":
+        if "score" in changed and "method" not in changed:
+            raise ParamError("score=learned needs method=ula: a learned score has no log-density "
+                             "for MALA's accept step")
+        raise ParamError("method=mala needs score=exact: a learned score has no log-density "
+                         "for the accept step (use method=ula)")
+
+
+class LangevinTopic(Topic):
+    name = "langevin"
+    title = "Langevin"
+    order = 60
+    summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
+    step_unit = "Langevin step of every chain"
+    params = (
+        Param("target", "choice", "gaussian", choices=NAMES, live=False,
+              help="bimodal (1-D, 0.5 N(-3,1) + 0.5 N(3,1)) | bimodal2d | banana | ring | "
+                   "gaussian (correlated 2-D) | modes (8 separated modes)"),
+        Param("method", "choice", "mala", choices=("ula", "mala"),
+              help="ula: unadjusted (biased for finite step) | mala: Metropolis-adjusted (exact)"),
+        Param("step_size", "float", 0.2, lo=1e-4, hi=20.0, log=True,
+              help="eps: y = x + (eps/2) grad log p + sqrt(eps) z (learned: eps sigma^2)"),
+        Param("chains", "int", 10000, lo=1, hi=100_000_000, log=True, live=False,
+              help="independent chains (millions on a GPU)"),
+        Param("init", "choice", "uniform", choices=("uniform", "exact", "mode"), live=False,
+              help="chains start uniform over the box | from exact samples | all at one mode"),
+        Param("score", "choice", "exact", choices=("exact", "learned"), live=False,
+              help="exact: closed-form score | learned: MLP trained by denoising score matching"),
+        Param("levels", "int", 10, lo=2, hi=50, live=False,
+              help="learned: noise levels sigma_max -> 0.05 (geometric)"),
+        Param("steps_per_level", "int", 20, lo=1, hi=10_000, log=True,
+              help="learned: annealed Langevin steps per noise level"),
+        Param("train_iters", "int", 2, lo=0, hi=64,
+              help="learned: Adam updates of the score network per step (0 freezes it)"),
+        Param("lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="learned: Adam learning rate"),
+        Param("hidden", "int", 64, lo=8, hi=1024, log=True, live=False,
+              help="learned: width of the score network's two hidden layers"),
+    )
+    views = (
+        View("heatmap", "chains (2-D density; 1-D: x over recent steps)", source="density_chains"),
+        View("heatmap", "exact density", source="density_exact"),
+        View("histogram", "marginal x (chains, exact line)", source="marginal_x"),
+        View("histogram", "marginal y (1-D: tracked chains pooled over time)", source="marginal_y"),
+        View("trace", "divergence from exact", series=("divergence", "divergence_final"),
+             reference=("divergence_floor",), options={"logy": True}),
+        View("trace", "acceptance, variance ratio", series=("acceptance", "variance_ratio")),
+        View("trace", "ESS per chain", series=("ess_per_chain",)),
+        View("trace", "training loss (learned score)", series=("loss",)),
+        View("table", "moments vs exact", source="moments"),
+    )
+
+    # -- params ------------------------------------------------------------------------------
+    def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
+        _mala_refused(p["method"], p["score"], changed)
+        return p
+
+    def work_per_step(self, state: LangevinState, p: Mapping[str, Any]) -> float:
+        return float(state.x.shape[1])
+
+    def work_unit(self) -> str:
+        return "chain-steps"
+
+    # -- init ----------------------------------------------------------------------------------
+    def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> LangevinState:
+        target = make_target(p["target"])
+        n, d = int(p["chains"]), target.dim
+        host = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        packed = kern.pack_target(target, device)
+        n_ref = min(DIVERGENCE_CHAINS, n)
+        reference = target.sample(n_ref, host, device).T.contiguous()
+        if d == 1:
+            floor, ref_sorted = KS_FLOOR / math.sqrt(n_ref), None
+        else:
+            ref_sorted = sorted_projections(reference)
+            other = target.sample(n_ref, host, device).T.contiguous()
+            floor = sliced_w1(other, reference, b_sorted=ref_sorted)
+        m = min(n, TRACE_CHAINS)
+        state = LangevinState(
+            target=target, packed=packed, device=device, seed=seed,
+            x=torch.empty(d, n, device=device), logp=torch.empty(n, device=device),
+            grad=torch.empty(d, n, device=device), generator=gen, host_generator=host,
+            accept_count=torch.zeros(1, dtype=torch.int64, device=device),
+            trace=torch.zeros(TRACE_STEPS, m, device=device),
+            reference=reference, reference_sorted=ref_sorted, divergence_floor=floor,
+            mean_exact=target.mean(), covariance_exact=target.covariance())
+        if p["score"] == "learned":
+            state.net = ScoreNet(d, int(p["hidden"])).to(device)
+            state.optimizer = torch.optim.Adam(state.net.parameters(), lr=float(p["lr"]))
+            state.sigmas = torch.exp(torch.linspace(math.log(target.sigma_max), math.log(SIGMA_MIN),
+                                                    int(p["levels"]))).to(device)
+            self._start_pass(state)
+        else:
+            self._initial_positions(state, p["init"])
+        kern.refresh(state.x, state.logp, state.grad, packed)
+        state.exact_views = self._exact_views(target)
+        state.obs_time = time.perf_counter()
+        return state
+
+    def _initial_positions(self, state: LangevinState, how: str) -> None:
+        t, n = state.target, state.x.shape[1]
+        if how == "exact":
+            state.x.copy_(t.sample(n, state.host_generator, state.device).T)
+        elif how == "mode":
+            state.x.copy_(torch.tensor(t.start, dtype=torch.float32, device=state.device)[:, None].expand(-1, n))
+        else:
+            lo = torch.tensor(t.box[0::2], dtype=torch.float32, device=state.device)[:, None]
+            hi = torch.tensor(t.box[1::2], dtype=torch.float32, device=state.device)[:, None]
+            u = torch.rand(state.x.shape, generator=state.generator, device=state.device)
+            state.x.copy_(lo + (hi - lo) * u)
+
+    def _box_centre(self, state: LangevinState) -> torch.Tensor:
+        b = state.target.box
+        return torch.tensor([(b[2 * i] + b[2 * i + 1]) / 2 for i in range(state.target.dim)],
+                            dtype=torch.float32, device=state.device)[:, None]
+
+    def _start_pass(self, state: LangevinState) -> None:
+        z = torch.randn(state.x.shape, generator=state.generator, device=state.device)
+        state.x.copy_(self._box_centre(state) + float(state.sigmas[0]) * z)
+        state.pass_step = 0
+
+    # -- step ----------------------------------------------------------------------------------
+    def step(self, state: LangevinState, p: Mapping[str, Any]) -> None:
+        if state.net is not None:
+            self._learned_step(state, p)
+        else:
+            kern.langevin_step(state.x, state.logp, state.grad, float(p["step_size"]), state.packed,
+                               p["method"] == "mala", seed=state.seed, counter=state.counter,
+                               accept_count=state.accept_count, trace=state.trace,
+                               trace_row=state.trace_row, generator=state.generator)
+            state.counter += 1
+            state.trace_row = (state.trace_row + 1) % TRACE_STEPS
+            state.trace_filled = min(state.trace_filled + 1, TRACE_STEPS)
+        state.steps += 1
+        if state.steps % REPAIR_EVERY == 0:
+            self._repair(state, p)
+
+    def _learned_step(self, state: LangevinState, p: Mapping[str, Any]) -> None:
+        net, opt, t = state.net, state.optimizer, state.target
+        levels = state.sigmas.numel()
+        for group in opt.param_groups:
+            group["lr"] = float(p["lr"])
+        for _ in range(int(p["train_iters"])):
+            x = t.sample(TRAIN_BATCH, state.host_generator, state.device)
+            idx = torch.randint(0, levels, (TRAIN_BATCH,), generator=state.generator, device=state.device)
+            sigma = state.sigmas[idx][:, None]
+            z = torch.randn(x.shape, generator=state.generator, device=state.device)
+            loss = dsm_loss(net, x, sigma, z)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.loss_last = loss.detach()
+        per_level = int(p["steps_per_level"])
+        level = min(state.pass_step // per_level, levels - 1)
+        sigma = float(state.sigmas[level])
+        alpha = float(p["step_size"]) * sigma * sigma
+        with torch.no_grad():
+            n = state.x.shape[1]
+            for s in range(0, n, kern.TWIN_CHUNK):
+                e = min(n, s + kern.TWIN_CHUNK)
+                xs = state.x[:, s:e]
+                sig = torch.full((e - s, 1), sigma, device=state.device)
+                score = net(xs.T, sig).T
+                z = torch.randn(xs.shape, generator=state.generator, device=state.device)
+                xs.add_(score, alpha=0.5 * alpha).add_(z, alpha=math.sqrt(alpha))
+        state.trace[state.trace_row].copy_(state.x[0, :state.trace.shape[1]])
+        state.pass_step += 1
+        state.trace_row = (state.trace_row + 1) % TRACE_STEPS
+        state.trace_filled = min(state.trace_filled + 1, TRACE_STEPS)
+        if state.pass_step >= per_level * levels:
+            self._repair(state, p)
+            state.divergence_final = self._divergence(state)
+            state.passes += 1
+            state.notes.append(f"annealing pass {state.passes} done: divergence {state.divergence_final:.4g} "
+                               f"(floor {state.divergence_floor:.3g})")
+            self._start_pass(state)
+
+    def _repair(self, state: LangevinState, p: Mapping[str, Any]) -> int:
+        """Re-seed chains whose position, log-density or score is not finite. One host sync."""
+        if state.net is not None:
+            bad = ~torch.isfinite(state.x).all(0)
+        else:
+            bad = ~(torch.isfinite(state.logp) & torch.isfinite(state.grad).all(0) & torch.isfinite(state.x).all(0))
+        k = int(bad.sum())
+        if k == 0:
+            return 0
+        idx = bad.nonzero().squeeze(1)
+        if state.net is not None:
+            per_level = int(p["steps_per_level"])
+            level = min(state.pass_step // per_level, state.sigmas.numel() - 1)
+            fresh = self._box_centre(state) + float(state.sigmas[level]) * torch.randn(
+                (state.target.dim, k), generator=state.generator, device=state.device)
+            how = f"from N(centre, sigma^2) at sigma={float(state.sigmas[level]):.3g}"
+        else:
+            fresh = state.target.sample(k, state.host_generator, state.device).T
+            how = "from exact samples"
+        state.x[:, idx] = fresh
+        lp, g = kern.log_density_and_score_torch(state.packed, fresh)
+        state.logp[idx] = lp
+        state.grad[:, idx] = g
+        state.nonfinite_total += k
+        state.notes.append(f"{k} chain(s) went non-finite at step {state.steps} (step_size "
+                           f"{float(p['step_size']):.3g} too large for {p['method']}?); re-seeded {how}")
+        return k
+
+    def on_edit(self, state: LangevinState, p: Mapping[str, Any], changed: Sequence[str]) -> None:
+        if "method" in changed or "step_size" in changed:
+            # the chains now follow a different kernel: restart the ESS window and acceptance
+            state.trace_filled = 0
+            state.obs_accepts = int(state.accept_count)
+            state.obs_steps = state.steps
+
+    # -- observe -------------------------------------------------------------------------------
+    def _divergence(self, state: LangevinState) -> float:
+        n_ref = state.reference.shape[1]
+        sub = state.x[:, :n_ref]
+        if state.target.dim == 1:
+            return ks_statistic(sub[0], state.target)
+        return sliced_w1(sub, state.reference, b_sorted=state.reference_sorted)
+
+    def observe(self, state: LangevinState, p: Mapping[str, Any]) -> Frame:
+        self._repair(state, p)
+        t = state.target
+        now = time.perf_counter()
+        n, d = state.x.shape[1], t.dim
+        if state.steps > state.obs_steps:
+            dt = now - state.obs_time
+            if dt > 0:
+                state.chain_steps_per_s = n * (state.steps - state.obs_steps) / dt
+            if state.net is None and p["method"] == "mala":
+                total = int(state.accept_count)
+                state.acceptance = (total - state.obs_accepts) / (n * (state.steps - state.obs_steps))
+                state.obs_accepts = total
+        state.obs_steps, state.obs_time = state.steps, now
+        xs = state.x[:, :MOMENT_CHAINS].to(torch.float64)
+        mean = xs.mean(1)
+        cov = (xs - mean[:, None]) @ (xs - mean[:, None]).T / max(xs.shape[1] - 1, 1)
+        mean_exact, cov_exact = state.mean_exact, state.covariance_exact
+        scalars: dict[str, Any] = {
+            "divergence": self._divergence(state),
+            "divergence_floor": state.divergence_floor,
+            "divergence_name": "ks" if d == 1 else "sliced_w1",
+            "variance_ratio": float(torch.diagonal(cov).sum()) / float(np.trace(cov_exact)),
+            "nonfinite_chains": state.nonfinite_total,
+        }
+        if state.chain_steps_per_s is not None:
+            scalars["chain_steps_per_s"] = state.chain_steps_per_s
+        if state.net is None:
+            if p["method"] == "mala" and state.acceptance is not None:
+                scalars["acceptance"] = state.acceptance
+            w = state.trace_filled
+            if w >= 32:
+                window = torch.roll(state.trace, -state.trace_row, 0)[TRACE_STEPS - w:]
+                window = window[:, torch.isfinite(window).all(0)]
+                ess = multichain_ess(window) if window.shape[1] > 0 else float("nan")
+                if math.isfinite(ess):
+                    scalars["ess_per_chain"] = ess  # per chain, in the window of w steps
+                    scalars["ess_window"] = w
+                    if state.chain_steps_per_s:
+                        scalars["ess_per_s"] = ess / w * state.chain_steps_per_s
+        else:
+            if state.loss_last is not None:
+                loss = float(state.loss_last)
+                state.loss_ema = loss if state.loss_ema is None else 0.9 * state.loss_ema + 0.1 * loss
+                scalars["loss"] = state.loss_ema
+            per_level = int(p["steps_per_level"])
+            level = min(state.pass_step // per_level, state.sigmas.numel() - 1)
+            scalars["sigma"] = float(state.sigmas[level])
+            scalars["passes"] = state.passes
+            if state.divergence_final is not None:
+                scalars["divergence_final"] = state.divergence_final
+        frame = Frame(scalars=scalars,
+                      arrays={"mean": mean.tolist(), "covariance": cov.tolist(),
+                              "mean_exact": mean_exact.tolist(), "covariance_exact": cov_exact.tolist()},
+                      views=self._views(state, mean.cpu().numpy(), cov.cpu().numpy()),
+                      notes=state.notes)
+        state.notes = []
+        return frame
+
+    # -- views ---------------------------------------------------------------------------------
+    def _exact_views(self, t: Target) -> dict[str, Any]:
+        nx, ny = HEAT_BINS
+        x0, x1 = t.box[0], t.box[1]
+        xc = x0 + (np.arange(nx) + 0.5) * (x1 - x0) / nx
+        grid = np.linspace(x0, x1, 200)
+        out: dict[str, Any] = {"line_x": (grid.tolist(), t.marginal(0, grid).tolist())}
+        if t.dim == 2:
+            y0, y1 = t.box[2], t.box[3]
+            yc = y1 - (np.arange(ny) + 0.5) * (y1 - y0) / ny          # rows top to bottom
+            pts = np.stack(np.meshgrid(xc, yc, indexing="xy"), axis=-1).reshape(-1, 2)
+            out["density"] = {"z": t.density(pts).reshape(ny, nx).tolist(), "extent": (x0, x1, y0, y1)}
+            gy = np.linspace(y0, y1, 200)
+            out["line_y"] = (gy.tolist(), t.marginal(1, gy).tolist())
+        else:
+            row = t.density(xc[:, None]).tolist()
+            out["density"] = {"z": [row] * ny, "extent": (x0, x1, -float(TRACE_STEPS), 0.0)}
+            out["line_y"] = out["line_x"]
+        return out
+
+    def _views(self, state: LangevinState, mean: np.ndarray, cov: np.ndarray) -> dict[str, Any]:
+        t = state.target
+        nx, ny = HEAT_BINS
+        ex = state.exact_views
+        x0, x1 = t.box[0], t.box[1]
+        sub = state.x[:, :200_000]
+        views: dict[str, Any] = {"density_exact": ex["density"]}
+        views["marginal_x"] = _density_histogram(sub[0], x0, x1, HIST_BINS, {"exact": ex["line_x"]})
+        if t.dim == 2:
+            y0, y1 = t.box[2], t.box[3]
+            ix = ((sub[0] - x0) * (nx / (x1 - x0))).floor().long()
+            iy = ((y1 - sub[1]) * (ny / (y1 - y0))).floor().long()          # row 0 at the top
+            ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+            flat = torch.where(ok, iy * nx + ix, nx * ny)
+            counts = torch.bincount(flat, minlength=nx * ny + 1)[: nx * ny].to(torch.float64)
+            area = (x1 - x0) * (y1 - y0) / (nx * ny)
+            z = (counts / (sub.shape[1] * area)).view(ny, nx)
+            views["density_chains"] = {"z": z.tolist(), "extent": (x0, x1, y0, y1)}
+            views["marginal_y"] = _density_histogram(sub[1], y0, y1, HIST_BINS, {"exact": ex["line_y"]})
+        else:
+            w = max(state.trace_filled, 1)
+            window = torch.roll(state.trace, -state.trace_row, 0)[TRACE_STEPS - w:]   # oldest first
+            rows = []
+            for chunk in torch.tensor_split(window.flip(0), ny):                     # newest row on top
+                rows.append(_density_counts(chunk.reshape(-1), x0, x1, nx))
+            views["density_chains"] = {"z": rows, "extent": (x0, x1, -float(w), 0.0)}
+            views["marginal_y"] = _density_histogram(window.reshape(-1), x0, x1, HIST_BINS,
+                                                     {"exact": ex["line_x"]})
+        names = ["x", "y"][: t.dim]
+        rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i])] for i in range(t.dim)]
+        ce = state.covariance_exact
+        for i in range(t.dim):
+            for j in range(i, t.dim):
+                rows.append([f"cov {names[i]}{names[j]}", float(cov[i, j]), float(ce[i, j])])
+        views["moments"] = {"columns": ["", "chains", "exact"], "rows": rows}
+        return views
+
+    # -- benchmark -----------------------------------------------------------------------------
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Chain-steps per second of the fused step (Triton on CUDA, the twin on the CPU) against
+        the plain eager-PyTorch step (``kernels.langevin.langevin_step_eager``) in the same run,
+        on bimodal2d, ULA and MALA at 1e4 ... 1e7 chains; then ESS per second of MALA on the
+        1-D bimodal target (the same estimator on both samplers' traces)."""
+        sizes = (1_000, 10_000) if quick else (10_000, 100_000, 1_000_000, 10_000_000)
+        min_time = 0.05 if quick else 1.0
+        target = make_target("bimodal2d")
+        packed = kern.pack_target(target, device)
+        path = "triton" if kern.use_triton(device) else "twin"
+        for n in sizes:
+            for method in ("ula", "mala"):
+                fused, eager = _bench_throughput(target, packed, device, n, method == "mala", min_time)
+                yield {"case": f"{method} bimodal2d chains={n:.0e}", "value": fused, "unit": "chain-steps/s",
+                       "baseline": "eager PyTorch step", "baseline_value": eager, "ratio": fused / eager,
+                       "path": path, "device": str(device)}
+        n_chains, steps = (256, 300) if quick else (1000, 4000)
+        ours, theirs = _bench_ess(device, n_chains, steps)
+        yield {"case": f"ESS/s mala bimodal chains={n_chains} steps={steps} step_size=1.5", "value": ours,
+               "unit": "ESS/s", "baseline": "eager PyTorch step", "baseline_value": theirs,
+               "ratio": ours / theirs, "path": path, "device": str(device)}
+
+
+def _density_counts(values: torch.Tensor, lo: float, hi: float, bins: int) -> list[float]:
+    ok = torch.isfinite(values) & (values >= lo) & (values < hi)
+    idx = torch.where(ok, ((values - lo) * (bins / (hi - lo))).floor().long().clamp(0, bins - 1), bins)
+    counts = torch.bincount(idx, minlength=bins + 1)[:bins].to(torch.float64)
+    return (counts / max(values.numel(), 1) / ((hi - lo) / bins)).tolist()
+
+
+def _density_histogram(values: torch.Tensor, lo: float, hi: float, bins: int,
+                       lines: dict[str, Any]) -> dict[str, Any]:
+    """Histogram whose ``counts`` are densities (fraction per unit length), so the exact density
+    drawn from ``lines`` sits on the same axis."""
+    edges = np.linspace(lo, hi, bins + 1).tolist()
+    return {"edges": edges, "counts": _density_counts(values, lo, hi, bins), "lines": lines}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _bench_throughput(target: Target, packed: kern.PackedTarget, device: torch.device, n: int,
+                      mala: bool, min_time: float) -> tuple[float, float]:
+    host = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(1)
+    x = target.sample(n, host, device).T.contiguous()
+    logp = torch.empty(n, device=device)
+    grad = torch.empty_like(x)
+    kern.refresh(x, logp, grad, packed)
+    acc = torch.zeros(1, dtype=torch.int64, device=device)
+
+    def fused(i: int) -> None:
+        kern.langevin_step(x, logp, grad, 0.5, packed, mala, seed=7, counter=i, accept_count=acc, generator=gen)
+
+    rate = _time_steps(fused, device, n, min_time)
+    pts, lp, sc = x.T.contiguous(), logp.clone(), grad.T.contiguous()
+    del x, grad
+    box = [pts, lp, sc]
+
+    def eager(i: int) -> None:
+        box[0], box[1], box[2], _ = kern.langevin_step_eager(target, box[0], box[1], box[2], 0.5, mala, gen)
+
+    return rate, _time_steps(eager, device, n, min_time)
+
+
+def _time_steps(fn, device: torch.device, n: int, min_time: float) -> float:
+    fn(0)  # warm-up (Triton compile)
+    _sync(device)
+    t0 = time.perf_counter()
+    k = 0
+    while True:
+        k += 1
+        fn(k)
+        if k >= 2:
+            _sync(device)
+            if time.perf_counter() - t0 >= min_time:
+                break
+    return n * k / (time.perf_counter() - t0)
+
+
+def _bench_ess(device: torch.device, n: int, steps: int) -> tuple[float, float]:
+    """ESS/s of MALA (step 1.5) on the 1-D bimodal target from exact starts: ours vs eager."""
+    target = make_target("bimodal")
+    packed = kern.pack_target(target, device)
+    host = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(1)
+    x0 = target.sample(n, host, device).T.contiguous()
+    m = min(n, TRACE_CHAINS)
+    # ours
+    x, logp, grad = x0.clone(), torch.empty(n, device=device), torch.empty_like(x0)
+    kern.refresh(x, logp, grad, packed)
+    trace = torch.empty(steps, m, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        kern.langevin_step(x, logp, grad, 1.5, packed, True, seed=3, counter=i, trace=trace, trace_row=i,
+                           generator=gen)
+    _sync(device)
+    ours = multichain_ess(trace) * m / (time.perf_counter() - t0) * (n / m)
+    # eager
+    pts = x0.T.contiguous()
+    lp, sc = target.log_density_and_score(pts)
+    trace_e = torch.empty(steps, m, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        pts, lp, sc, _ = kern.langevin_step_eager(target, pts, lp, sc, 1.5, True, gen)
+        trace_e[i] = pts[:m, 0]
+    _sync(device)
+    theirs = multichain_ess(trace_e) * m / (time.perf_counter() - t0) * (n / m)
+    return ours, theirs
+
+
+TOPIC = LangevinTopic()
