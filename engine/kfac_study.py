@@ -161,7 +161,7 @@ def tune(task: str, cfg: Config, grid: list[dict[str, Any]], seed: int, steps: i
 def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
           device: torch.device | str = "cpu", tune_steps: int | None = None,
           levers: bool = True, log=print, timing: dict[str, float] | None = None,
-          timing_rounds: int = 5, lock: str | None = None) -> dict[str, Any]:
+          timing_rounds: int = 5, lock: str | None = None, timing_steps: int = 100) -> dict[str, Any]:
     """Tune, run every method on every seed, and compare with tuned SGD and Adam."""
     device = torch.device(device)
     grids = GRIDS if task == "digits_autoencoder" else GRIDS_MLP
@@ -193,7 +193,7 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
     if timing is None:
         log("timing (round-robin) ...")
         with bench_lock(lock):
-            timing = step_costs(task, tuned, device, rounds=timing_rounds)
+            timing = step_costs(task, tuned, device, rounds=timing_rounds, steps_per_round=timing_steps)
     target = sum(c.final for c in curves["sgd"]) / seeds
     rows = {}
     for name, cs in curves.items():
@@ -272,9 +272,21 @@ def step_costs(task: str, configs: dict[str, Config], device: torch.device | str
 def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
     """Rows for ``mletui bench kfac``: steps and wall-clock to tuned SGD's final loss on the
     digits autoencoder, and K-FAC's per-step cost against SGD (quick: a tiny study)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)         # small matrices: one thread is faster and steadier
+    try:
+        rows = _bench_study(device, quick)
+    finally:
+        torch.set_num_threads(threads)
+    yield from rows
+
+
+def _bench_study(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    out = []
     if quick:
         res = study("digits_autoencoder", steps=40, seeds=1, device=device, tune_steps=20,
-                    levers=False, log=lambda *_: None)
+                    levers=False, log=lambda *_: None, timing_rounds=1, timing_steps=20)
     else:
         res = study("digits_autoencoder", steps=1000, seeds=3, device=device, tune_steps=600,
                     log=lambda *_: None)
@@ -283,14 +295,16 @@ def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, 
         for base in ("sgd", "adam"):
             if name == base:
                 continue
-            yield {"case": f"AE {name} steps to SGD's final loss", "value": r["steps_to_target"],
-                   "unit": "steps", "baseline": f"tuned {base}",
-                   "baseline_value": rows[base]["steps_to_target"], "ratio": r[f"steps_ratio_vs_{base}"],
-                   "wall_ratio": r[f"wall_ratio_vs_{base}"], "reached": f"{r['reached']}/{res['seeds']}"}
+            out.append({"case": f"AE {name} steps to SGD's final loss", "value": r["steps_to_target"],
+                        "unit": "steps", "baseline": f"tuned {base}",
+                        "baseline_value": rows[base]["steps_to_target"],
+                        "ratio": r[f"steps_ratio_vs_{base}"], "wall_ratio": r[f"wall_ratio_vs_{base}"],
+                        "reached": f"{r['reached']}/{res['seeds']}"})
         if name != "sgd":
-            yield {"case": f"AE {name} step cost", "value": r["ms_per_step"], "unit": "ms/step",
-                   "baseline": "sgd step", "baseline_value": rows["sgd"]["ms_per_step"],
-                   "ratio": rows["sgd"]["ms_per_step"] / r["ms_per_step"]}
+            out.append({"case": f"AE {name} step cost", "value": r["ms_per_step"], "unit": "ms/step",
+                        "baseline": "sgd step", "baseline_value": rows["sgd"]["ms_per_step"],
+                        "ratio": rows["sgd"]["ms_per_step"] / r["ms_per_step"]})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
