@@ -68,9 +68,12 @@ def test_learned_g_differences_agree_with_exact_log_z_differences(learned):
                              torch.tensor([16 * enumerate_energy(4, b) for b in betas],
                                           dtype=torch.float64)).numpy()
     assert np.abs(trap - exact).max() < 0.03
-    # learned vs exact: within 0.05 over a range of 15 in g (statistical + discretisation)
+    # learned vs exact: within 0.06 over a range of 15 in g (statistical + discretisation;
+    # over seeds 0-3 the worst was 0.041), and vs the trapezoid of the exact energies (the
+    # statistical part alone) within 0.04
     assert g[0] == 0.0
-    assert np.abs(g - exact).max() < 0.05, np.round(g - exact, 3)
+    assert np.abs(g - exact).max() < 0.06, np.round(g - exact, 3)
+    assert np.abs(g - trap).max() < 0.04, np.round(g - trap, 3)
     # and the frame's own exact reference (Kaufman) is the enumerated one
     assert np.allclose(frame.arrays["g_exact"], exact, atol=1e-9)
     assert frame.scalars["g_max_error"] == pytest.approx(np.abs(g - frame.arrays["g_exact"]).max())

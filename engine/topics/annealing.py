@@ -313,9 +313,14 @@ class AnnealingTopic(Topic):
     def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
         """Annealing steps (sweep at a new beta + work + energy + best) against the plain
         Ising sweep (checkerboard.sweep at a fixed beta) on the same batch, same run."""
-        cases = [(16, 64, 5)] if quick else [(16, 4096, 30), (64, 256, 30), (128, 64, 30)]
+        if quick:
+            cases = [(16, 64, 5)]
+        elif device.type == "cuda":
+            cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
+        else:
+            cases = [(16, 4096, 10), (64, 256, 10), (128, 64, 10)]
         for L, r, sweeps in cases:
-            p = self.resolve({"L": L, "replicas": r, "anneal_sweeps": 10 * sweeps + 10})
+            p = self.resolve({"L": L, "replicas": r, "anneal_sweeps": 7 * sweeps})
             state = self.init(p, device, seed=1)
             spins = state.spins.clone()
             gen = torch.Generator(device=device).manual_seed(2)
@@ -329,8 +334,7 @@ class AnnealingTopic(Topic):
                     self.step(state, p)
 
             plain(), anneal()  # warm up
-            t_plain = best_time(plain, device)
-            t_anneal = best_time(anneal, device)
+            t_plain, t_anneal = best_times([plain, anneal], device)
             updates = r * L * L * sweeps
             rate = updates / t_anneal / 1e9
             base = updates / t_plain / 1e9
@@ -341,17 +345,20 @@ class AnnealingTopic(Topic):
                    "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
 
 
-def best_time(fn, device: torch.device, repeats: int = 3) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` (synchronising CUDA around each)."""
-    best = float("inf")
+def best_times(fns, device: torch.device, repeats: int = 5) -> list[float]:
+    """Best wall time of each of ``fns`` over ``repeats`` rounds, the functions interleaved
+    within each round (so a load that comes and goes hits them alike); CUDA is
+    synchronised around each call."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
+        for i, fn in enumerate(fns):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 

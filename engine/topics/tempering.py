@@ -40,7 +40,7 @@ import torch
 from ..kernels import checkerboard
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
-from .annealing import MODELS, best_time, exact_log_z, model_couplings
+from .annealing import MODELS, best_times, exact_log_z, model_couplings
 
 SPACINGS = ("linear", "geometric")
 
@@ -298,7 +298,12 @@ class TemperingTopic(Topic):
     def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
         """Tempering steps (per-replica-beta sweep + energy + weights + rung move) against
         the plain Ising sweep at one fixed beta on the same batch, in the same run."""
-        cases = [(16, 64, 5)] if quick else [(16, 4096, 30), (64, 256, 30), (128, 64, 30)]
+        if quick:
+            cases = [(16, 64, 5)]
+        elif device.type == "cuda":
+            cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
+        else:
+            cases = [(16, 4096, 10), (64, 256, 10), (128, 64, 10)]
         for L, r, sweeps in cases:
             p = self.resolve({"L": L, "replicas": r, "burn_in": 0})
             state = self.init(p, device, seed=1)
@@ -314,8 +319,7 @@ class TemperingTopic(Topic):
                     self.step(state, p)
 
             plain(), temper()
-            t_plain = best_time(plain, device)
-            t_temper = best_time(temper, device)
+            t_plain, t_temper = best_times([plain, temper], device)
             updates = r * L * L * sweeps
             rate, base = updates / t_temper / 1e9, updates / t_plain / 1e9
             yield {"case": f"L={L} R={r} K={p['rungs']} metropolis", "value": round(rate, 4),
