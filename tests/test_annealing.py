@@ -144,3 +144,14 @@ def test_best_energy_is_the_minimum_over_time_and_replicas():
     hist = frames[-1].views["energy_histogram"]
     assert sum(hist["counts"]) == 16 and len(hist["edges"]) == len(hist["counts"]) + 1
     assert frames[-1].arrays["final_energy_counts"] == hist["counts"]
+
+
+def test_a_non_finite_work_is_reported_not_plotted():
+    p = TOPIC.resolve({"L": 4, "replicas": 32, "anneal_sweeps": 10})
+    state = TOPIC.init(p, torch.device("cpu"), seed=1)
+    TOPIC.step(state, p)
+    state.work[3] = float("nan")
+    f = TOPIC.observe(state, p)
+    assert f.scalars["nonfinite_work"] == 1
+    assert f.scalars["log_z"] is None and f.scalars["mean_work"] is None
+    assert any("non-finite work" in n for n in f.notes)

@@ -149,3 +149,19 @@ def test_spin_glass_runs_without_an_exact_reference():
                                           "burn_in": 10}, seed=1, device="cpu", every=40))[-1]
     assert f.arrays["g_exact"] is None and f.scalars["g_max_error"] is None
     assert all(math.isfinite(x) for x in f.arrays["g"])
+
+
+def test_non_finite_weights_are_reported_and_their_rung_moves_rejected():
+    p = TOPIC.resolve({"L": 4, "replicas": 64, "rungs": 4, "burn_in": 0})
+    state = TOPIC.init(p, CPU, seed=2)
+    TOPIC.step(state, p)
+    state.energy_sum[2] = float("nan")  # a poisoned running mean: g_2 and g_3 become NaN
+    for _ in range(20):
+        before = state.rung.clone()
+        TOPIC.step(state, p)
+        # no chain crosses into or out of rungs 2..3 through a NaN acceptance ratio
+        crossed = (before <= 1) != (state.rung <= 1)
+        assert not crossed.any()
+    f = TOPIC.observe(state, p)
+    assert f.scalars["nonfinite_weights"] == 2 and f.arrays["g"][2] is None
+    assert any("not finite" in n for n in f.notes)
