@@ -337,59 +337,67 @@ class PopulationTopic(Topic):
         checkerboard sweep of a population of the same size, in the same run.
 
         value: spin updates per ns of whole annealing steps; baseline: spin updates per ns
-        of plain sweeps of the same (R, L, L) batch; ratio = value / baseline (1 = nothing
-        lost to reweighting and resampling). Extra: replica-sweeps/s, the resampling share
-        of a step's time, and the accuracy of ln Z / N at the end."""
+        of plain sweeps of the same (R, L, L) population; ratio = value / baseline (1 = nothing
+        lost to reweighting and resampling). Extra: replica-sweeps/s and the share of a
+        step's time spent reweighting and resampling."""
         if quick:
             cases = [(8, 1 << 8, 2)]
         else:
-            cases = [(16, 1 << 14, 3), (16, 1 << 15, 3), (16, 1 << 16, 2), (16, 1 << 17, 2),
-                     (16, 1 << 18, 2), (64, 1 << 14, 2)]
+            cases = [(16, 1 << 14, 4), (16, 1 << 15, 3), (16, 1 << 16, 3), (16, 1 << 17, 2),
+                     (16, 1 << 18, 2), (64, 1 << 14, 3)]
         sweeps = 10
-        for L, R, steps in cases:
-            yield bench_case(self, device, L, R, steps, sweeps)
+        for L, R, rounds in cases:
+            yield bench_case(self, device, L, R, rounds, sweeps)
 
 
-def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, steps: int,
+def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, rounds: int,
                sweeps: int, resampling: str = "nearest") -> dict[str, Any]:
-    """One benchmark row (see PopulationTopic.bench). Timings are host wall clock with a
-    device sync at each boundary."""
+    """One benchmark row (see PopulationTopic.bench).
+
+    A population is annealed to beta = 0.4 in one step, then ``rounds`` rounds alternate
+    (a) ``sweeps`` plain checkerboard sweeps of a copy of the population at the same beta
+    (the baseline: the foundation kernel alone) and (b) one whole annealing step (reweight,
+    resample, the same number of sweeps). Each figure is the best round, so a neighbour's
+    load spike on a shared machine hits neither side more than the other. Host wall clock,
+    with a device sync at every boundary."""
     N = L * L
-    # baseline: plain sweeps of a random (R, L, L) batch at beta = 0.44
-    gen = torch.Generator(device=device)
-    gen.manual_seed(1)
-    spins = torch.randint(0, 2, (R, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1
-    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", seed=1, counter=0, generator=gen)
-    _sync(device)
-    t = time.perf_counter()
-    for k in range(sweeps):
-        checkerboard.sweep(spins, 0.44, 0.0, "metropolis", seed=1, counter=2 + 2 * k, generator=gen)
-    _sync(device)
-    plain_s = time.perf_counter() - t
-    del spins
-    plain = R * N * sweeps / plain_s / 1e9
-    # population annealing steps from beta = 0.4 (a warm-up step first)
     p = topic.resolve({"L": L, "replicas": R, "sweeps_per_step": sweeps, "dbeta": 0.005,
                        "beta_max": 1.0, "resampling": resampling})
     state = topic.init(p, device, 1)
-    state.beta = 0.4
-    topic.step(state, p)
-    state.timing = {"resample_s": 0.0, "sweep_s": 0.0}
-    _sync(device)
-    t = time.perf_counter()
-    updates = 0
-    for _ in range(steps):
-        updates += state.population * N * sweeps
+    topic.step(state, {**p, "dbeta": 0.4, "sweeps_per_step": 1})    # to beta = 0.4, warm-up
+    gen = torch.Generator(device=device)
+    gen.manual_seed(2)
+    best_plain = best_step = math.inf
+    share = 0.0
+    counter = 1 << 20
+    for _ in range(rounds):
+        spins = state.spins.clone()
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(sweeps):
+            checkerboard.sweep(spins, state.beta, 0.0, "metropolis", seed=3, counter=counter,
+                               generator=gen)
+            counter += 2
+        _sync(device)
+        best_plain = min(best_plain, (time.perf_counter() - t) / (R * N * sweeps))
+        del spins
+        n = state.population
+        state.timing = {"resample_s": 0.0, "sweep_s": 0.0}
+        _sync(device)
+        t = time.perf_counter()
         topic.step(state, p)
-    _sync(device)
-    total_s = time.perf_counter() - t
-    value = updates / total_s / 1e9
-    return {"case": f"L={L} R=2^{int(round(math.log2(R)))} {resampling}", "value": round(value, 4),
-            "unit": "flips/ns", "baseline": "plain sweep", "baseline_value": round(plain, 4),
+        _sync(device)
+        step_s = time.perf_counter() - t
+        if step_s / (n * N * sweeps) < best_step:
+            best_step = step_s / (n * N * sweeps)
+            share = state.timing["resample_s"] / step_s
+    value, plain = 1e-9 / best_step, 1e-9 / best_plain
+    return {"case": f"L={L} R=2^{int(round(math.log2(R)))} {resampling}", "value": round(value, 5),
+            "unit": "flips/ns", "baseline": "plain sweep", "baseline_value": round(plain, 5),
             "ratio": round(value / plain, 3),
-            "replica_sweeps_per_s": round(updates / N / total_s, 1),
-            "resample_share": round(state.timing["resample_s"] / total_s, 4),
-            "step_s": round(total_s / steps, 3)}
+            "replica_sweeps_per_s": round(value * 1e9 / N, 1),
+            "resample_share": round(share, 4),
+            "step_s": round(best_step * R * N * sweeps, 3)}
 
 
 def _sync(device: torch.device) -> None:
