@@ -63,9 +63,13 @@ class Target:
         """(log p (N,), score (N, D)) written plainly with broadcasting: the exact reference
         and the eager baseline of the benchmarks."""
         if self.family == "mixture":
-            mu = torch.tensor(self.means, dtype=x.dtype, device=x.device)            # (K, D)
-            prec = torch.linalg.inv(torch.tensor(self.covs, dtype=torch.float64)).to(x.dtype).to(x.device)
-            logc = torch.tensor(self.log_norms(), dtype=x.dtype, device=x.device)    # (K,)
+            key = (x.dtype, x.device)
+            if key not in self._cache:  # constants built once per dtype and device
+                self._cache[key] = (
+                    torch.tensor(self.means, dtype=x.dtype, device=x.device),                     # (K, D)
+                    torch.linalg.inv(torch.tensor(self.covs, dtype=torch.float64)).to(x.dtype).to(x.device),
+                    torch.tensor(self.log_norms(), dtype=x.dtype, device=x.device))               # (K,)
+            mu, prec, logc = self._cache[key]
             d = x[:, None, :] - mu[None]                                             # (N, K, D)
             pd = torch.einsum("kij,nkj->nki", prec, d)                               # (N, K, D)
             logits = logc[None] - 0.5 * (d * pd).sum(-1)                             # (N, K)

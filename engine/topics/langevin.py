@@ -547,12 +547,12 @@ class LangevinTopic(Topic):
                 fused, eager = _bench_throughput(target, packed, device, n, method == "mala", min_time)
                 yield {"case": f"{method} bimodal2d chains={n:.0e}", "value": fused, "unit": "chain-steps/s",
                        "baseline": "eager PyTorch step", "baseline_value": eager, "ratio": fused / eager,
-                       "path": path, "device": str(device)}
+                       "path": path, "device": str(device), "threads": torch.get_num_threads()}
         n_chains, steps = (256, 300) if quick else (1000, 4000)
         ours, theirs = _bench_ess(device, n_chains, steps)
         yield {"case": f"ESS/s mala bimodal chains={n_chains} steps={steps} step_size=1.5", "value": ours,
                "unit": "ESS/s", "baseline": "eager PyTorch step", "baseline_value": theirs,
-               "ratio": ours / theirs, "path": path, "device": str(device)}
+               "ratio": ours / theirs, "path": path, "device": str(device), "threads": torch.get_num_threads()}
 
 
 def _density_counts(values: torch.Tensor, lo: float, hi: float, bins: int) -> list[float]:
