@@ -19,9 +19,21 @@ Layouts shared by the Triton kernels and their PyTorch twins:
     seed, counter  the random stream: (seed, counter) names one half-sweep's numbers;
                callers advance counter by one per half-sweep.
 Returns the number of spins flipped in each replica, int32 (R,), on the device (no sync).
+
+Implementations, one contract (``half_sweep`` / ``sweep`` / ``measure`` pick one):
+    Triton kernels     CUDA (and CPU tensors under TRITON_INTERPRET=1, for tests): in-kernel
+                       Philox4x32-10, key = seed, counter = (site, replica, counter lo, hi).
+    fast CPU twin      packed colour layout, a fused counter-based hash generator, compiled by
+                       torch.compile on large lattices (eager below COMPILE_MIN_SITES).
+    reference twin     ``half_sweep_torch``: masked full lattice, torch.rand (used when a
+                       ``generator`` is passed); the test reference and benchmark neighbour.
+The three streams differ (Philox, hash, torch.rand); the statistics do not, and given the
+same ``uniforms`` all three produce the same spins.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -349,6 +361,258 @@ def measure_triton(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     return -bonds.to(torch.float32) - h * m, m
 
 
+# -- the fast CPU twin -------------------------------------------------------------------------
+# The reference twin above costs a torch.rand per site (about 3 ns) and updates the masked full
+# lattice. The fast twin works on the packed colour layout P_c[r, i, k] = spins[r, i, 2k + (i+c)%2]
+# (the same layout as ``uniforms``), so a half-sweep touches only the active sublattice, and draws
+# its uniforms from a counter-based hash fused into the update:
+#     x = fmix32(fmix32(site ^ k1[r]) + k2[r]),   u = (x >> 8) * 2^-24,   site = i * L/2 + k,
+# where (k1[r], k2[r]) = splitmix64(splitmix64(seed) ^ counter ^ r * golden) split into two
+# 32-bit keys (fmix32: MurmurHash3's finaliser, a bijection of 32-bit words). Distinct
+# (seed, counter, replica) give unrelated streams; within one half-sweep all L^2/2 numbers of
+# a replica are distinct. The same Python function runs eagerly (small lattices, tests) and
+# under torch.compile (large lattices): same integer arithmetic, same spins.
+import os as _os
+
+import numpy as _np
+
+_M64 = (1 << 64) - 1
+_FMIX_1 = 0x85EBCA6B - (1 << 32)   # MurmurHash3 fmix32 multipliers as signed int32
+_FMIX_2 = 0xC2B2AE35 - (1 << 32)
+COMPILE_MIN_SITES = 1 << 16        # below this many sites per half-sweep the eager twin is used
+
+
+def _splitmix64(x: _np.ndarray) -> _np.ndarray:
+    """Vectorised splitmix64 finaliser on uint64 (wrapping arithmetic)."""
+    with _np.errstate(over="ignore"):
+        z = x + _np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _np.uint64(30))) * _np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _np.uint64(27))) * _np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> _np.uint64(31))
+
+
+def hash_keys(seed: int, counter: int, replicas: int) -> torch.Tensor:
+    """The fast twin's per-replica keys for half-sweep (seed, counter): int32 (2, R, 1, 1)."""
+    base = _splitmix64(_np.array([int(seed) & _M64], dtype=_np.uint64))[0]
+    r = _np.arange(replicas, dtype=_np.uint64)
+    with _np.errstate(over="ignore"):
+        z = _splitmix64(_splitmix64(base ^ _np.uint64(int(counter) & _M64)) ^ (r * _np.uint64(0x9E3779B97F4A7C15)))
+    keys = _np.stack([(z & _np.uint64(0xFFFFFFFF)), (z >> _np.uint64(32))]).astype(_np.uint32).view(_np.int32)
+    return torch.from_numpy(keys.reshape(2, replicas, 1, 1).copy())
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3 fmix32 on int32 tensors (wrapping multiply, logical shifts by masking)."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * _FMIX_1
+    x = x ^ ((x >> 13) & 0x7FFFF)
+    x = x * _FMIX_2
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def _hash_uniforms(keys: torch.Tensor, L: int, half: int) -> torch.Tensor:
+    site = torch.arange(L * half, dtype=torch.int32, device=keys.device).view(1, L, half)
+    x = _fmix32(_fmix32(site ^ keys[0]) + keys[1])
+    return ((x >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / 16777216.0)
+
+
+def hash_uniforms(R: int, L: int, seed: int, counter: int) -> torch.Tensor:
+    """The uniforms the fast twin draws for half-sweep (seed, counter), float32 (R, L, L//2)
+    in the ``uniforms`` layout (for testing the generator)."""
+    return _hash_uniforms(hash_keys(seed, counter, R), L, L // 2)
+
+
+def _pad(other: torch.Tensor) -> torch.Tensor:
+    """Packed (R, L, L/2) -> (R, L+2, L/2+2) with a periodic halo of one row / one packed column,
+    so every neighbour is a plain slice (vectorisable loads, no modulo)."""
+    o = torch.cat((other[:, -1:], other, other[:, :1]), dim=1)
+    return torch.cat((o[:, :, -1:], o, o[:, :, :1]), dim=2)
+
+
+def _update_packed(active: torch.Tensor, other_pad: torch.Tensor, parity0: torch.Tensor,
+                   beta: torch.Tensor, h: torch.Tensor, keys: torch.Tensor,
+                   uniforms: torch.Tensor | None, jr: torch.Tensor | None, jl: torch.Tensor | None,
+                   jd: torch.Tensor | None, ju: torch.Tensor | None, method: int) -> torch.Tensor:
+    """New spins of the active colour, packed int8 (R, L, L/2), from the other colour's
+    (padded by :func:`_pad`). parity0: bool (1, L, 1), True on rows whose active sites sit at
+    even columns: there the second horizontal neighbour is other[i, k-1], else other[i, k+1].
+    beta: float32 (R, 1, 1); h: float32 scalar tensor; keys: int32 (2, R, 1, 1)."""
+    _, L, half = active.shape
+    o = other_pad.to(torch.float32)
+    same_k = o[:, 1:-1, 1:-1]                                           # other[i, k]
+    shifted = torch.where(parity0, o[:, 1:-1, :-2], o[:, 1:-1, 2:])      # other[i, k -/+ 1]
+    up = o[:, :-2, 1:-1]                                                # other[i-1, k]
+    down = o[:, 2:, 1:-1]                                               # other[i+1, k]
+    if jr is None:
+        lam = same_k + shifted + up + down + h
+    else:
+        # other[i, k] is the right neighbour on even-column rows, the left one otherwise;
+        # summed in the reference twin's order (right, left, down, up) for identical rounding
+        right = torch.where(parity0, same_k, shifted)
+        left = torch.where(parity0, shifted, same_k)
+        lam = jr * right + jl * left + jd * down + ju * up + h
+    u = _hash_uniforms(keys, L, half) if uniforms is None else uniforms
+    s = active.to(torch.float32)
+    if method == 0:
+        # Metropolis: accept with min(1, exp(-beta dE)), dE = 2 s lambda
+        new = torch.where(u < torch.exp(-beta * 2.0 * s * lam), -s, s)
+    else:
+        # heat bath: s = +1 with probability sigmoid(2 beta lambda)
+        new = torch.where(u < torch.sigmoid(2.0 * beta * lam), 1.0, -1.0)
+    return new.to(torch.int8)
+
+
+def _count_flips(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return (new != old).view(new.shape[0], -1).sum(dim=1, dtype=torch.int32)
+
+
+def pack(spins: torch.Tensor, color: int) -> torch.Tensor:
+    """(R, L, L) -> the packed colour-``color`` sites (R, L, L//2): P[r, i, k] = spins[r, i, 2k + (i+c)%2]."""
+    R, L, _ = spins.shape
+    v = spins.reshape(R, L // 2, 2, L // 2, 2)
+    c = color % 2
+    return torch.stack((v[:, :, 0, :, c], v[:, :, 1, :, 1 - c]), dim=2).reshape(R, L, L // 2)
+
+
+def _unpack_into(p0: torch.Tensor, p1: torch.Tensor, spins: torch.Tensor) -> None:
+    """Packed colours 0 and 1 -> spins (R, L, L), in place (four strided copies)."""
+    R, L, half = p0.shape
+    v = spins.view(R, L // 2, 2, L // 2, 2)
+    a = p0.view(R, L // 2, 2, half)
+    b = p1.view(R, L // 2, 2, half)
+    v[:, :, 0, :, 0].copy_(a[:, :, 0])   # even rows: colour 0 at even columns
+    v[:, :, 0, :, 1].copy_(b[:, :, 0])
+    v[:, :, 1, :, 0].copy_(b[:, :, 1])   # odd rows: colour 1 at even columns
+    v[:, :, 1, :, 1].copy_(a[:, :, 1])
+
+
+def _pack_both(spins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return pack(spins, 0), pack(spins, 1)
+
+
+_COUPLING_CACHE: dict = {}
+
+
+def _packed_couplings(couplings: torch.Tensor, color: int) -> tuple[torch.Tensor, ...]:
+    """J_right, J_left, J_down, J_up of each colour-``color`` site, packed float32 (1, L, L//2)."""
+    key = (couplings.data_ptr(), couplings._version, tuple(couplings.shape), color)
+    got = _COUPLING_CACHE.get(key)
+    if got is None:
+        c = couplings.to(torch.float32)
+        jr, jd = c[0], c[1]
+        jl = torch.roll(jr, 1, dims=1)
+        ju = torch.roll(jd, 1, dims=0)
+        got = tuple(pack(j[None].to(torch.float32).contiguous(), color).contiguous() for j in (jr, jl, jd, ju))
+        if len(_COUPLING_CACHE) > 8:
+            _COUPLING_CACHE.clear()
+        _COUPLING_CACHE[key] = got
+    return got
+
+
+class _Compiled:
+    """torch.compile'd versions of the fast twin's pieces, built on first use; any failure
+    (no compiler, an inductor error) falls back to eager for the rest of the process."""
+
+    def __init__(self) -> None:
+        self.fns: dict[str, Any] = {}
+        self.failed: str | None = None if _os.environ.get("MLETUI_NO_COMPILE", "") in ("", "0") \
+            else "disabled by MLETUI_NO_COMPILE"
+
+    def call(self, name: str, fn: Any, *args: Any) -> Any:
+        if self.failed is None:
+            try:
+                compiled = self.fns.get(name)
+                if compiled is None:
+                    compiled = self.fns[name] = torch.compile(fn)
+                return compiled(*args)
+            except Exception as exc:  # pragma: no cover - depends on the toolchain
+                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return fn(*args)
+
+
+_COMPILED = _Compiled()
+
+
+def _run(name: str, fn: Any, sites: int, *args: Any) -> Any:
+    if sites >= COMPILE_MIN_SITES and args[0].device.type == "cpu":
+        return _COMPILED.call(name, fn, *args)
+    return fn(*args)
+
+
+def _fast_half(p_act: torch.Tensor, p_oth: torch.Tensor, color: int, b: torch.Tensor, h: float,
+               method: str, seed: int, counter: int, couplings: torch.Tensor | None,
+               uniforms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    R, L, half = p_act.shape
+    parity0 = ((torch.arange(L, device=p_act.device) + color) % 2 == 0).view(1, L, 1)
+    keys = hash_keys(seed, counter, R).to(p_act.device)
+    hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
+    js = _packed_couplings(couplings.to(p_act.device), color) if couplings is not None else (None,) * 4
+    u = uniforms.to(device=p_act.device, dtype=torch.float32) if uniforms is not None else None
+    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}", _update_packed,
+               R * L * half, p_act, _pad(p_oth), parity0, b.view(R, 1, 1), hh, keys, u, *js,
+               METHODS.index(method))
+    flips = _run("count", _count_flips, R * L * half, new, p_act)
+    return new, flips
+
+
+def half_sweep_fast(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: float = 0.0,
+                    method: str = "metropolis", seed: int = 0, counter: int = 0,
+                    couplings: torch.Tensor | None = None,
+                    uniforms: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The fast CPU twin of one half-sweep (same contract; ``generator`` is ignored: the stream
+    is the hash of (seed, counter)). Given ``uniforms``, it matches the reference twin and the
+    Triton kernel spin for spin."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_spins(spins)
+    R, L, _ = spins.shape
+    c = int(color) % 2
+    p = list(_pack_both(spins))
+    p[c], flips = _fast_half(p[c], p[1 - c], c, _beta_tensor(beta, spins), h, method, seed, counter,
+                             couplings, uniforms)
+    _unpack_into(p[0], p[1], spins)
+    return flips
+
+
+def sweep_fast(spins: torch.Tensor, beta: float | torch.Tensor, h: float = 0.0,
+               method: str = "metropolis", seed: int = 0, counter: int = 0,
+               couplings: torch.Tensor | None = None) -> torch.Tensor:
+    """One full sweep with the fast CPU twin: pack once, colour 0 then 1, unpack once."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_spins(spins)
+    R, L, _ = spins.shape
+    b = _beta_tensor(beta, spins)
+    p0, p1 = _pack_both(spins)
+    p0, f0 = _fast_half(p0, p1, 0, b, h, method, seed, counter, couplings, None)
+    p1, f1 = _fast_half(p1, p0, 1, b, h, method, seed, counter + 1, couplings, None)
+    _unpack_into(p0, p1, spins)
+    return f0 + f1
+
+
+def _bond_sum(spins_pad: torch.Tensor) -> torch.Tensor:
+    """sum_i s_i (s_right + s_down) per replica, int32, from spins padded by one wrapped
+    row and column at the bottom and right."""
+    s = spins_pad[:, :-1, :-1].to(torch.int32)
+    right = spins_pad[:, :-1, 1:].to(torch.int32)
+    down = spins_pad[:, 1:, :-1].to(torch.int32)
+    return (s * (right + down)).view(s.shape[0], -1).sum(dim=1, dtype=torch.int32)
+
+
+def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
+                 h: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast CPU twin of :func:`measure_torch` (integer sums; couplings go to the reference)."""
+    if couplings is not None:
+        return measure_torch(spins, couplings, h)
+    R, L, _ = spins.shape
+    padded = torch.cat((spins, spins[:, :1]), dim=1)
+    padded = torch.cat((padded, padded[:, :, :1]), dim=2)
+    bonds = _run("bonds", _bond_sum, R * L * L // 2, padded)
+    m = spins.view(R, -1).sum(dim=1, dtype=torch.int32).to(torch.float32)
+    return -bonds.to(torch.float32) - h * m, m
+
+
 # Public entry points: dispatch to Triton on CUDA, to the twin elsewhere.
 def half_sweep(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: float = 0.0,
                method: str = "metropolis", seed: int = 0, counter: int = 0,
@@ -360,14 +624,20 @@ def half_sweep(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: f
     twin with exactly those numbers)."""
     if use_triton(spins.device):
         return half_sweep_triton(spins, color, beta, h, method, seed, counter, couplings, uniforms)
-    return half_sweep_torch(spins, color, beta, h, method, seed, counter, couplings, uniforms, generator)
+    if generator is not None:
+        return half_sweep_torch(spins, color, beta, h, method, seed, counter, couplings, uniforms, generator)
+    return half_sweep_fast(spins, color, beta, h, method, seed, counter, couplings, uniforms)
 
 
 def sweep(spins: torch.Tensor, beta: float | torch.Tensor, h: float = 0.0, method: str = "metropolis",
           seed: int = 0, counter: int = 0, couplings: torch.Tensor | None = None,
           generator: torch.Generator | None = None) -> torch.Tensor:
     """One full sweep (colour 0 then 1), consuming counters ``counter`` and ``counter + 1``.
-    Returns spins flipped per replica, int32 (R,)."""
+    Returns spins flipped per replica, int32 (R,). On CUDA: two Triton launches; on the CPU
+    the fast twin (hash generator keyed by (seed, counter)), or the reference twin drawing
+    from ``generator`` when one is given."""
+    if generator is None and not use_triton(spins.device) and spins.device.type == "cpu":
+        return sweep_fast(spins, beta, h, method, seed, counter, couplings)
     a = half_sweep(spins, 0, beta, h, method, seed, counter, couplings, None, generator)
     b = half_sweep(spins, 1, beta, h, method, seed, counter + 1, couplings, None, generator)
     return a + b
@@ -378,4 +648,6 @@ def measure(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     """Total energy and magnetisation per replica, float32 (R,) each, on the device."""
     if use_triton(spins.device):
         return measure_triton(spins, couplings, h)
+    if spins.device.type == "cpu":
+        return measure_fast(spins, couplings, h)
     return measure_torch(spins, couplings, h)

@@ -56,7 +56,6 @@ class IsingState:
     window_flips: torch.Tensor | None = None   # int64 (R,) flips since the last observe
     # running sums over accumulated sweeps, float64 (R,) each, on the device
     sums: torch.Tensor | None = None           # (6, R): e, e^2, m, m^2, |m|, |m|^2
-    generator: torch.Generator | None = None
     exact_cache: dict = field(default_factory=dict)
 
 
@@ -101,15 +100,14 @@ class IsingTopic(Topic):
         else:
             bits = torch.randint(0, 2, (R, L, L), generator=gen, device=device, dtype=torch.int8)
             spins = bits * 2 - 1
-        state = IsingState(spins=spins, seed=int(seed) & 0x7FFFFFFF, generator=gen)
+        state = IsingState(spins=spins, seed=int(seed) & 0x7FFFFFFF)
         state.window_flips = torch.zeros(R, dtype=torch.int64, device=device)
         state.sums = torch.zeros(6, R, dtype=torch.float64, device=device)
         return state
 
     def step(self, state: IsingState, p: Mapping[str, Any]) -> None:
         flips = checkerboard.sweep(state.spins, float(p["beta"]), float(p["h"]), p["method"],
-                                   seed=state.seed, counter=state.counter,
-                                   generator=state.generator)
+                                   seed=state.seed, counter=state.counter)
         state.counter += 2
         state.sweeps += 1
         state.since_edit += 1
