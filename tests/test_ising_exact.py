@@ -46,7 +46,7 @@ def test_kaufman_energy_approaches_onsager_for_large_L(beta):
     far = abs(exact.kaufman_energy(beta, 16) - exact.onsager_energy(beta))
     near = abs(exact.kaufman_energy(beta, 256) - exact.onsager_energy(beta))
     assert near < 1e-9
-    assert near <= far
+    assert near <= max(far, 1e-12)  # at beta = 0.8 both agree to rounding already
 
 
 def test_kaufman_is_finite_and_smooth_across_beta_c_for_L64():
