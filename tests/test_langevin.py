@@ -103,6 +103,20 @@ def test_ula_stationary_variance_equals_closed_form(step):
     assert abs(x[0].double().var().item() - s2) < 5 * s2 * math.sqrt(2.0 / n)
 
 
+def test_ula_covariance_on_correlated_gaussian_equals_its_closed_form_limit():
+    # 2-D: C = Sigma (I - (eps/4) Sigma^-1)^-1, reported as covariance_ula beside the chains'
+    n, step = 100_000, 0.8
+    frames = list(run(TOPIC, 120, {"target": "gaussian", "method": "ula", "step_size": step,
+                                   "chains": n, "init": "exact"}, seed=3, every=120))
+    f = frames[-1]
+    cov, c_ula = np.array(f.arrays["covariance"]), np.array(f.arrays["covariance_ula"])
+    lam = np.linalg.eigvalsh(make_target("gaussian").covariance())
+    assert np.allclose(np.sort(np.linalg.eigvalsh(c_ula)), np.sort(lam / (1 - step / (4 * lam))))
+    se = np.sqrt((np.outer(np.diag(c_ula), np.diag(c_ula)) + c_ula ** 2) / n)
+    assert np.all(np.abs(cov - c_ula) < 5 * se)
+    assert f.scalars["variance_ratio"] > 1.2
+
+
 def test_mala_matches_correlated_gaussian_mean_and_covariance():
     n = 20_000
     frames = list(run(TOPIC, 400, {"target": "gaussian", "method": "mala", "step_size": 0.5,

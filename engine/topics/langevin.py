@@ -33,7 +33,8 @@ Frame scalars (the JSONL schema):
     chain_steps_per_s chains x steps per second since the last frame
     nonfinite_chains  chains re-seeded after going non-finite since init
     loss, sigma       learned mode: DSM loss (EMA) and the current noise level
-Frame arrays: mean (D,), covariance (D x D), mean_exact, covariance_exact.
+Frame arrays: mean (D,), covariance (D x D), mean_exact, covariance_exact, and with ULA on a
+single Gaussian covariance_ula: ULA's exact stationary covariance Sigma (I - (eps/4) Sigma^-1)^-1.
 Moments use up to the first 2^20 chains (chains are exchangeable).
 """
 
@@ -124,6 +125,19 @@ def sliced_w1(a: torch.Tensor, b: torch.Tensor, directions: int = 32,
     ``b_sorted``: b's sorted projections, computed once (``sorted_projections``)."""
     pb = sorted_projections(b, directions) if b_sorted is None else b_sorted
     return float((sorted_projections(a, directions) - pb).abs().to(torch.float64).mean())
+
+
+def ula_stationary_covariance(target: Target, step: float) -> np.ndarray | None:
+    """ULA's exact stationary covariance on a single Gaussian N(mu, Sigma): with
+    A = I - (eps/2) Sigma^-1, C = A C A^T + eps I solves to C = Sigma (I - (eps/4) Sigma^-1)^-1
+    (per eigenvalue l: l / (1 - eps / (4 l))); its mean stays mu. None for other targets, or
+    when eps >= 4 l_min (ULA diverges)."""
+    if target.family != "mixture" or len(target.weights) != 1:
+        return None
+    sigma = np.array(target.covs[0], dtype=np.float64)
+    if step >= 4.0 * float(np.linalg.eigvalsh(sigma).min()):
+        return None
+    return sigma @ np.linalg.inv(np.eye(target.dim) - 0.25 * step * np.linalg.inv(sigma))
 
 
 # ------------------------------------------------------------------------------------------
@@ -466,10 +480,14 @@ class LangevinTopic(Topic):
             scalars["passes"] = state.passes
             if state.divergence_final is not None:
                 scalars["divergence_final"] = state.divergence_final
-        frame = Frame(scalars=scalars,
-                      arrays={"mean": mean.tolist(), "covariance": cov.tolist(),
-                              "mean_exact": mean_exact.tolist(), "covariance_exact": cov_exact.tolist()},
-                      views=self._views(state, mean.cpu().numpy(), cov.cpu().numpy()),
+        arrays = {"mean": mean.tolist(), "covariance": cov.tolist(),
+                  "mean_exact": mean_exact.tolist(), "covariance_exact": cov_exact.tolist()}
+        cov_ula = ula_stationary_covariance(t, float(p["step_size"])) \
+            if state.net is None and p["method"] == "ula" else None
+        if cov_ula is not None:
+            arrays["covariance_ula"] = cov_ula.tolist()
+        frame = Frame(scalars=scalars, arrays=arrays,
+                      views=self._views(state, mean.cpu().numpy(), cov.cpu().numpy(), cov_ula),
                       notes=state.notes)
         state.notes = []
         return frame
@@ -494,7 +512,8 @@ class LangevinTopic(Topic):
             out["line_y"] = out["line_x"]
         return out
 
-    def _views(self, state: LangevinState, mean: np.ndarray, cov: np.ndarray) -> dict[str, Any]:
+    def _views(self, state: LangevinState, mean: np.ndarray, cov: np.ndarray,
+               cov_ula: np.ndarray | None) -> dict[str, Any]:
         t = state.target
         nx, ny = HEAT_BINS
         ex = state.exact_views
@@ -523,12 +542,14 @@ class LangevinTopic(Topic):
             views["marginal_y"] = _density_histogram(window.reshape(-1), x0, x1, HIST_BINS,
                                                      {"exact": ex["line_x"]})
         names = ["x", "y"][: t.dim]
-        rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i])] for i in range(t.dim)]
+        rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i]),
+                 float(state.mean_exact[i]) if cov_ula is not None else ""] for i in range(t.dim)]
         ce = state.covariance_exact
         for i in range(t.dim):
             for j in range(i, t.dim):
-                rows.append([f"cov {names[i]}{names[j]}", float(cov[i, j]), float(ce[i, j])])
-        views["moments"] = {"columns": ["", "chains", "exact"], "rows": rows}
+                rows.append([f"cov {names[i]}{names[j]}", float(cov[i, j]), float(ce[i, j]),
+                             float(cov_ula[i, j]) if cov_ula is not None else ""])
+        views["moments"] = {"columns": ["", "chains", "exact", "ULA limit"], "rows": rows}
         return views
 
     # -- benchmark -----------------------------------------------------------------------------
