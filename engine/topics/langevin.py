@@ -234,7 +234,8 @@ class LangevinTopic(Topic):
         Param("chains", "int", 10000, lo=1, hi=100_000_000, log=True, live=False,
               help="independent chains (millions on a GPU)"),
         Param("init", "choice", "uniform", choices=("uniform", "exact", "mode"), live=False,
-              help="chains start uniform over the box | from exact samples | all at one mode"),
+              help="exact score: chains start uniform over the box | from exact samples | all at one mode "
+                   "(learned: every annealing pass starts from N(centre, sigma_max^2))"),
         Param("score", "choice", "exact", choices=("exact", "learned"), live=False,
               help="exact: closed-form score | learned: MLP trained by denoising score matching"),
         Param("levels", "int", 10, lo=2, hi=50, live=False,
