@@ -38,7 +38,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..datasets import GENERATORS, MAX_FEATURES, generate, load_points
+from ..datasets import GENERATORS, MAX_FEATURES, DataError, generate, load_points
 from ..device import use_triton
 from ..kernels.gmm_estep import COVARIANCE_TYPES, EStepStats, estep, log_prob_components
 from ..params import Param, ParamError
@@ -358,7 +358,7 @@ class EMTopic(Topic):
                 raise ParamError("dataset=file needs data=PATH (.npy, .npz or CSV of floats)")
             n = load_points(p["data"]).shape[0]   # raises DataError on bad content
             if n < k:
-                raise ParamError(f"data: {n} points but K={k} components; need at least K points")
+                raise DataError(f"data: {n} points but K={k} components; need at least K points")
         elif p["n_points"] < k:
             raise ParamError(f"n_points must be >= K={k}, got {p['n_points']}")
         return p

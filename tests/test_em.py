@@ -1,0 +1,329 @@
+"""EM for Gaussian mixtures: the monotone climb, scikit-learn parity, the Triton E-step against
+its twin and an explicit density, refused data files, re-seeding and the gradient-MLE run."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import mletui.engine.topics.em as em
+from mletui.engine.datasets import DataError, generate
+from mletui.engine.kernels.gmm_estep import estep_torch, estep_triton
+from mletui.engine.params import ParamError
+from mletui.engine.runner import run
+from mletui.engine.topic import View
+
+TOPIC = em.TOPIC
+CPU = torch.device("cpu")
+
+
+def em_params(**kw):
+    p = TOPIC.default_params()
+    p.update(mode="em")
+    p.update(kw)
+    return p
+
+
+def log_likelihood_trace(steps: int = 30, seed: int = 0, **kw) -> list[float]:
+    return [f.scalars["log_likelihood"] for f in run(TOPIC, steps=steps, params=em_params(**kw), seed=seed)]
+
+
+def decreases(trace: list[float], rel: float = 1e-12) -> list[tuple[int, float]]:
+    """(iteration, drop) wherever the log-likelihood went down by more than float tolerance."""
+    return [(i + 1, trace[i] - trace[i + 1]) for i in range(len(trace) - 1)
+            if trace[i + 1] < trace[i] - rel * max(1.0, abs(trace[i]))]
+
+
+MONOTONE_CASES = [
+    dict(dataset="bimodal", K=2, covariance="full", init="kmeans++"),
+    dict(dataset="bimodal_unequal", K=3, covariance="spherical", init="random"),
+    dict(dataset="blobs", K=3, covariance="full", init="random"),
+    dict(dataset="blobs", K=4, covariance="diag", init="kmeans++"),
+    dict(dataset="ring", K=5, covariance="full", init="kmeans++"),
+]
+
+
+# -- the EM guarantee ----------------------------------------------------------------------------
+@pytest.mark.parametrize("case", MONOTONE_CASES, ids=lambda c: f"{c['dataset']}-K{c['K']}-{c['covariance']}")
+def test_em_loglik_never_decreases_without_floor_or_reseeding(case):
+    for seed in (0, 1, 2):
+        trace = log_likelihood_trace(steps=30, seed=seed, n_points=600, reg_covar=0.0, reseed=False, **case)
+        assert all(math.isfinite(v) for v in trace)
+        assert not decreases(trace), f"seed {seed}: log-likelihood decreased at {decreases(trace)[:3]}"
+        assert trace[-1] > trace[0]
+
+
+def test_a_broken_m_step_fails_the_monotonicity_check(monkeypatch):
+    """Sigma_k normalised by N instead of N_k (a classic bug): the same check must catch it."""
+    correct = em.m_step
+
+    def broken(stats, reg_covar, covariance_type):
+        w, m, c = correct(stats, reg_covar, covariance_type)
+        share = (stats.nk / stats.nk.sum()).view(-1, *([1] * (c.dim() - 1)))
+        return w, m, c * share
+
+    monkeypatch.setattr(em, "m_step", broken)
+    caught = 0
+    for case in MONOTONE_CASES:
+        trace = log_likelihood_trace(steps=30, seed=0, n_points=600, reg_covar=0.0, reseed=False, **case)
+        caught += bool(decreases(trace))
+    assert caught >= 2
+
+
+# -- parity with scikit-learn -------------------------------------------------------------------
+def _sklearn_precisions(cov: np.ndarray, covariance_type: str) -> np.ndarray:
+    return np.linalg.inv(cov) if covariance_type == "full" else 1.0 / cov
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_em_matches_sklearn_from_the_same_initial_parameters(covariance_type):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(3)
+    pts = np.concatenate([generate("blobs", 700, 5), rng.normal(0.0, 1.0, (700, 1))], axis=1) + [10.0, -4.0, 2.0]
+    p = em_params(K=4, covariance=covariance_type, reseed=False, dtype="float64", init="random")
+    state = TOPIC.state_from_points(pts, p, CPU, seed=11)
+    w0, m0, c0, _ = (t.numpy().copy() for t in state.init_params)
+    m0 = m0 + state.center
+    iterations = 12
+    for _ in range(iterations):
+        TOPIC.em_step(state, p)
+    gm = GaussianMixture(n_components=4, covariance_type=covariance_type, max_iter=iterations, tol=0.0,
+                         reg_covar=p["reg_covar"], weights_init=w0, means_init=m0,
+                         precisions_init=_sklearn_precisions(c0, covariance_type), init_params="random",
+                         random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(pts)
+    assert gm.n_iter_ == iterations
+
+    def rel(a, b):
+        return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
+
+    assert rel(float(state.log_likelihood), gm.lower_bound_) <= 1e-6
+    assert rel(state.weights.numpy(), gm.weights_) <= 1e-6
+    assert rel(state.means.numpy() + state.center, gm.means_) <= 1e-6
+    assert rel(state.covariances.numpy(), gm.covariances_) <= 1e-6
+    # and the fit moved: the parity is not that of two idle runs
+    assert rel(gm.means_, m0) > 1e-3
+
+
+# -- the E-step ----------------------------------------------------------------------------------
+def _random_mixture(k, d, covariance_type, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    log_w = torch.log_softmax(torch.randn(k, generator=g, dtype=dtype), 0)
+    means = torch.randn(k, d, generator=g, dtype=dtype)
+    if covariance_type == "full":
+        a = torch.randn(k, d, d, generator=g, dtype=dtype) * 0.3
+        prec = torch.triu(a, 1) + torch.diag_embed(torch.rand(k, d, generator=g, dtype=dtype) + 0.6)
+    elif covariance_type == "diag":
+        prec = torch.rand(k, d, generator=g, dtype=dtype) + 0.5
+    else:
+        prec = torch.rand(k, generator=g, dtype=dtype) + 0.5
+    return log_w, means, prec
+
+
+def _explicit_estep(x, log_w, means, prec, covariance_type):
+    """Independent reference: scipy's multivariate normal per component, N x K in float64."""
+    from scipy.stats import multivariate_normal
+
+    x = x.double().numpy()
+    k, d = means.shape
+    p = prec.double().numpy()
+    if covariance_type == "full":
+        covs = [np.linalg.inv(p[j] @ p[j].T) for j in range(k)]
+    elif covariance_type == "diag":
+        covs = [np.diag(1.0 / p[j] ** 2) for j in range(k)]
+    else:
+        covs = [np.eye(d) / p[j] ** 2 for j in range(k)]
+    lp = np.stack([multivariate_normal(means[j].double().numpy(), covs[j]).logpdf(x).reshape(-1)
+                   for j in range(k)], 1) + log_w.double().numpy()
+    lpn = np.logaddexp.reduce(lp, axis=1)
+    r = np.exp(lp - lpn[:, None])
+    sxx = np.einsum("nk,ni,nj->kij", r, x, x) if covariance_type == "full" else r.T @ (x * x)
+    return lpn, r.sum(0), r.T @ x, sxx
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_estep_twin_matches_explicit_gaussian_densities(covariance_type):
+    x = torch.randn(500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 1.5
+    log_w, means, prec = _random_mixture(4, 3, covariance_type, torch.float64)
+    got = estep_torch(x, log_w, means, prec, covariance_type, chunk=128)   # several chunks
+    want = _explicit_estep(x, log_w, means, prec, covariance_type)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_estep_matches_twin_under_interpreter(covariance_type, dtype):
+    """300 points (not a multiple of the tile), D=3 (padded to 4), K=4, two programs walking
+    several tiles each: the kernel's partial sums equal the twin's."""
+    x = torch.randn(300, 3, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    log_w, means, prec = _random_mixture(4, 3, covariance_type, dtype, seed=4)
+    twin = estep_torch(x, log_w, means, prec, covariance_type)
+    kern = estep_triton(x, log_w, means, prec, covariance_type, programs=2, block_n=64)
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-4)
+    for name, a, b in zip(twin._fields, twin, kern):
+        assert a.shape == b.shape, name
+        torch.testing.assert_close(b, a, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_triton_estep_one_dimension_matches_twin():
+    x = torch.randn(130, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    log_w, means, prec = _random_mixture(3, 1, "full", torch.float64, seed=6)
+    twin = estep_torch(x, log_w, means, prec, "full")
+    kern = estep_triton(x, log_w, means, prec, "full", programs=3)
+    for a, b in zip(twin, kern):
+        torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-11)
+
+
+# -- data files ----------------------------------------------------------------------------------
+def _refusal(path, **kw) -> str:
+    with pytest.raises(ParamError) as info:
+        TOPIC.resolve(texts={"data": str(path), **kw})
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_good_file_implies_dataset_file_and_sets_d(tmp_path):
+    pts = generate("blobs", 300, 0)
+    path = tmp_path / "points.csv"
+    path.write_text("x1,x2\n" + "\n".join(f"{a},{b}" for a, b in pts))
+    p = TOPIC.resolve(texts={"data": str(path), "K": "3"})
+    assert p["dataset"] == "file"
+    frames = list(run(TOPIC, steps=3, params={**p, "mode": "em"}, seed=0))
+    assert frames[-1].scalars["D"] == 2 and frames[-1].scalars["n_points"] == 300
+    np.testing.assert_allclose(np.sum(frames[-1].arrays["weights"]), 1.0)
+
+
+def test_file_with_nan_and_inf_rows_is_refused_with_the_count(tmp_path):
+    pts = np.random.default_rng(0).normal(size=(50, 2))
+    pts[[3, 17, 40], 1] = [np.nan, np.inf, -np.inf]
+    np.save(tmp_path / "bad.npy", pts)
+    msg = _refusal(tmp_path / "bad.npy")
+    assert "3 of 50 rows" in msg and "NaN/inf" in msg
+    csv = tmp_path / "bad.csv"
+    csv.write_text("1,2\n3,nan\n5,6\ninf,1\n")
+    msg = _refusal(csv, K="1")
+    assert "2 of 4 rows" in msg
+
+
+def test_file_of_wrong_shape_is_refused(tmp_path):
+    np.save(tmp_path / "cube.npy", np.zeros((4, 3, 2)))
+    assert "wrong shape (4, 3, 2)" in _refusal(tmp_path / "cube.npy")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2\n3,4\n5\n6,7,8\n9,10\n")
+    msg = _refusal(ragged)
+    assert "wrong shape" in msg and "2 rows" in msg
+
+
+def test_fewer_points_than_components_is_refused(tmp_path):
+    np.save(tmp_path / "few.npy", np.arange(3.0))
+    msg = _refusal(tmp_path / "few.npy", K="5")
+    assert "3 points" in msg and "K=5" in msg
+
+
+def test_pickled_object_arrays_are_refused_never_unpickled(tmp_path):
+    marker = tmp_path / "unpickled"
+    obj = np.array([_Trap(str(marker)), 1.0], dtype=object)
+    np.save(tmp_path / "objects.npy", obj, allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", x=obj)
+    with open(tmp_path / "plain.npy", "wb") as fh:  # a bare pickle wearing an .npy name
+        pickle.dump(_Trap(str(marker)), fh)
+    for name in ("objects.npy", "objects.npz", "plain.npy"):
+        msg = _refusal(tmp_path / name)
+        assert "pickle" in msg or "objects" in msg
+    assert not marker.exists()
+
+
+class _Trap:
+    """Unpickling this creates a file: the proof that something was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_data_and_another_dataset_together_are_refused(tmp_path):
+    np.save(tmp_path / "ok.npy", np.arange(10.0))
+    with pytest.raises(ParamError, match="implies dataset=file"):
+        TOPIC.resolve(texts={"data": str(tmp_path / "ok.npy"), "dataset": "blobs"})
+    with pytest.raises(ParamError, match="needs data=PATH"):
+        TOPIC.resolve(texts={"dataset": "file"})
+    with pytest.raises(DataError):  # a DataError is a ParamError: the CLI exits 2 on it
+        TOPIC.resolve(texts={"data": str(tmp_path / "ok.npy"), "K": "11"})
+
+
+# -- re-seeding, resets, gradient MLE ------------------------------------------------------------
+def test_collapsed_component_is_reseeded_on_the_worst_explained_point():
+    p = em_params(dataset="blobs", K=3, n_points=400)
+    state = TOPIC.state_from_points(generate("blobs", 400, 0), p, CPU, seed=0)
+    state.means[2] = torch.tensor([500.0, 500.0], dtype=state.means.dtype)  # explains no point
+    stats = em.estep(state.x, torch.log(state.weights), state.means, state.prec_chol, "full")
+    worst = state.x[int(torch.argmin(stats.log_prob_norm))]
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    assert frame.scalars["reseeded"] == 1
+    torch.testing.assert_close(state.means[2], worst)
+    assert any("component 3 collapsed" in n and "re-seeded" in n for n in frame.notes)
+    # re-seeding off: the component stays put and nothing is reported
+    p_off = dict(p, reseed=False)
+    state = TOPIC.state_from_points(generate("blobs", 400, 0), p_off, CPU, seed=0)
+    state.means[2] = torch.tensor([500.0, 500.0], dtype=state.means.dtype)
+    TOPIC.step(state, p_off)
+    assert TOPIC.observe(state, p_off).scalars["reseeded"] == 0
+
+
+def test_reset_draws_a_new_initialisation_and_data_seed_keeps_the_data():
+    p = TOPIC.resolve({"dataset": "blobs", "K": 3})
+    a = TOPIC.init(p, CPU, seed=1)
+    b = TOPIC.init(p, CPU, seed=2)
+    assert torch.equal(a.x, b.x)
+    assert not torch.allclose(a.init_params[1], b.init_params[1])
+    c = TOPIC.init(dict(p, data_seed=7), CPU, seed=1)
+    assert not torch.equal(a.x, c.x)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.05), ("lbfgs", 1.0)])
+def test_gradient_mle_reaches_the_em_maximum_on_bimodal(optimizer, lr):
+    frames = list(run(TOPIC, steps=150, params=dict(dataset="bimodal", K=2, n_points=1000, mode="both",
+                                                    gradient_optimizer=optimizer, lr=lr), seed=0, every=10))
+    em_ll = frames[-1].scalars["log_likelihood"]
+    grad = [f.scalars["log_likelihood_gradient"] for f in frames]
+    assert grad[-1] == pytest.approx(em_ll, abs=2e-3)
+    assert grad[-1] <= em_ll + 1e-6          # EM's fixed point is the maximum here
+    assert frames[-1].scalars["gradient_divergences"] == 0
+
+
+def test_gradient_divergence_is_reported_not_plotted(monkeypatch):
+    p = em_params(mode="gradient", dataset="bimodal", K=2, n_points=200)
+    state = TOPIC.init(p, CPU, seed=0)
+    monkeypatch.setattr(em.GradientFit, "_loss_and_grad",
+                        lambda self: torch.tensor(float("nan"), dtype=self.x.dtype))
+    TOPIC.step(state, p)
+    frame = TOPIC.observe(state, p)
+    assert frame.scalars["gradient_divergences"] == 1
+    assert frame.scalars["log_likelihood_gradient"] is None
+    assert any("non-finite" in n for n in frame.notes)
+
+
+def test_views_are_known_kinds_and_frames_fill_them():
+    assert all(isinstance(v, View) for v in TOPIC.views)
+    frame = list(run(TOPIC, steps=2, params={"dataset": "blobs", "K": 3, "mode": "both"}, seed=0))[-1]
+    hist = frame.views["density_1d"]
+    width = np.diff(hist["edges"])
+    assert np.sum(np.asarray(hist["counts"]) * width) == pytest.approx(1.0, abs=0.01)  # a density
+    x, y = hist["lines"]["EM mixture"]
+    assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.02)
+    assert len(frame.views["ellipses_2d"]["lines"]) == 6            # 3 EM + 3 gradient ellipses
+    assert len(frame.views["components"]["rows"]) == 6
