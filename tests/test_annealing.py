@@ -94,6 +94,7 @@ def test_mean_work_obeys_the_second_law_and_the_gap_shrinks_with_slower_schedule
     for sweeps in (5, 20, 80):
         f = last_frame({"L": 4, "replicas": 2000, "anneal_sweeps": sweeps}, seed=5)
         gaps.append(f.scalars["mean_work"] - minus_delta)
+        assert f.scalars["dissipated_work"] == pytest.approx(gaps[-1], abs=1e-9)
     # <W> >= -ln(Z_T/Z_0) (Jensen), strictly for a finite schedule
     assert all(g > 0 for g in gaps), gaps
     assert gaps[0] > gaps[1] > gaps[2], gaps

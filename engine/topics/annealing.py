@@ -275,6 +275,11 @@ class AnnealingTopic(Topic):
         if log_z_exact is not None and state.exact_log_z0 is not None:
             minus_delta_exact = -(log_z_exact - state.exact_log_z0)
 
+        # the second law's gap <W> - (-ln Z_t/Z_0) >= 0: against the exact value when there
+        # is one, else against the AIS estimate
+        reference = minus_delta_exact if minus_delta_exact is not None else minus_delta
+        dissipated = (mean_work - reference) if reference is not None else None
+
         frame.scalars = {
             "sweep": state.t,
             "beta": beta,
@@ -291,6 +296,7 @@ class AnnealingTopic(Topic):
             "mean_work": finite_or_none(mean_work),
             "minus_delta_log_z": finite_or_none(minus_delta),
             "minus_delta_log_z_exact": minus_delta_exact,
+            "dissipated_work": finite_or_none(dissipated),
             "nonfinite_work": nonfinite,
         }
 
