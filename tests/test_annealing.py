@@ -34,6 +34,15 @@ def enumerated_log_z(energies: np.ndarray, beta: float) -> float:
     return float(m + math.log(np.exp(x - m).sum()))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # small batches: one thread is faster and steadier on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def ferro_energies():
     return enumerated_energies(4, None)
