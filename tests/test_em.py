@@ -296,7 +296,7 @@ def test_reset_draws_a_new_initialisation_and_data_seed_keeps_the_data():
 
 @pytest.mark.parametrize("optimizer,lr", [("adam", 0.05), ("lbfgs", 1.0)])
 def test_gradient_mle_reaches_the_em_maximum_on_bimodal(optimizer, lr):
-    frames = list(run(TOPIC, steps=150, params=dict(dataset="bimodal", K=2, n_points=1000, mode="both",
+    frames = list(run(TOPIC, steps=100, params=dict(dataset="bimodal", K=2, n_points=500, mode="both",
                                                     gradient_optimizer=optimizer, lr=lr), seed=0, every=10))
     em_ll = frames[-1].scalars["log_likelihood"]
     grad = [f.scalars["log_likelihood_gradient"] for f in frames]

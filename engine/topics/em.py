@@ -81,6 +81,8 @@ def m_step(stats: EStepStats, reg_covar: float, covariance_type: str
 def precision_cholesky(cov: torch.Tensor, covariance_type: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, ok): P P^T = Sigma^-1 with P upper triangular (scikit-learn's precisions_cholesky_),
     and ok (K,) bool, False where Sigma_k is not positive definite (no host sync)."""
+    if covariance_type == "full" and cov.device.type == "cpu":
+        return _precision_cholesky_numpy(cov)
     if covariance_type == "full":
         chol, info = torch.linalg.cholesky_ex(cov)
         ok = info == 0
@@ -93,6 +95,31 @@ def precision_cholesky(cov: torch.Tensor, covariance_type: str) -> tuple[torch.T
     prec = torch.rsqrt(torch.where(cov > 0, cov, torch.ones_like(cov)))
     ok = ok & torch.isfinite(prec).reshape(cov.shape[0], -1).all(1)
     return prec, ok
+
+
+def _precision_cholesky_numpy(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CPU path of precision_cholesky through numpy's LAPACK: torch's batched Cholesky of tiny
+    matrices pays an OpenMP fork (its internal tril) that costs milliseconds on a busy CPU."""
+    c = cov.detach().numpy()
+    k, d, _ = c.shape
+    ok = np.isfinite(c).reshape(k, -1).all(1)
+    eye = np.eye(d, dtype=c.dtype)
+    safe = np.where(ok[:, None, None], c, eye)
+    try:
+        chol = np.linalg.cholesky(safe)
+    except np.linalg.LinAlgError:
+        chol = np.empty_like(safe)
+        for j in range(k):
+            try:
+                chol[j] = np.linalg.cholesky(safe[j])
+            except np.linalg.LinAlgError:
+                ok[j] = False
+                chol[j] = eye
+    chol = np.where(ok[:, None, None], chol, eye)
+    prec = np.linalg.solve(chol, np.broadcast_to(eye, chol.shape)).transpose(0, 2, 1)
+    prec = np.triu(prec)  # exactly upper triangular, as solve_triangular gives it
+    ok &= np.isfinite(prec).reshape(k, -1).all(1)
+    return torch.from_numpy(np.ascontiguousarray(prec)), torch.from_numpy(ok)
 
 
 def full_covariances(cov: torch.Tensor, covariance_type: str, d: int) -> torch.Tensor:
@@ -173,7 +200,9 @@ class GradientFit:
         self.logits = torch.log(weights).detach().clone().requires_grad_(True)
         self.means = means.detach().clone().requires_grad_(True)
         if covariance_type == "full":
-            self.off = torch.triu(prec_chol.detach(), 1).clone().requires_grad_(True)
+            d = prec_chol.shape[-1]
+            self.upper = torch.ones(d, d, dtype=prec_chol.dtype, device=prec_chol.device).triu(1)
+            self.off = (prec_chol.detach() * self.upper).clone().requires_grad_(True)
             self.log_prec = torch.log(torch.diagonal(prec_chol.detach(), dim1=-2, dim2=-1)).clone() \
                 .requires_grad_(True)
             self.tensors = [self.logits, self.means, self.off, self.log_prec]
@@ -202,7 +231,7 @@ class GradientFit:
 
     def prec_chol(self) -> torch.Tensor:
         if self.covariance_type == "full":
-            return torch.triu(self.off, 1) + torch.diag_embed(torch.exp(self.log_prec))
+            return self.off * self.upper + torch.diag_embed(torch.exp(self.log_prec))
         return torch.exp(self.log_prec)
 
     def weights(self) -> torch.Tensor:
