@@ -613,6 +613,29 @@ def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     return -bonds.to(torch.float32) - h * m, m
 
 
+# -- the benchmark baseline ----------------------------------------------------------------------
+def colour_masks(L: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    return color_mask(L, 0, device), color_mask(L, 1, device)
+
+
+def sweep_naive(spins: torch.Tensor, beta: float, h: float, method: str,
+                masks: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The naive eager-PyTorch checkerboard the benchmarks compare with (issue 3): float32
+    spins (R, L, L), torch.roll for the neighbours, torch.rand for every site, a boolean
+    mask per colour over the full lattice. Returns the new spins (not in place)."""
+    for mask in masks:
+        lam = (torch.roll(spins, 1, 1) + torch.roll(spins, -1, 1) + torch.roll(spins, 1, 2)
+               + torch.roll(spins, -1, 2) + h)
+        u = torch.rand_like(spins)
+        if method == "metropolis":
+            flip = (u < torch.exp(-beta * 2.0 * spins * lam)) & mask
+            spins = torch.where(flip, -spins, spins)
+        else:
+            new = torch.where(u < torch.sigmoid(2.0 * beta * lam), 1.0, -1.0)
+            spins = torch.where(mask, new, spins)
+    return spins
+
+
 # Public entry points: dispatch to Triton on CUDA, to the twin elsewhere.
 def half_sweep(spins: torch.Tensor, color: int, beta: float | torch.Tensor, h: float = 0.0,
                method: str = "metropolis", seed: int = 0, counter: int = 0,

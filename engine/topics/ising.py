@@ -192,6 +192,104 @@ class IsingTopic(Topic):
             state.exact_cache = {key: got}
         return dict(got)
 
+    # -- benchmark ---------------------------------------------------------------------------
+    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+        """Flips/ns of ``checkerboard.sweep`` (Triton on CUDA, the fast twin on the CPU) against
+        the naive eager checkerboard (float spins, torch.roll, torch.rand, a mask per colour),
+        both on one L x L lattice in the same run; then the topic's whole step (sweep + energy
+        + running sums) at the largest L; peak host (and device) memory after the largest L."""
+        sizes = (32, 64) if quick else (1024, 4096)
+        min_time = 0.05 if quick else 3.0
+        threads = torch.get_num_threads()
+        for L in sizes:
+            for method in checkerboard.METHODS:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                spins = _bench_spins(L, device)
+                t0 = time.perf_counter()
+                checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=0)   # compile / JIT
+                _sync(device)
+                warmup_s = time.perf_counter() - t0
+                counter = [2]
+
+                def engine() -> None:
+                    checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=counter[0])
+                    counter[0] += 2
+
+                rate = _flips_per_ns(engine, L * L, device, min_time)
+                state = {"s": spins.to(torch.float32)}
+                masks = checkerboard.colour_masks(L, device)
+
+                def naive() -> None:
+                    state["s"] = checkerboard.sweep_naive(state["s"], 0.44, 0.0, method, masks)
+
+                base = _flips_per_ns(naive, L * L, device, min_time)
+                del state, masks
+                row = {"case": f"L={L} {method} sweep", "value": round(rate, 4), "unit": "flips/ns",
+                       "baseline": "naive eager checkerboard (float spins, roll, rand, colour masks)",
+                       "baseline_value": round(base, 4), "ratio": round(rate / base, 2),
+                       "threads": threads, "warmup_s": round(warmup_s, 2),
+                       "engine": "triton" if checkerboard.use_triton(device) else
+                       ("fast twin (compiled)" if L * L // 2 >= checkerboard.COMPILE_MIN_SITES
+                        and checkerboard._COMPILED.failed is None else "fast twin (eager)")}
+                if L == sizes[-1]:
+                    row["peak_host_mib"] = round(_peak_host_mib(), 1)
+                    if device.type == "cuda":
+                        row["peak_device_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                yield row
+        # the whole topic step (what the status bar's flips/ns shows) at the largest L
+        L = sizes[-1]
+        p = self.resolve({"L": L, "replicas": 1, "burn_in": 0})
+        st = self.init(p, device, seed=1)
+        self.step(st, p)
+        rate = _flips_per_ns(lambda: self.step(st, p), L * L, device, min_time)
+        sw = _bench_spins(L, device)
+        ctr = [0]
+
+        def bare() -> None:
+            checkerboard.sweep(sw, p["beta"], 0.0, p["method"], seed=1, counter=ctr[0])
+            ctr[0] += 2
+
+        base = _flips_per_ns(bare, L * L, device, min_time)
+        yield {"case": f"L={L} topic step (sweep + energy + running sums)", "value": round(rate, 4),
+               "unit": "flips/ns", "baseline": "bare checkerboard.sweep", "baseline_value": round(base, 4),
+               "ratio": round(rate / base, 2), "threads": threads}
+
+
+def _bench_spins(L: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator(device=device).manual_seed(0)
+    return torch.randint(0, 2, (1, L, L), generator=g, device=device, dtype=torch.int8) * 2 - 1
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _flips_per_ns(fn: Any, sites: int, device: torch.device, min_time: float) -> float:
+    """Spin updates per nanosecond of ``fn`` (one sweep of ``sites`` spins per call): one warm
+    call, then calls until ``min_time`` seconds and at least 3 calls have passed."""
+    fn()
+    _sync(device)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        if n >= 3:
+            _sync(device)
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                return sites * n / dt / 1e9
+
+
+def _peak_host_mib() -> float:
+    """Peak resident set size of this process (ru_maxrss, KiB on Linux)."""
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except Exception:  # pragma: no cover - not on Linux
+        return float("nan")
+
 
 def _downsample(lattice: torch.Tensor, size: int) -> torch.Tensor:
     """(L, L) int8 spins -> at most (size, size) int8 +1/-1, by the sign of block sums
