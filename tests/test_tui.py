@@ -77,6 +77,23 @@ class ToyTopic(Topic):
 TOY = ToyTopic()
 
 
+@pytest.fixture(autouse=True)
+def _quick_idle(monkeypatch):
+    """Pilot waits after each key until the process looks idle (CPU time not advancing),
+    for at most 1 s. With an engine thread running the process is never idle, so every
+    key would cost 1 s: cap that wait (the pilot still waits for the screen to process
+    its messages)."""
+    import textual.app
+    import textual.pilot
+    from textual._wait import wait_for_idle
+
+    async def quick(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
+        await wait_for_idle(min_sleep, min(max_sleep, 0.05))
+
+    monkeypatch.setattr(textual.app, "wait_for_idle", quick)
+    monkeypatch.setattr(textual.pilot, "wait_for_idle", quick)
+
+
 def drive(app: MletuiApp, script, size=(120, 40)):
     """Run the app headless with Pilot, await ``script(pilot)``, stop the runners."""
     async def main():
@@ -107,6 +124,17 @@ def ising_app(**kw) -> MletuiApp:
     return MletuiApp(topics=[ISING, TOY], seed=3, device=torch.device("cpu"), fps=20, **kw)
 
 
+async def type_value(pilot, panel, text):
+    """Enter opens the input; once it has focus, clear it, type, Enter."""
+    from textual.widgets import Input
+
+    await pilot.press("enter")
+    box = panel.query_one("#param-input", Input)
+    await until(pilot, lambda: panel.editing and box.has_focus, what="the input to open")
+    await pilot.press("ctrl+u", *text, "enter")
+    await until(pilot, lambda: not panel.editing, what="the input to close")
+
+
 async def select_param(pilot, app, name):
     app.pane.param_panel.select(name)
     await pilot.pause()
@@ -115,66 +143,68 @@ async def select_param(pilot, app, name):
 # -- parameters from the keyboard ----------------------------------------------------------
 
 def test_right_arrow_steps_beta_and_a_following_frame_carries_it():
-    app = ising_app()
+    app = ising_app(start_paused=True)
 
     async def script(pilot):
         runner = app.pane.runner
-        await until(pilot, lambda: runner.latest is not None and runner.steps > 2, what="first frames")
+        await until(pilot, lambda: runner.latest is not None, what="the first frame")
         await pilot.press("down")  # L -> beta
         assert app.pane.param_panel.current.name == "beta"
         await pilot.press("right")
         want = ISING.param("beta").nudge(0.44, +1)
         assert want == pytest.approx(0.45)
+        await until(pilot, lambda: runner.params["beta"] == want, what="the edit applied")
+        await pilot.press("n")
         await until(pilot, lambda: frame_with(runner, "beta", want), what="a frame with the new beta")
         await pilot.press("left", "left")
         back = ISING.param("beta").nudge(ISING.param("beta").nudge(want, -1), -1)
         await until(pilot, lambda: runner.params["beta"] == back, what="beta stepped down twice")
-        assert "beta = " in app.pane.param_panel.message
+        await until(pilot, lambda: "beta = " in app.pane.param_panel.message, what="the panel message")
 
     drive(app, script)
 
 
 def test_typed_value_applies_and_bad_value_shows_error_and_leaves_beta_unchanged():
-    app = ising_app()
+    app = ising_app(start_paused=True)
 
     async def script(pilot):
         runner = app.pane.runner
         panel: ParamPanel = app.pane.param_panel
-        await until(pilot, lambda: runner.steps > 2, what="running")
+        await until(pilot, lambda: runner.latest is not None, what="the first frame")
         await select_param(pilot, app, "beta")
-        await pilot.press("enter")
-        assert panel.editing
-        await pilot.press("ctrl+u", *"0.3", "enter")
+        await type_value(pilot, panel, "0.3")
+        await until(pilot, lambda: runner.params["beta"] == 0.3, what="the edit applied")
+        await pilot.press("n")
         await until(pilot, lambda: frame_with(runner, "beta", 0.3), what="beta = 0.3 in a frame")
         assert not panel.editing
         for bad, words in (("-1", "beta must be >= 0"), ("abc", "beta must be a number"),
                            ("nan", "beta must be a finite number")):
-            await pilot.press("enter", "ctrl+u", *bad, "enter")
-            await pilot.pause(0.1)
-            assert words in panel.message, panel.message
+            await type_value(pilot, panel, bad)
+            await until(pilot, lambda: words in panel.message, what=f"error {words!r}, got {panel.message!r} value {panel.query_one('#param-input').value!r}")
             assert panel.query_one("#param-message").has_class("error")
             assert runner.params["beta"] == 0.3 and runner.pending_value("beta") == 0.3
         steps = runner.steps
-        await until(pilot, lambda: runner.steps > steps + 2, what="the run to keep going")
+        await pilot.press("space")
+        await until(pilot, lambda: runner.steps > steps + 2, what="the run to go on")
         assert runner.status == "running" and runner.error is None
+        assert runner.params["beta"] == 0.3
 
     drive(app, script)
 
 
 def test_odd_L_is_refused_inline_and_even_L_reinitialises():
-    app = ising_app()
+    app = ising_app(start_paused=True)
 
     async def script(pilot):
         runner = app.pane.runner
         panel = app.pane.param_panel
-        await until(pilot, lambda: runner.steps > 1, what="running")
+        await until(pilot, lambda: runner.latest is not None, what="the first frame")
         gen = runner.generation
         await select_param(pilot, app, "L")
-        await pilot.press("enter", "ctrl+u", *"9", "enter")
-        await pilot.pause(0.1)
-        assert "L must be even" in panel.message
+        await type_value(pilot, panel, "9")
+        await until(pilot, lambda: "L must be even" in panel.message, what="the odd-L error")
         assert runner.params["L"] == 8 and runner.generation == gen
-        await pilot.press("enter", "ctrl+u", *"12", "enter")
+        await type_value(pilot, panel, "12")
         await until(pilot, lambda: runner.generation > gen and frame_with(runner, "L", 12), what="re-init at L=12")
 
     drive(app, script)
@@ -292,18 +322,19 @@ def test_p_saves_the_current_params_as_a_preset_that_loads_back(tmp_path, monkey
     from mletui.engine import presets
 
     monkeypatch.setenv("MLETUI_PRESETS", str(tmp_path))
-    app = ising_app()
+    app = ising_app(start_paused=True)
 
     async def script(pilot):
         runner = app.pane.runner
-        await until(pilot, lambda: runner.steps > 1, what="running")
+        await until(pilot, lambda: runner.latest is not None, what="the first frame")
         await select_param(pilot, app, "beta")
         await pilot.press("right")
         await until(pilot, lambda: runner.params["beta"] == pytest.approx(0.45), what="beta edit")
         await pilot.press("p")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app.screen.query("#preset-name") and app.screen.query_one("#preset-name").has_focus,
+                    what="the name prompt")
         await pilot.press(*"my-run", "enter")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: "saved" in app.message, what="the saved message")
 
     drive(app, script)
     loaded = presets.load("my-run")
@@ -312,12 +343,11 @@ def test_p_saves_the_current_params_as_a_preset_that_loads_back(tmp_path, monkey
 
 
 def test_help_screen_lists_every_binding_and_closes():
-    app = ising_app()
+    app = ising_app(start_paused=True)
 
     async def script(pilot):
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help screen")
         text = " ".join(f"{k} {d}" for k, d in app.screen.rows)
         for b in app.BINDINGS:
             if not b.action.startswith("goto"):
@@ -325,8 +355,7 @@ def test_help_screen_lists_every_binding_and_closes():
         for word in ("pause", "freeze", "export", "screenshot", "preset", "exact value", "next topic"):
             assert word in text
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen), what="help closed")
 
     drive(app, script)
 
@@ -415,14 +444,15 @@ def test_every_view_kind_draws_its_documented_data_and_nan_is_text_not_plotted()
 
 
 def test_trace_says_no_exact_value_when_the_reference_is_none():
-    app = ising_app(overrides={"ising": {"L": 8, "replicas": 2, "h": 0.1}})
+    app = ising_app(overrides={"ising": {"L": 8, "replicas": 2, "h": 0.1}}, start_paused=True)
 
     async def script(pilot):
         await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
         trace = next(w for w in app.pane.view_widgets if w.view.kind == "trace")
         assert "no exact value" in str(trace.border_subtitle)
         app.pane.param_panel.select("h")
-        await pilot.press("enter", "ctrl+u", "0", "enter")
+        await type_value(pilot, app.pane.param_panel, "0")
+        await pilot.press("n")
         await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
 
     drive(app, script)
@@ -489,7 +519,7 @@ def test_views_reflow_so_every_view_has_room(n, size):
 
 
 def test_pane_survives_resizes_and_keeps_views_inside_the_screen():
-    app = _toy_app()
+    app = _toy_app(start_paused=True)
 
     async def script(pilot):
         for size in ((120, 40), (80, 24), (100, 30), (80, 24)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,9 @@ from mletui.engine.topics import all_topics
 from .charset import glyphs as pick_glyphs
 from .pane import TopicPane
 from .widgets.params import ParamList, ParamPanel
+
+
+SWITCH_INTERVAL_S = float(os.environ.get("MLETUI_SWITCH_INTERVAL", "0.0005"))
 
 
 def _stylesheet() -> str:
@@ -174,7 +178,9 @@ class MletuiApp(App):
             self.message = f"unknown topic {topic!r}"
         self.panes: dict[str, TopicPane] = {}
         self.active: str | None = None
-        self._device_name = describe_device(self.device)
+        # describe_device names the thread count, which differs between machines: the
+        # snapshot mode (show_rates=False) shows the device type only.
+        self._device_name = describe_device(self.device) if show_rates else self.device.type
 
     # -- layout -------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -192,6 +198,12 @@ class MletuiApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The runner is a thread: while one thread runs Python, another waiting for the GIL
+        # waits up to the switch interval (5 ms by default) for each hand-over. The engine
+        # hands the GIL back at every torch call, so a short interval keeps the UI from
+        # stalling it (and keeps keys responsive while the engine runs pure-Python steps).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.glyphs.ascii:
             self.screen.add_class("ascii")
         for tabs in self.query(Tabs):
@@ -391,3 +403,4 @@ class MletuiApp(App):
     def on_unmount(self) -> None:
         for pane in self.panes.values():
             pane.stop()
+        sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))

@@ -87,7 +87,9 @@ class ParamPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield ParamList(self, id="param-list")
-        yield Input(id="param-input", classes="hidden")
+        # select_on_focus would select the text after the focus lands, possibly after the
+        # first typed key: open_input selects it at once instead (typing replaces it).
+        yield Input(id="param-input", classes="hidden", select_on_focus=False)
         yield Static("", id="param-message")
 
     def on_mount(self) -> None:
@@ -199,6 +201,7 @@ class ParamPanel(Vertical):
         box.placeholder = f"{p.name} ({p.kind})"
         box.border_title = f"{p.name} ="
         box.remove_class("hidden")
+        box.select_all()
         box.focus()
         self._message(f"type a value for {p.name}, Enter to apply, Escape to cancel", error=False)
 
