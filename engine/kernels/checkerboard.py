@@ -183,7 +183,7 @@ if triton is not None:
         tl.store(spins_ptr + base + row + j, new.to(tl.int8), mask=changed)
         return tl.sum(tl.sum(changed.to(tl.int32), axis=1), axis=0)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["seed", "ctr_lo", "ctr_hi"])
     def _half_sweep_kernel(spins_ptr, beta_ptr, coup_ptr, unif_ptr, flips_ptr, h, seed,
                            ctr_lo, ctr_hi, L, HALF, color,
                            BLOCK_ROWS: tl.constexpr, QW: tl.constexpr, METHOD: tl.constexpr,
@@ -211,8 +211,8 @@ if triton is not None:
             zero = tl.zeros([BLOCK_ROWS, QW], dtype=tl.uint32)
             c0 = (rows[:, None] * QW + k4[None, :]).to(tl.uint32) + zero
             c1 = zero + r.to(tl.uint32)
-            c2 = zero + ctr_lo.to(tl.uint32)
-            c3 = zero + ctr_hi.to(tl.uint32)
+            c2 = (zero + ctr_lo).to(tl.uint32)   # no .to on a scalar arg: 1 arrives as a constexpr
+            c3 = (zero + ctr_hi).to(tl.uint32)
             x0, x1, x2, x3 = tl.philox(seed, c0, c1, c2, c3)
             u0 = (x0 >> 8).to(tl.float32) * 5.9604644775390625e-08
             u1 = (x1 >> 8).to(tl.float32) * 5.9604644775390625e-08
@@ -228,7 +228,7 @@ if triton is not None:
                           L, HALF, beta, h, u3, METHOD, HAS_COUP)
         tl.atomic_add(flips_ptr + r, n)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["seed", "ctr_lo", "ctr_hi"])
     def _uniforms_kernel(out_ptr, seed, ctr_lo, ctr_hi, L, HALF,
                          BLOCK_ROWS: tl.constexpr, QW: tl.constexpr):
         """The uniforms the half-sweep kernel draws in-kernel, written out as (R, L, L//2):
@@ -240,8 +240,8 @@ if triton is not None:
         zero = tl.zeros([BLOCK_ROWS, QW], dtype=tl.uint32)
         c0 = (rows[:, None] * QW + k4[None, :]).to(tl.uint32) + zero
         c1 = zero + r.to(tl.uint32)
-        c2 = zero + ctr_lo.to(tl.uint32)
-        c3 = zero + ctr_hi.to(tl.uint32)
+        c2 = (zero + ctr_lo).to(tl.uint32)   # no .to on a scalar arg: 1 arrives as a constexpr
+        c3 = (zero + ctr_hi).to(tl.uint32)
         x0, x1, x2, x3 = tl.philox(seed, c0, c1, c2, c3)
         obase = r.to(tl.int64) * L * HALF + rows[:, None] * HALF
         m = row_ok[:, None] & (k4 < HALF)[None, :]
