@@ -146,7 +146,8 @@ class ParamPanel(Vertical):
         if p is None:
             return
         desc = p.describe()
-        extra = f" [{desc['range']}]" if desc["range"] else ""
+        rng = desc["range"]
+        extra = "" if not rng else f" {rng}" if rng.startswith("[") else f" ({rng})"
         self._message(f"{p.name}: {p.help}{extra}", error=False)
 
     def _message(self, text: str, error: bool) -> None:
