@@ -494,19 +494,24 @@ _COUPLING_CACHE: dict = {}
 
 
 def _packed_couplings(couplings: torch.Tensor, color: int) -> tuple[torch.Tensor, ...]:
-    """J_right, J_left, J_down, J_up of each colour-``color`` site, packed float32 (1, L, L//2)."""
-    key = (couplings.data_ptr(), couplings._version, tuple(couplings.shape), color)
+    """J_right, J_left, J_down, J_up of each colour-``color`` site, packed float32 (1, L, L//2).
+    Cached per couplings tensor (held by a weak reference, checked with its version counter,
+    so an in-place edit or a new tensor at a reused address is never served stale)."""
+    import weakref
+
+    key = (id(couplings), color)
     got = _COUPLING_CACHE.get(key)
-    if got is None:
-        c = couplings.to(torch.float32)
-        jr, jd = c[0], c[1]
-        jl = torch.roll(jr, 1, dims=1)
-        ju = torch.roll(jd, 1, dims=0)
-        got = tuple(pack(j[None].to(torch.float32).contiguous(), color).contiguous() for j in (jr, jl, jd, ju))
-        if len(_COUPLING_CACHE) > 8:
-            _COUPLING_CACHE.clear()
-        _COUPLING_CACHE[key] = got
-    return got
+    if got is not None and got[0]() is couplings and got[1] == couplings._version:
+        return got[2]
+    c = couplings.to(torch.float32)
+    jr, jd = c[0], c[1]
+    jl = torch.roll(jr, 1, dims=1)
+    ju = torch.roll(jd, 1, dims=0)
+    packed = tuple(pack(j[None].contiguous(), color).contiguous() for j in (jr, jl, jd, ju))
+    if len(_COUPLING_CACHE) > 8:
+        _COUPLING_CACHE.clear()
+    _COUPLING_CACHE[key] = (weakref.ref(couplings), couplings._version, packed)
+    return packed
 
 
 class _Compiled:
