@@ -254,3 +254,20 @@ def test_triton_kernels_compile_for_an_h100_without_a_gpu(tmp_path):
     out = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "compiled 4" in out.stdout
+
+
+def test_fast_twin_honours_couplings_edited_in_place_between_sweeps():
+    """The fast twin caches packed couplings; an in-place edit (a spin-glass re-draw) must
+    invalidate that cache, or the twin would sample the old Hamiltonian."""
+    L, R = 8, 2
+    coup = _couplings(L, 13)
+    ref = _random_spins(R, L, 14)
+    fast = ref.clone()
+    g = torch.Generator().manual_seed(15)
+    for half in range(4):
+        if half == 2:
+            coup.neg_()                                   # ferro <-> antiferro, same tensor
+        u = torch.rand(R, L, L // 2, generator=g)
+        cb.half_sweep_torch(ref, half % 2, 0.7, 0.0, "gibbs", couplings=coup, uniforms=u)
+        cb.half_sweep_fast(fast, half % 2, 0.7, 0.0, "gibbs", couplings=coup, uniforms=u)
+        assert torch.equal(fast, ref), f"spins differ after half-sweep {half}"
