@@ -33,8 +33,10 @@ same ``uniforms`` all three produce the same spins.
 
 from __future__ import annotations
 
+import os as _os
 from typing import Any
 
+import numpy as _np
 import torch
 
 from ..device import use_triton
@@ -367,15 +369,11 @@ def measure_triton(spins: torch.Tensor, couplings: torch.Tensor | None = None,
 # (the same layout as ``uniforms``), so a half-sweep touches only the active sublattice, and draws
 # its uniforms from a counter-based hash fused into the update:
 #     x = fmix32(fmix32(site ^ k1[r]) + k2[r]),   u = (x >> 8) * 2^-24,   site = i * L/2 + k,
-# where (k1[r], k2[r]) = splitmix64(splitmix64(seed) ^ counter ^ r * golden) split into two
-# 32-bit keys (fmix32: MurmurHash3's finaliser, a bijection of 32-bit words). Distinct
+# where (k1[r], k2[r]) = splitmix64(splitmix64(splitmix64(seed) ^ counter) ^ r * golden), split
+# into two 32-bit keys (fmix32: MurmurHash3's finaliser, a bijection of 32-bit words). Distinct
 # (seed, counter, replica) give unrelated streams; within one half-sweep all L^2/2 numbers of
 # a replica are distinct. The same Python function runs eagerly (small lattices, tests) and
 # under torch.compile (large lattices): same integer arithmetic, same spins.
-import os as _os
-
-import numpy as _np
-
 _M64 = (1 << 64) - 1
 _FMIX_1 = 0x85EBCA6B - (1 << 32)   # MurmurHash3 fmix32 multipliers as signed int32
 _FMIX_2 = 0xC2B2AE35 - (1 << 32)
