@@ -78,6 +78,14 @@ from .kernels.kfac_stats import cov_ema
 # .grad views of the gradient buffers have the buffer's strides, which autograd notes once
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
+# elementwise activations the Sequential JVP fast path knows: (φ, φ' as a function of φ's output)
+_ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
+    nn.Tanh: (torch.tanh, lambda y: 1 - y * y),
+    nn.Sigmoid: (torch.sigmoid, lambda y: y * (1 - y)),
+    nn.ReLU: (torch.relu, lambda y: (y > 0).to(y.dtype)),
+    nn.Identity: (lambda z: z, None),
+}
+
 LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 RESCALES = ("kl_clip", "quadratic", "none")
 FISHERS = ("true", "empirical")
@@ -159,6 +167,8 @@ class _Layer:
         self.pi = 1.0
         self.A_inv: torch.Tensor | None = None
         self.G_inv: torch.Tensor | None = None
+        self.a_last: torch.Tensor | None = None      # the last training forward's input and
+        self.s_last: torch.Tensor | None = None      # output (rescale=quadratic, Sequential models)
         self.grad_buf: torch.Tensor | None = None     # [∇W | ∇b], the .grad tensors are views of it
         self.grad_group: torch.Tensor | None = None   # the (k, out, in) buffer it is a slice of
 
@@ -284,6 +294,7 @@ class KFAC(torch.optim.Optimizer):
             module.register_forward_hook(self._make_hook(layer))
         self.other_params = [p for p in self.param_groups[0]["params"] if id(p) not in handled]
         self._grad_groups = self._make_grad_buffers() if batched else []
+        self._plan = self._sequential_plan()
         if triton_stats is None:
             from .device import use_triton
             triton_stats = dev is not None and use_triton(dev)
@@ -299,7 +310,6 @@ class KFAC(torch.optim.Optimizer):
         self._capture_now = False
         self._inv_damping: float | None = None
         self._need_inverse = True
-        self._rho_pending = False
         self._batch: tuple[Any, Any, torch.Tensor] | None = None
         self._delta_prev: torch.Tensor | None = None     # the last update, flat
         self._groups: list = []
@@ -377,10 +387,65 @@ class KFAC(torch.optim.Optimizer):
 
     def _make_hook(self, layer: _Layer) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            if self._capture_now or (self.stats_due and torch.is_grad_enabled() and not self._jvp_active):
+            if self._jvp_active or not (torch.is_grad_enabled() or self._capture_now):
+                return
+            if self._capture_now or self.stats_due:
                 layer.a = inputs[0].detach()
                 layer.s = output if output.requires_grad else None
+            if self._plan is not None and self.group["rescale"] == "quadratic":
+                # the training forward's activations, for the quadratic model's JVPs
+                layer.a_last, layer.s_last = inputs[0].detach(), output.detach()
         return hook
+
+    def _sequential_plan(self) -> list[tuple[str, Any]] | None:
+        """For an ``nn.Sequential`` of Linear layers and elementwise activations: the
+        recipe of its forward-mode JVP from the captured activations (None otherwise)."""
+        if not isinstance(self.model, nn.Sequential) or self.other_params:
+            return None
+        by_module = {id(l.module): l for l in self.layers}
+        plan: list[tuple[str, Any]] = []
+        for m in self.model:
+            layer = by_module.get(id(m))
+            if layer is not None and not layer.conv:
+                plan.append(("linear", layer))
+            elif type(m) in _ACTIVATIONS:
+                plan.append(("act", _ACTIVATIONS[type(m)]))
+            else:
+                return None
+        return plan if plan and plan[0][0] == "linear" else None
+
+    def _jvp_sequential(self, tangents: list[dict[int, torch.Tensor]], k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(f(x), [J v_t]) for several tangents at once, from the activations the training
+        forward left behind (no new primal pass): per Linear layer
+        dz = W dz_in + dW a + db, per activation dz = φ'(z) dz. None if not captured."""
+        n_t = len(tangents)
+        dz = cur = None
+        for i, (kind, item) in enumerate(self._plan):
+            if kind == "linear":
+                layer = item
+                if layer.a_last is None:
+                    return None
+                a = layer.a_last[:k]
+                w = layer.module.weight
+                d_w = torch.stack([t[id(w)] for t in tangents])                    # (T, out, in)
+                contrib = torch.matmul(a, d_w.transpose(1, 2))                    # (T, N, out)
+                if layer.has_bias:
+                    d_b = torch.stack([t[id(layer.module.bias)] for t in tangents])
+                    contrib = contrib + d_b[:, None, :]
+                dz = contrib if dz is None else torch.matmul(dz, w.t()) + contrib
+                cur = layer.s_last[:k]
+            else:
+                fn, deriv = item
+                nxt = self._plan[i + 1] if i + 1 < len(self._plan) else None
+                if nxt is not None and nxt[0] == "linear":
+                    if nxt[1].a_last is None:
+                        return None
+                    cur = nxt[1].a_last[:k]       # φ(z) is the next Linear layer's captured input
+                else:
+                    cur = fn(cur)
+                if deriv is not None:
+                    dz = dz * deriv(cur)
+        return cur, dz.reshape(n_t, *cur.shape)
 
     _jvp_active = False
 
@@ -652,12 +717,23 @@ class KFAC(torch.optim.Optimizer):
             self._delta_prev.numel() == delta.numel() else None
         k = int(g.get("quad_batch", 0) or 0)
         x_q = inputs[:k] if 0 < k < inputs.shape[0] else inputs      # curvature on a subsample
-        out, j_delta = self._jvp(x_q, unflat(delta), params)
+        fast = None
+        if self._plan is not None:
+            dirs = [delta] if prev is None else [delta, prev]
+            fast = self._jvp_sequential([{id(p): t for p, t in zip(params, unflat(d))} for d in dirs],
+                                        x_q.shape[0])
+        for layer in self.layers:       # used once: a later step needs its own forward's
+            layer.a_last = layer.s_last = None
+        if fast is not None:
+            out, jvs = fast
+            j_delta = jvs[0]
+        else:
+            out, j_delta = self._jvp(x_q, unflat(delta), params)
         scale = 1.0 / (out.shape[0] * output_elements(self.likelihood, out))
         lam = self.damping + wd
         hp = lambda u, v: scale * output_hessian_product(self.likelihood, out, u, v)
         if prev is not None:
-            _, j_prev = self._jvp(x_q, unflat(prev), params)
+            j_prev = jvs[1] if fast is not None else self._jvp(x_q, unflat(prev), params)[1]
             basis = torch.stack([delta, prev])
             C = torch.stack([torch.stack([hp(j_delta, j_delta), hp(j_delta, j_prev)]),
                              torch.stack([hp(j_prev, j_delta), hp(j_prev, j_prev)])])

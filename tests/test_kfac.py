@@ -348,3 +348,21 @@ def test_momentum_and_weight_decay_follow_sgd_on_the_preconditioned_gradient():
         ref.step()
         for p, q in zip(model.parameters(), twin.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_sequential_jvp_from_captured_activations_equals_forward_mode_autodiff():
+    torch.manual_seed(13)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.Sigmoid(), nn.Linear(5, 3),
+                          nn.Tanh(), nn.Identity()).double()
+    x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
+    opt = KFAC(model, likelihood="categorical", rescale="quadratic")
+    assert opt._plan is not None
+    opt.zero_grad()
+    opt.backward(model(x), y, inputs=x)
+    params = list(model.parameters())
+    tangents = [[torch.randn_like(p) for p in params] for _ in range(2)]
+    out, jvs = opt._jvp_sequential([{id(p): t for p, t in zip(params, ts)} for ts in tangents], 7)
+    for i, ts in enumerate(tangents):
+        ref_out, ref_jv = opt._jvp(x[:7], ts, params)
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(jvs[i], ref_jv)
