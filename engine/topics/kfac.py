@@ -245,7 +245,7 @@ class KFACTopic(Topic):
         Param("stats_batch", "int", 0, lo=0, hi=100000, log=True,
               help="examples for the factor statistics (0 = the gradient's batch)"),
         Param("fisher", "choice", "true", choices=("true", "empirical"),
-              help="G from labels sampled from the model (true) or the observed ones (empirical)"),
+              help="G from labels sampled from the model (true) or the observed ones (empirical); compare runs both"),
         Param("rescale", "choice", "kl_clip", choices=("kl_clip", "quadratic", "none"),
               help="update scaling: kl_clip rule, exact quadratic model (α, μ), or none"),
         Param("adaptive_damping", "bool", False,
