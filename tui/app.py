@@ -124,6 +124,7 @@ class PresetNameScreen(ModalScreen[str | None]):
 class MletuiApp(App):
     TITLE = "mletui"
     CSS = _stylesheet()
+    ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer keeps its room
 
     BINDINGS = [
         Binding("space", "toggle_run", "Pause/run", tooltip="pause / resume the engine"),
@@ -205,7 +206,7 @@ class MletuiApp(App):
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.glyphs.ascii:
-            self.screen.add_class("ascii")
+            self.add_class("ascii")
         for tabs in self.query(Tabs):
             tabs.can_focus = False
         if self.initial:
@@ -378,6 +379,12 @@ class MletuiApp(App):
             self.say(f"preset {name} saved to {path}")
 
         self.push_screen(PresetNameScreen(topic), done)
+
+    def get_key_display(self, binding: Binding) -> str:
+        text = super().get_key_display(binding)
+        if self.glyphs.ascii and not text.isascii():
+            text = binding.key.split(",")[0]
+        return text
 
     def help_rows(self) -> list[tuple[str, str]]:
         rows: list[tuple[str, str]] = []
