@@ -163,7 +163,9 @@ class MletuiApp(App):
         found = list(topics) if topics is not None else list(all_topics().values())
         self.topics = {t.name: t for t in found}
         self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
-        self.message = ""
+        self.panes: dict[str, TopicPane] = {}
+        self.active: str | None = None
+        self._message = ""  # until a pane is shown; then each pane keeps its own line
         if preset_name:
             try:
                 preset = presets.load(preset_name)
@@ -177,8 +179,6 @@ class MletuiApp(App):
         self.initial = topic if topic in self.topics else (next(iter(self.topics), None))
         if topic is not None and topic not in self.topics:
             self.message = f"unknown topic {topic!r}"
-        self.panes: dict[str, TopicPane] = {}
-        self.active: str | None = None
         # describe_device names the thread count, which differs between machines: the
         # snapshot mode (show_rates=False) shows the device type only.
         self._device_name = describe_device(self.device) if show_rates else self.device.type
@@ -228,10 +228,26 @@ class MletuiApp(App):
                 pane.deactivate()
         self.active = name
         pane = self.panes[name]
+        if self._message and not pane.message:
+            pane.message, self._message = self._message, ""
         pane.activate()
         if pane.error:
             self.message = pane.error
         self.tick()
+
+    @property
+    def message(self) -> str:
+        """The message line of the visible pane (the last event, export path, error)."""
+        pane = self.pane
+        return pane.message if pane is not None else self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        pane = self.pane
+        if pane is not None:
+            pane.message = text
+        else:
+            self._message = text
 
     @property
     def pane(self) -> TopicPane | None:

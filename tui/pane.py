@@ -59,7 +59,7 @@ class TopicPane(Horizontal):
         self.user_paused = start_paused
         self.frozen = False
         self.error: str | None = None
-        self.messages: list[str] = []
+        self.message = ""  # the app's message line while this pane is shown
         self.view_widgets = [widget_for(v, glyphs) for v in topic.views]
         self._needs_history = any(getattr(w, "needs_history", False) for w in self.view_widgets)
         self._shown: Frame | None = None

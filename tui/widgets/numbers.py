@@ -37,7 +37,8 @@ def fmt(x: Any, digits: int = 5) -> str:
 
 
 def finite_pairs(xs: list[Any], ys: list[Any]) -> tuple[list[float], list[float], int]:
-    """Keep the (x, y) pairs where both are finite numbers; also return how many were dropped."""
+    """Keep the (x, y) pairs where both are finite numbers; also return how many pairs held
+    a non-finite number (NaN, inf): those are counted, missing values (None) are not."""
     kx: list[float] = []
     ky: list[float] = []
     dropped = 0
@@ -45,6 +46,6 @@ def finite_pairs(xs: list[Any], ys: list[Any]) -> tuple[list[float], list[float]
         if finite(x) and finite(y):
             kx.append(float(x))
             ky.append(float(y))
-        else:
+        elif (is_number(x) and not finite(x)) or (is_number(y) and not finite(y)):
             dropped += 1
     return kx, ky, dropped
