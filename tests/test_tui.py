@@ -538,3 +538,18 @@ def test_work_rate_is_shown_in_the_topics_unit():
     assert work_rate(3.0e6, "flips") == "3 flips/us"
     assert work_rate(2e9, "flips/ns") == "2 flips/ns"
     assert work_rate(0.0, "flips") == ""
+
+
+def test_no_color_draws_the_heatmap_with_shade_characters(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = _toy_app(start_paused=True, ascii=False)
+
+    async def script(pilot):
+        assert app.no_color, "Textual reads NO_COLOR (and then renders monochrome)"
+        await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
+        heat = next(w for w in app.pane.view_widgets if w.view.kind == "heatmap")
+        text = "".join(seg.text for y in range(heat.content_size.height) for seg in heat.render_line(y))
+        assert "▀" not in text, "colour-only half blocks are invisible without colour"
+        assert set(text) - {" "} <= set(app.glyphs.ramp) and len(set(text)) > 2
+
+    drive(app, script)
