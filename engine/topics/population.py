@@ -344,8 +344,8 @@ class PopulationTopic(Topic):
         if quick:
             cases = [(8, 1 << 8, 2)]
         else:
-            cases = [(16, 1 << 14, 4), (16, 1 << 15, 3), (16, 1 << 16, 3), (16, 1 << 17, 2),
-                     (16, 1 << 18, 2), (64, 1 << 14, 3)]
+            cases = [(16, 1 << 14, 6), (16, 1 << 15, 5), (16, 1 << 16, 4), (16, 1 << 17, 3),
+                     (16, 1 << 18, 3), (64, 1 << 14, 4)]
         sweeps = 10
         for L, R, rounds in cases:
             yield bench_case(self, device, L, R, rounds, sweeps)
