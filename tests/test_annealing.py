@@ -165,3 +165,18 @@ def test_a_non_finite_work_is_reported_not_plotted():
     assert f.scalars["nonfinite_work"] == 1
     assert f.scalars["log_z"] is None and f.scalars["mean_work"] is None
     assert any("non-finite work" in n for n in f.notes)
+
+
+def test_work_of_each_step_uses_the_energy_before_the_moves_at_the_new_beta():
+    # W_t - W_{t-1} = (beta_t - beta_{t-1}) E(s_{t-1}): the state the step found, not the one
+    # the sweep at beta_t left behind (which would bias ln Z upward)
+    p = TOPIC.resolve({"L": 8, "replicas": 64, "anneal_sweeps": 5, "beta_end": 2.0})
+    state = TOPIC.init(p, torch.device("cpu"), seed=9)
+    for t in range(1, 6):
+        before, _ = checkerboard.measure(state.spins.clone())
+        w0 = state.work.clone()
+        TOPIC.step(state, p)
+        after, _ = checkerboard.measure(state.spins)
+        dbeta = state.betas[t] - state.betas[t - 1]
+        assert torch.allclose(state.work - w0, dbeta * before.double(), atol=1e-9)
+        assert not torch.equal(before, after)  # the sweep moved something, so the test can tell
