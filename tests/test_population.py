@@ -23,6 +23,7 @@ import torch
 
 from mletui.engine import distributed
 from mletui.engine.exact.ising import kaufman_log_z
+from mletui.engine.kernels import checkerboard
 from mletui.engine.kernels import resampling as rs
 from mletui.engine.runner import run
 from mletui.engine.topics.population import TOPIC
@@ -287,3 +288,23 @@ def test_two_gloo_processes_agree_with_one_process_and_kaufman(one_process_error
         diff = statistics.mean(b) - statistics.mean(a)
         se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
         assert abs(diff) < 4 * se, f"2-process vs 1-process ln Z at beta={beta}: {diff:.4g} +- {se:.3g}"
+
+
+def test_buffers_grow_when_the_population_outgrows_them_and_nothing_is_lost():
+    p = TOPIC.resolve({**CONFIG, "replicas": 200, "dbeta": 0.1})
+    state = TOPIC.init(p, torch.device("cpu"), 4)
+    # no slack at all: the first nearest fluctuation above R0 must grow both buffer pairs
+    n = state.spins.shape[0]
+    state.buffers = [[t[:n].clone() for t in pair] for pair in state.buffers]
+    state.spins, state.ancestors = state.buffers[0][0], state.buffers[0][1]
+    grew = False
+    for _ in range(10):
+        TOPIC.step(state, p)
+        grew = grew or state.buffers[0][0].shape[0] > n
+        assert state.spins.shape[0] == state.population == state.ancestors.shape[0]
+        assert bool(((state.spins == 1) | (state.spins == -1)).all())
+        assert bool(((state.ancestors >= 0) & (state.ancestors < 200)).all())
+        energy, _ = checkerboard.measure(state.spins)
+        assert torch.equal(energy, state.energy)
+    assert grew
+    assert math.isfinite(float(state.log_z))
