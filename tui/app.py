@@ -211,7 +211,7 @@ class MletuiApp(App):
             tabs.can_focus = False
         if self.initial:
             self._activate(self.initial)
-        self.set_interval(1.0 / self.fps, self.tick)
+        self.redraw_timer = self.set_interval(1.0 / self.fps, self.tick)
         self.tick()
 
     @on(TabbedContent.TabActivated)
@@ -275,7 +275,7 @@ class MletuiApp(App):
         status = self.query_one("#status", Static)
         msg = self.query_one("#message", Static)
         if text is not None:
-            status.update(text)
+            self._set_line(status, Text(text))
             return
         pane = self.pane
         runner = pane.runner if pane else None
@@ -293,11 +293,20 @@ class MletuiApp(App):
                     if rate:
                         parts.append(rate)
             parts.append(f"seed {runner.seed}")
-        status.update(Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
+        self._set_line(status, Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
         if runner is not None and runner.error:
-            msg.update(Text(f"error: {runner.error}", style="bold red", no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(f"error: {runner.error}", style="bold red", no_wrap=True,
+                                     overflow="ellipsis"))
         else:
-            msg.update(Text(self.message, no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
+
+    @staticmethod
+    def _set_line(widget: Static, text: Text) -> None:
+        """Update a one-line Static only when its text changed, without a layout pass."""
+        key = (text.plain, str(text.style))
+        if getattr(widget, "_mletui_key", None) != key:
+            widget._mletui_key = key
+            widget.update(text, layout=False)
 
     def say(self, text: str) -> None:
         self.message = text

@@ -139,7 +139,11 @@ class ParamPanel(Vertical):
         return out
 
     def refresh_values(self) -> None:
-        self.query_one(ParamList).refresh()
+        """Redraw the list when a value changed (called on every redraw tick)."""
+        shown = tuple(repr(self.value(p.name)) for p in self.topic.params)
+        if shown != getattr(self, "_shown_values", None):
+            self._shown_values = shown
+            self.query_one(ParamList).refresh()
 
     def show_help(self) -> None:
         p = self.current

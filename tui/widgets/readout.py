@@ -21,11 +21,11 @@ class Readout(Static):
 
     def show(self, frame: Frame | None) -> None:
         if frame is None:
-            self.update(Text("waiting for the first frame", style="dim"))
+            self.update(Text("waiting for the first frame", style="dim"), layout=False)
             return
         names = list(frame.scalars)
         if not names:
-            self.update("")
+            self.update("", layout=False)
             return
         room = max(self.content_size.width, 16)
         values = [fmt(frame.scalars[n]) for n in names]
@@ -40,4 +40,4 @@ class Readout(Static):
             out.append(f"{text:>{value_w}}", style="bold red" if bad else "")
             if i < len(names) - 1:
                 out.append("\n")
-        self.update(out)
+        self.update(out, layout=False)  # fixed size: no layout pass for the whole screen

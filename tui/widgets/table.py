@@ -26,7 +26,7 @@ class TableView(Static):
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
         data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
         if not isinstance(data, dict):
-            self.update("no data")
+            self.update("no data", layout=False)
             return
         table = Table(box=box.ASCII if self.glyphs.ascii else box.SIMPLE_HEAD, expand=True,
                       pad_edge=False, padding=(0, 1))
@@ -34,7 +34,7 @@ class TableView(Static):
             table.add_column(str(col), justify="right")
         for row in data.get("rows", []):
             table.add_row(*(fmt(v) for v in row))
-        self.update(table)
+        self.update(table, layout=False)  # fixed size: no layout pass for the whole screen
 
     def clear(self) -> None:
-        self.update("")
+        self.update("", layout=False)
