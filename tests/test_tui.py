@@ -553,3 +553,28 @@ def test_no_color_draws_the_heatmap_with_shade_characters(monkeypatch):
         assert set(text) - {" "} <= set(app.glyphs.ramp) and len(set(text)) > 2
 
     drive(app, script)
+
+
+class FailingTopic(ToyTopic):
+    name = "failing"
+    title = "Failing"
+
+    def step(self, state, p):
+        state["t"] += 1
+        if state["t"] == 3:
+            raise FloatingPointError("energy diverged at step 3")
+
+
+def test_an_engine_error_is_shown_in_the_status_area_and_the_app_goes_on():
+    app = MletuiApp(topics=[FailingTopic(), TOY], seed=0, device=torch.device("cpu"), fps=20)
+
+    async def script(pilot):
+        runner = app.pane.runner
+        await until(pilot, lambda: runner.status == "error", what="the error")
+        await until(pilot, lambda: "energy diverged at step 3" in str(app.query_one("#message").render()),
+                    what="the error on screen")
+        assert "failing error" in str(app.query_one("#status").render())
+        await pilot.press("tab")
+        await until(pilot, lambda: app.active == "toy" and app.panes["toy"].runner.steps > 2, what="the other topic")
+
+    drive(app, script)
