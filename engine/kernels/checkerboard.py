@@ -594,13 +594,15 @@ def sweep_fast(spins: torch.Tensor, beta: float | torch.Tensor, h: float = 0.0,
     return f0 + f1
 
 
-def _bond_sum(spins_pad: torch.Tensor) -> torch.Tensor:
-    """sum_i s_i (s_right + s_down) per replica, int32, from spins padded by one wrapped
-    row and column at the bottom and right."""
+def _bonds_and_magnetization(spins_pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per replica, int32: sum_i s_i (s_right + s_down) and sum_i s_i, from spins padded by one
+    wrapped row and column at the bottom and right."""
     s = spins_pad[:, :-1, :-1].to(torch.int32)
     right = spins_pad[:, :-1, 1:].to(torch.int32)
     down = spins_pad[:, 1:, :-1].to(torch.int32)
-    return (s * (right + down)).view(s.shape[0], -1).sum(dim=1, dtype=torch.int32)
+    R = s.shape[0]
+    bonds = (s * (right + down)).reshape(R, -1).sum(dim=1, dtype=torch.int32)
+    return bonds, s.reshape(R, -1).sum(dim=1, dtype=torch.int32)
 
 
 def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
@@ -611,8 +613,8 @@ def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     R, L, _ = spins.shape
     padded = torch.cat((spins, spins[:, :1]), dim=1)
     padded = torch.cat((padded, padded[:, :, :1]), dim=2)
-    bonds = _run("bonds", _bond_sum, R * L * L // 2, padded)
-    m = spins.view(R, -1).sum(dim=1, dtype=torch.int32).to(torch.float32)
+    bonds, mag = _run("bonds", _bonds_and_magnetization, R * L * L // 2, padded)
+    m = mag.to(torch.float32)
     return -bonds.to(torch.float32) - h * m, m
 
 
