@@ -280,3 +280,25 @@ def test_mala_with_learned_score_is_refused_with_one_line(changed):
     msg = str(err.value)
     assert "\n" not in msg and "learned" in msg and "mala" in msg.lower()
     assert msg.startswith("score=" if changed == ("score",) else "method=")
+
+
+def test_twin_result_does_not_depend_on_its_threading():
+    # the twin draws its noise up front and spreads independent chunks over threads: a seeded
+    # step must give bit-identical chains with 1 or 2 threads
+    t = make_target("modes")
+    outs = []
+    for threads in (1, 2):
+        x, logp, grad, packed = _chains(t, 50_000, seed=2)
+        acc = torch.zeros(1, dtype=torch.int64)
+        g = torch.Generator().manual_seed(3)
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for _ in range(3):
+                kern.langevin_step_torch(x, logp, grad, 0.1, packed, mala=True, accept_count=acc, generator=g)
+        finally:
+            torch.set_num_threads(old)
+        assert torch.get_num_threads() == old
+        outs.append((x, logp, grad, acc))
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
