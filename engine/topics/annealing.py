@@ -317,17 +317,32 @@ class AnnealingTopic(Topic):
 
     # -- benchmark -------------------------------------------------------------------------
     def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Annealing steps (sweep at a new beta + work + energy + best) against the plain
+        """Annealing steps (work + sweep at a new beta + energy + best) against the plain
         Ising sweep (checkerboard.sweep at a fixed beta) on the same batch, same run."""
-        if quick:
-            cases = [(16, 64, 5)]
-        elif device.type == "cuda":
-            cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
-        else:
-            cases = [(16, 4096, 10), (64, 256, 10), (128, 64, 10)]
+        yield from bench_against_plain_sweep(
+            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "anneal_sweeps": 8 * sweeps},
+            label="metropolis")
+
+
+def bench_against_plain_sweep(topic: Topic, device: torch.device, quick: bool, params, label: str,
+                              rounds: int = 7) -> Iterator[dict[str, Any]]:
+    """Rows for ``mletui bench``: ``topic.step`` against the plain checkerboard sweep at a
+    fixed beta on a batch of the same shape, timed interleaved in the same run (best of
+    ``rounds``). ``params(L, R, sweeps)`` gives the topic's overrides for a case. On the CPU
+    the timing runs on one torch thread (steadier on a shared machine; said in the case)."""
+    if quick:
+        cases = [(16, 64, 3)]
+    elif device.type == "cuda":
+        cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
+    else:
+        cases = [(16, 4096, 5), (64, 256, 5), (128, 64, 5)]
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
         for L, r, sweeps in cases:
-            p = self.resolve({"L": L, "replicas": r, "anneal_sweeps": 7 * sweeps})
-            state = self.init(p, device, seed=1)
+            p = topic.resolve(params(L, r, sweeps))
+            state = topic.init(p, device, seed=1)
             spins = state.spins.clone()
             gen = torch.Generator(device=device).manual_seed(2)
 
@@ -335,20 +350,22 @@ class AnnealingTopic(Topic):
                 for i in range(sweeps):
                     checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
 
-            def anneal() -> None:
+            def stepped() -> None:
                 for _ in range(sweeps):
-                    self.step(state, p)
+                    topic.step(state, p)
 
-            plain(), anneal()  # warm up
-            t_plain, t_anneal = best_times([plain, anneal], device)
+            plain(), stepped()  # warm up
+            t_plain, t_topic = best_times([plain, stepped], device, rounds)
             updates = r * L * L * sweeps
-            rate = updates / t_anneal / 1e9
-            base = updates / t_plain / 1e9
-            yield {"case": f"L={L} R={r} metropolis", "value": round(rate, 4), "unit": "flips/ns",
+            rate, base = updates / t_topic / 1e9, updates / t_plain / 1e9
+            where = " 1 thread" if device.type == "cpu" else ""
+            yield {"case": f"L={L} R={r} {label}{where}", "value": round(rate, 4), "unit": "flips/ns",
                    "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
                    "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
-                   "replica_sweeps_per_s": round(r * sweeps / t_anneal, 1),
+                   "replica_sweeps_per_s": round(r * sweeps / t_topic, 1),
                    "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def best_times(fns, device: torch.device, repeats: int = 5) -> list[float]:

@@ -40,7 +40,7 @@ import torch
 from ..kernels import checkerboard
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
-from .annealing import MODELS, best_times, exact_log_z, model_couplings
+from .annealing import MODELS, bench_against_plain_sweep, exact_log_z, model_couplings
 
 SPACINGS = ("linear", "geometric")
 
@@ -298,35 +298,9 @@ class TemperingTopic(Topic):
     def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
         """Tempering steps (per-replica-beta sweep + energy + weights + rung move) against
         the plain Ising sweep at one fixed beta on the same batch, in the same run."""
-        if quick:
-            cases = [(16, 64, 5)]
-        elif device.type == "cuda":
-            cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
-        else:
-            cases = [(16, 4096, 10), (64, 256, 10), (128, 64, 10)]
-        for L, r, sweeps in cases:
-            p = self.resolve({"L": L, "replicas": r, "burn_in": 0})
-            state = self.init(p, device, seed=1)
-            spins = state.spins.clone()
-            gen = torch.Generator(device=device).manual_seed(2)
-
-            def plain() -> None:
-                for i in range(sweeps):
-                    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
-
-            def temper() -> None:
-                for _ in range(sweeps):
-                    self.step(state, p)
-
-            plain(), temper()
-            t_plain, t_temper = best_times([plain, temper], device)
-            updates = r * L * L * sweeps
-            rate, base = updates / t_temper / 1e9, updates / t_plain / 1e9
-            yield {"case": f"L={L} R={r} K={p['rungs']} metropolis", "value": round(rate, 4),
-                   "unit": "flips/ns", "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
-                   "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
-                   "replica_sweeps_per_s": round(r * sweeps / t_temper, 1),
-                   "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
+        yield from bench_against_plain_sweep(
+            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "burn_in": 0},
+            label=f"K={self.param('rungs').default} metropolis")
 
 
 TOPIC = TemperingTopic()
