@@ -14,7 +14,8 @@ parameters *before* that step's M-step (scikit-learn's ``lower_bound_``); ``conv
 |change| < tol, as scikit-learn decides it. With reg_covar = 0 and re-seeding off the
 log-likelihood never decreases; the floor and re-seeding give up that guarantee.
 
-A component whose responsibility mass N_k falls below D + 1 points (full; 2 otherwise), or
+A component whose responsibility mass N_k falls below D + 1 points (full; 2 otherwise; N / 2K
+on tiny data sets), or
 whose covariance stops being positive definite, is re-seeded on the worst-explained point
 (the smallest log p(x_i)) with the data's covariance and weight 1/K (``reseed``), and the pane
 says so. With ``reseed`` off a singular covariance keeps its previous value and is counted.
@@ -513,7 +514,9 @@ class EMTopic(Topic):
         k, d = state.k, state.d
         shape = (-1,) + (1,) * (cov.dim() - 1)
         if p["reseed"]:
-            min_points = d + 1 if cov_type == "full" else 2
+            # fewer points than a covariance needs (D + 1 for full, 2 otherwise); on tiny data
+            # sets (under 2 such per component) the bar drops to N / 2K
+            min_points = min(d + 1 if cov_type == "full" else 2, state.n / (2 * k))
             collapsed = (stats.nk < min_points) | ~ok | ~torch.isfinite(means).all(1)
             worst = torch.topk(torch.nan_to_num(stats.log_prob_norm, nan=-math.inf), min(k, state.n),
                                largest=False).indices
