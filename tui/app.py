@@ -147,8 +147,13 @@ class MletuiApp(App):
     def __init__(self, topic: str | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
                  seed: int | None = None, device: torch.device | str | None = None, fps: float = 4.0,
                  preset_name: str | None = None, *, topics: Sequence[Topic] | None = None,
-                 start_paused: bool = False, show_rates: bool = True, ascii: bool | None = None) -> None:
+                 start_paused: bool = False, show_rates: bool = True, ascii: bool | None = None,
+                 runner: str | None = None) -> None:
         """topics: the topics to show (default: every registered one).
+        runner: "process" (the engine in a spawned process: it keeps its own GIL, see
+        engine/process_runner.py) or "thread"; default $MLETUI_RUNNER, else "process" on a
+        terminal and "thread" under Textual's headless test driver (Pilot tests reach into
+        runner state).
         start_paused: runners start paused (tests, snapshots).
         show_rates: False hides timing-dependent text (steps/s, work rate) for snapshots.
         ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale."""
@@ -160,6 +165,7 @@ class MletuiApp(App):
         self.show_rates = show_rates
         self.start_paused = start_paused
         self.preset_name = preset_name
+        self.runner_kind = runner or os.environ.get("MLETUI_RUNNER") or None
         found = list(topics) if topics is not None else list(all_topics().values())
         self.topics = {t.name: t for t in found}
         self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -190,6 +196,7 @@ class MletuiApp(App):
             for i, (name, topic) in enumerate(self.topics.items(), start=1):
                 pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name), seed=self.seed,
                                  device=self.device, start_paused=self.start_paused, id=f"pane-{name}")
+                pane.runner_kind = self.runner_kind or "thread"
                 self.panes[name] = pane
                 label = f"{i} {topic.title or name}" if i <= 9 else (topic.title or name)
                 with TabPane(label, id=f"tab-{name}"):
@@ -199,6 +206,15 @@ class MletuiApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.runner_kind is None:
+            self.runner_kind = "thread" if self.is_headless else "process"
+            for pane in self.panes.values():
+                pane.runner_kind = self.runner_kind
+        if self.runner_kind not in ("thread", "process"):
+            self._message = f"runner must be thread or process, got {self.runner_kind!r}: using thread"
+            self.runner_kind = "thread"
+            for pane in self.panes.values():
+                pane.runner_kind = "thread"
         # The runner is a thread: while one thread runs Python, another waiting for the GIL
         # waits up to the switch interval (5 ms by default) for each hand-over. The engine
         # hands the GIL back at every torch call, so a short interval keeps the UI from

@@ -1,5 +1,6 @@
 """UI overhead: engine steps/s with the app redrawing at ``fps``, as a fraction of the same
-engine with the app idle.
+engine with the app idle, for the engine in a spawned process (the app's default on a
+terminal) and in a thread of the UI's process.
 
     python -m mletui.tui.bench_ui [--topic ising] [--set L=256] [--fps 4] [--seconds 4]
                                   [--rounds 8] [--device cpu]
@@ -32,9 +33,9 @@ from .app import MletuiApp
 
 
 def measure(topic, params: dict[str, Any], device: torch.device, fps: float, seconds: float,
-            rounds: int, warmup: float, size=(120, 40)) -> dict[str, Any]:
+            rounds: int, warmup: float, size=(120, 40), runner: str = "process") -> dict[str, Any]:
     app = MletuiApp(topic=topic.name, topics=[topic], overrides={topic.name: params}, seed=1,
-                    device=device, fps=fps)
+                    device=device, fps=fps, runner=runner)
     out: dict[str, Any] = {"idle": [], "attached": [], "ui_ms_per_redraw": []}
     redraws = {"n": 0}
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--size", default="120x40")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runner", default="process,thread",
+                    help="engine placement(s) to measure, comma-separated: process (the app's default "
+                         "on a terminal), thread")
     ap.add_argument("--json", action="store_true", help="one JSON line instead of a table")
     args = ap.parse_args(argv)
 
@@ -107,14 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, Any] = topic.resolve(texts=texts)
     device = resolve_device(args.device)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    row = {"topic": topic.name, "set": texts, "device": describe_device(device), "fps": args.fps,
-           "size": args.size, "date": time.strftime("%Y-%m-%d %H:%M")}
-    row.update(measure(topic, params, device, args.fps, args.seconds, args.rounds, args.warmup, (w, h)))
-    if args.json:
-        print(json.dumps(row))
-    else:
-        for k, v in row.items():
-            print(f"{k:22} {v}")
+    for kind in args.runner.split(","):
+        row = {"topic": topic.name, "set": texts, "runner": kind, "device": describe_device(device),
+               "fps": args.fps, "size": args.size, "date": time.strftime("%Y-%m-%d %H:%M")}
+        row.update(measure(topic, params, device, args.fps, args.seconds, args.rounds, args.warmup,
+                           (w, h), kind))
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            for k, v in row.items():
+                print(f"{k:22} {v}", flush=True)
+            print(flush=True)
     return 0
 
 

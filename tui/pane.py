@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, Vertical
 
 from mletui.engine.params import ParamError
+from mletui.engine.process_runner import ProcessRunner
 from mletui.engine.runner import Runner
 from mletui.engine.topic import Frame, Topic
 
@@ -48,8 +49,9 @@ def grid_shape(n: int, width: int, height: int) -> tuple[int, int]:
 class TopicPane(Horizontal):
     def __init__(self, topic: Topic, glyphs: Glyphs, overrides: Mapping[str, Any] | None = None,
                  seed: int | None = None, device: torch.device | None = None,
-                 start_paused: bool = False, **kwargs: Any) -> None:
+                 start_paused: bool = False, runner_kind: str = "thread", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.runner_kind = runner_kind
         self.topic = topic
         self.glyphs = glyphs
         self.overrides = dict(overrides or {})
@@ -99,15 +101,29 @@ class TopicPane(Horizontal):
         grid.styles.grid_size_rows = rows
 
     # -- the runner ---------------------------------------------------------------
-    def ensure_runner(self) -> Runner | None:
+    def ensure_runner(self) -> Runner | ProcessRunner | None:
+        """The topic's runner, created on first use: in a spawned process ("process", what
+        the app uses on a terminal: the engine keeps its own GIL) or a thread of this one."""
         if self.runner is None and self.error is None:
             try:
-                self.runner = Runner(self.topic, params=self.overrides, seed=self.seed, device=self.device)
+                if self.runner_kind == "process":
+                    runner: Any = ProcessRunner(self.topic, params=self.overrides, seed=self.seed,
+                                                device=self.device)
+                    try:
+                        runner.start(paused=self.user_paused)
+                    except Exception as exc:  # e.g. a topic that cannot be pickled
+                        self.message = f"engine in a thread ({type(exc).__name__}: {exc})"[:120]
+                        runner = None
+                else:
+                    runner = None
+                if runner is None:
+                    runner = Runner(self.topic, params=self.overrides, seed=self.seed, device=self.device)
+                    runner.start(paused=self.user_paused)
             except ParamError as exc:
                 self.error = str(exc)
                 return None
-            self.param_panel.runner = self.runner
-            self.runner.start(paused=self.user_paused)
+            self.runner = runner
+            self.param_panel.runner = runner
         return self.runner
 
     def activate(self) -> None:
