@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 from functools import lru_cache
 
 import numpy as np
@@ -44,10 +42,11 @@ def _kaufman_log_z(beta: torch.Tensor, n: int, m: int) -> torch.Tensor:
     g_even = gamma[0::2] * (m / 2.0)  # gamma_{2r} m / 2
     ln_z1 = _ln2cosh(g_odd).sum()
     ln_z3 = _ln2cosh(g_even).sum()
-    # products by plain multiplication: torch.prod's double backward is wrong where a factor
-    # is exactly 0 (tanh(gamma_0) at beta_c), and the specific heat needs that derivative
-    z2_over_z1 = functools.reduce(operator.mul, torch.tanh(g_odd).unbind())
-    z4_over_z3 = functools.reduce(operator.mul, torch.tanh(g_even).unbind())  # < 0 below beta_c
+    # torch.prod's double backward is wrong where a factor is exactly 0, and tanh(gamma_0 m/2)
+    # is 0 at beta_c: keep that factor out of the product (the others are > 0 for k >= 1)
+    t_even = torch.tanh(g_even)
+    z2_over_z1 = torch.tanh(g_odd).prod()
+    z4_over_z3 = t_even[0] * t_even[1:].prod()  # negative below beta_c: keep the sign
     z3_over_z1 = torch.exp(ln_z3 - ln_z1)
     return (math.log(0.5) + (N / 2.0) * torch.log(2.0 * torch.sinh(two_b)) + ln_z1
             + torch.log(1.0 + z2_over_z1 + z3_over_z1 * (1.0 + z4_over_z3)))
