@@ -10,7 +10,8 @@ import torch
 from mletui.engine.topics.population import TOPIC
 from mletui.tui.app import MletuiApp
 
-SMALL = {"population": {"L": 8, "replicas": 300, "dbeta": 0.002, "sweeps_per_step": 2}}
+# beta_max / dbeta = 50,000 steps: the run cannot reach its end (and stop) during the test
+SMALL = {"population": {"L": 8, "replicas": 300, "dbeta": 1e-4, "beta_max": 5.0, "sweeps_per_step": 2}}
 
 
 async def _until(pilot, cond, timeout=30.0, what="condition"):
@@ -46,7 +47,7 @@ def test_population_pane_streams_frames_and_live_resampling_and_dbeta_edits_appl
         panel.select("dbeta")
         await pilot.pause()
         await pilot.press("right")
-        want = TOPIC.param("dbeta").nudge(0.002, +1)
+        want = TOPIC.param("dbeta").nudge(1e-4, +1)
         await _until(pilot, lambda: runner.params["dbeta"] == want, what="dbeta edit")
         steps = runner.steps
         await _until(pilot, lambda: runner.latest is not None and runner.latest.step > steps + 1,
