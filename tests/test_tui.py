@@ -53,6 +53,7 @@ class ToyTopic(Topic):
         return {"t": 0}
 
     def step(self, state, p):
+        time.sleep(0.002)  # stands for device work (which releases the GIL, as torch kernels do)
         state["t"] += 1
 
     def observe(self, state, p):
@@ -390,7 +391,9 @@ def test_a_pane_paused_by_the_user_stays_paused_across_tab_switches():
     async def script(pilot):
         ising = app.panes["ising"]
         await until(pilot, lambda: ising.runner.steps > 1, what="running")
-        await pilot.press("space", "tab")
+        await pilot.press("space")
+        await until(pilot, lambda: ising.runner.paused and ising.user_paused, what="paused by the user")
+        await pilot.press("tab")
         await until(pilot, lambda: app.active == "toy", what="switch")
         await pilot.press("shift+tab")
         await until(pilot, lambda: app.active == "ising", what="switch back")
