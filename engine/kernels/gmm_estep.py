@@ -22,7 +22,9 @@ Layouts shared by the Triton kernel and its PyTorch twin:
     log_weights   (K,) log pi_k.
     means         (K, D).
     prec_chol     (K, D, D) full | (K, D) diag | (K,) spherical  (scikit-learn's shapes).
-Returns :class:`EStepStats` on x's device and dtype; nothing of size N x K x D is built: the
+Returns :class:`EStepStats` on x's device: log_prob_norm in x's dtype, the statistics always
+in float64 (an M-step's sxx / nk - mu mu^T cancels |mu|^2 down to sigma^2: float32 sums lose
+whole digits of a narrow component's covariance). Nothing of size N x K x D is built: the
 twin works on chunks of points, the kernel on tiles of BLOCK_N points with K partial sums
 per program (memory O(N D + programs K D^2)).
 """
@@ -130,7 +132,8 @@ def estep_torch(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor,
     are one product F W (the expanded quadratic form x^T L x - 2 x^T L mu + mu^T L mu, as
     scikit-learn writes it for diag), and after the logsumexp all statistics are one product
     r^T F = [sxx | sx | nk]. Memory O(N D + chunk (D^2 + K) + K D^2); nothing N x K x D.
-    The expanded form loses ~eps |x|^2_L / |x - mu|^2_L relative digits: centre x first."""
+    The expanded form loses ~eps |x|^2_L / |x - mu|^2_L relative digits: centre x first; the
+    products run in float64."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
     n, d = x.shape
@@ -138,13 +141,16 @@ def estep_torch(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor,
     chunk = min(chunk or default_chunk(d, k), max(n, 1))
     full = covariance_type == "full"
     q = d * d if full else d
-    w = _weights_matrix(log_weights.to(x.dtype), means.to(x.dtype), prec_chol.to(x.dtype), covariance_type)
+    # The features and products run in float64 whatever x's dtype (float32 x is only storage on
+    # the CPU): the expanded quadratic form and the uncentred sums both cancel digits.
+    acc = torch.float64
+    w = _weights_matrix(log_weights.to(acc), means.to(acc), prec_chol.to(acc), covariance_type)
     log_prob_norm = torch.empty(n, dtype=x.dtype, device=x.device)
-    stats = torch.zeros(k, q + d + 1, dtype=x.dtype, device=x.device)
-    feats = torch.empty(chunk, q + d + 1, dtype=x.dtype, device=x.device)
+    stats = torch.zeros(k, q + d + 1, dtype=acc, device=x.device)
+    feats = torch.empty(chunk, q + d + 1, dtype=acc, device=x.device)
     feats[:, -1] = 1.0
     for start in range(0, n, chunk):
-        xc = x[start:start + chunk]
+        xc = x[start:start + chunk].to(acc)
         m = xc.shape[0]
         f = feats[:m]
         if full:
@@ -222,18 +228,19 @@ if triton is not None:
                 rx = r[:, None] * x
                 base = pid * K + k
                 nk_old = tl.load(nk_ptr + base)
-                tl.store(nk_ptr + base, nk_old + tl.sum(r, axis=0))
+                tl.store(nk_ptr + base, nk_old + tl.sum(r, axis=0).to(tl.float64))
                 sx_p = sx_ptr + base * D + offs_d
-                tl.store(sx_p, tl.load(sx_p, mask=dmask, other=0.0) + tl.sum(rx, axis=0), mask=dmask)
+                tl.store(sx_p, tl.load(sx_p, mask=dmask, other=0.0) + tl.sum(rx, axis=0).to(tl.float64),
+                         mask=dmask)
                 if FULL:
                     pmask = dmask[:, None] & dmask[None, :]
                     sxx_p = sxx_ptr + base * D * D + offs_d[:, None] * D + offs_d[None, :]
-                    add = tl.sum(rx[:, :, None] * x[:, None, :], axis=0)
+                    add = tl.sum(rx[:, :, None] * x[:, None, :], axis=0).to(tl.float64)
                     tl.store(sxx_p, tl.load(sxx_p, mask=pmask, other=0.0) + add, mask=pmask)
                 else:
                     sxx_p = sxx_ptr + base * D + offs_d
-                    tl.store(sxx_p, tl.load(sxx_p, mask=dmask, other=0.0) + tl.sum(rx * x, axis=0),
-                             mask=dmask)
+                    tl.store(sxx_p, tl.load(sxx_p, mask=dmask, other=0.0)
+                             + tl.sum(rx * x, axis=0).to(tl.float64), mask=dmask)
 
 
 def _tile_sizes(n_features: int, full: bool) -> tuple[int, int]:
@@ -262,7 +269,7 @@ def estep_triton(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor
         prec = prec_chol[:, None].expand(k, d).contiguous()
     else:
         prec = prec_chol.contiguous()
-    log_det = log_det_prec_chol(prec_chol, covariance_type, d).to(x.dtype).contiguous()
+    log_det = log_det_prec_chol(prec_chol.to(torch.float64), covariance_type, d).to(x.dtype).contiguous()
     bn, bd = _tile_sizes(d, full)
     if block_n is not None:
         bn = block_n
@@ -274,9 +281,11 @@ def estep_triton(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor
             programs = 4
     g = max(1, min(programs, n_tiles))
     log_prob_norm = torch.empty(n, dtype=x.dtype, device=x.device)
-    nk = torch.zeros(g, k, dtype=x.dtype, device=x.device)
-    sx = torch.zeros(g, k, d, dtype=x.dtype, device=x.device)
-    sxx = torch.zeros((g, k, d, d) if full else (g, k, d), dtype=x.dtype, device=x.device)
+    # per-program partial sums in float64 (tile sums of BLOCK_N points are formed in x's dtype)
+    acc = torch.float64
+    nk = torch.zeros(g, k, dtype=acc, device=x.device)
+    sx = torch.zeros(g, k, d, dtype=acc, device=x.device)
+    sxx = torch.zeros((g, k, d, d) if full else (g, k, d), dtype=acc, device=x.device)
     _estep_kernel[(g,)](x, log_weights.to(x.dtype).contiguous(), log_det, means.to(x.dtype).contiguous(),
                         prec.to(x.dtype), log_prob_norm, nk, sx, sxx,
                         n, d, k, n_tiles, 0.5 * d * LOG_2PI,
