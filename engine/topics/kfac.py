@@ -160,7 +160,7 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
                 kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
                 fisher=fisher or p["fisher"], rescale=p["rescale"],
                 adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
-                batched=p.get("batched", True))
+                min_damping=p["min_damping"], batched=p.get("batched", True))
 
 
 def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
@@ -178,6 +178,7 @@ def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) ->
                    stat_decay=p["stat_decay"], kl_clip=p["kl_clip"], t_cov=p["t_cov"],
                    t_inv=p["t_inv"], rescale=p["rescale"], adaptive_damping=p["adaptive_damping"],
                    quad_batch=p["quad_batch"])
+        run.opt.min_damping = p["min_damping"]
         if "damping" in changed:
             grp["damping"] = p["damping"]
 
@@ -250,6 +251,8 @@ class KFACTopic(Topic):
               help="update scaling: kl_clip rule, exact quadratic model (α, μ), or none"),
         Param("adaptive_damping", "bool", False,
               help="Levenberg-Marquardt damping from the reduction ratio (rescale=quadratic)"),
+        Param("min_damping", "float", 1e-4, lo=1e-10, hi=1.0, log=True,
+              help="floor of the adaptive damping (LM drives λ down while ρ ≈ 1 on the batch)"),
         Param("quad_batch", "int", 0, lo=0, hi=100000, log=True,
               help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
         Param("weight_decay", "float", 0.0, lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
