@@ -135,11 +135,19 @@ class ProcessRunner:
                                        self._history_len, self.observe_hz, paused, child))
         # spawn re-runs the parent's __main__ in the child unless it is hidden: a script that
         # starts the app without an `if __name__ == "__main__"` guard would start it again there.
+        # Also: a running Textual app replaces sys.stdout/stderr with objects whose fileno()
+        # is not a real descriptor, and multiprocessing passes stderr's to the helper it starts.
         main = sys.modules.get("__main__")
+        saved = sys.stdout, sys.stderr
         sys.modules["__main__"] = types.ModuleType("__main__")
+        if sys.__stdout__ is not None:
+            sys.stdout = sys.__stdout__
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
         try:
             self._proc.start()
         finally:
+            sys.stdout, sys.stderr = saved
             if main is not None:
                 sys.modules["__main__"] = main
         child.close()

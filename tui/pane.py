@@ -27,6 +27,9 @@ from .widgets.params import ParamList, ParamPanel
 from .widgets.readout import Readout
 
 
+STARTING = "starting the engine process (its first frame takes a few seconds)"
+
+
 def grid_shape(n: int, width: int, height: int) -> tuple[int, int]:
     """Columns and rows for n views in a width x height area: cells as close to the
     shape of a wide plot (about 3:1 in characters) as the count allows."""
@@ -111,6 +114,7 @@ class TopicPane(Horizontal):
                                                 device=self.device)
                     try:
                         runner.start(paused=self.user_paused)
+                        self.message = STARTING
                     except Exception as exc:  # e.g. a topic that cannot be pickled
                         self.message = f"engine in a thread ({type(exc).__name__}: {exc})"[:120]
                         runner = None
@@ -191,6 +195,8 @@ class TopicPane(Horizontal):
             for w in self.view_widgets:
                 w.clear()
         latest = runner.latest
+        if latest is not None and self.message == STARTING:
+            self.message = ""
         self.param_panel.refresh_values()
         if latest is None or latest is self._shown:
             return []
