@@ -38,6 +38,12 @@ def _wait(cond, timeout=60.0, what="condition"):
         time.sleep(0.02)
 
 
+def _steady(r, window=0.5) -> bool:
+    s = r.steps
+    time.sleep(window)
+    return r.steps == s
+
+
 def test_process_runner_keeps_the_runner_contract():
     r = ProcessRunner(ISING, {"L": 8, "replicas": 2, "burn_in": 0}, seed=5, device="cpu")
     r.start()
@@ -57,14 +63,15 @@ def test_process_runner_keeps_the_runner_contract():
         # pause holds, one step is one step
         r.pause()
         _wait(lambda: r.status == "paused" and r.paused, what="paused")
-        time.sleep(0.3)
+        _wait(lambda: _steady(r), what="the engine process to stop stepping")
         held = r.steps
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert r.steps == held
         r.step_once()
         _wait(lambda: r.steps == held + 1, what="one step")
-        time.sleep(0.3)
-        assert r.steps == held + 1 and r.latest.step == held + 1
+        time.sleep(0.5)
+        assert r.steps == held + 1
+        _wait(lambda: r.latest.step == held + 1, what="the stepped frame")
         # reset: a new generation from step 0 with the seed asked for
         gen = r.generation
         r.reset(11)
