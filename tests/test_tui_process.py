@@ -116,3 +116,25 @@ def test_app_with_the_engine_in_a_process_streams_and_applies_key_edits():
                     pane.stop()
 
     asyncio.run(main())
+
+
+class Diverging(type(ISING)):
+    """Ising whose third sweep raises, as a divergence check would."""
+
+    name = "diverging"
+
+    def step(self, state, p):
+        super().step(state, p)
+        if state.sweeps == 3:
+            raise FloatingPointError("energy is nan after sweep 3")
+
+
+def test_an_engine_error_in_the_process_reaches_the_ui_side():
+    r = ProcessRunner(Diverging(), {"L": 8, "replicas": 1}, seed=1, device="cpu")
+    r.start()
+    try:
+        _wait(lambda: r.status == "error", what="the error")
+        assert r.error == "FloatingPointError: energy is nan after sweep 3"
+        assert r.steps == 2, "the failed step is not counted"
+    finally:
+        r.stop()
