@@ -215,10 +215,11 @@ class MletuiApp(App):
             self.runner_kind = "thread"
             for pane in self.panes.values():
                 pane.runner_kind = "thread"
-        # The runner is a thread: while one thread runs Python, another waiting for the GIL
-        # waits up to the switch interval (5 ms by default) for each hand-over. The engine
-        # hands the GIL back at every torch call, so a short interval keeps the UI from
-        # stalling it (and keeps keys responsive while the engine runs pure-Python steps).
+        # With a thread runner (and for the process runner's reader thread): while one thread
+        # runs Python, another waiting for the GIL waits up to the switch interval (5 ms by
+        # default) for each hand-over. A short interval keeps keys responsive while an engine
+        # thread runs Python-heavy steps; it does not stop the UI from slowing an engine
+        # thread (BENCHMARKS.md, ui), which is why the app's default runner is a process.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.glyphs.ascii:
