@@ -228,6 +228,28 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
             "curves": {k: [{"steps": c.steps, "losses": c.losses} for c in cs] for k, cs in curves.items()}}
 
 
+def retime(res: dict[str, Any], device: torch.device | str = "cpu", rounds: int = 7,
+           lock: str | None = None) -> dict[str, Any]:
+    """Measure the per-step costs of a finished study's tuned configurations again (on a
+    quieter machine) and recompute its wall-clock ratios; steps are deterministic."""
+    configs = {}
+    for name, params in res["tuned"].items():
+        opt = "sgd" if name == "sgd" else "adam" if name == "adam" else "kfac"
+        configs[name] = Config(name, opt, dict(params), batched="unbatched" not in name)
+    with bench_lock(lock):
+        timing = step_costs(res["task"], configs, device, rounds=rounds)
+    rows = res["rows"]
+    for name, r in rows.items():
+        r["ms_per_step"] = timing[name]
+    for base in ("sgd", "adam"):
+        b = rows[base][f"steps_to_{base}_final"]
+        for name, r in rows.items():
+            m = r[f"steps_to_{base}_final"]
+            r[f"wall_ratio_vs_{base}"] = (b * rows[base]["ms_per_step"]) / (m * r["ms_per_step"]) if b and m else None
+            r[f"step_cost_vs_{base}"] = r["ms_per_step"] / rows[base]["ms_per_step"]
+    return res
+
+
 def step_costs(task: str, configs: dict[str, Config], device: torch.device | str = "cpu",
                rounds: int = 5, steps_per_round: int = 100, seed: int = 0,
                batch_size: int = 256) -> dict[str, float]:
@@ -323,11 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-levers", action="store_true")
     ap.add_argument("--json", default=None, help="write the result here")
+    ap.add_argument("--retime", default=None, metavar="JSON",
+                    help="re-measure the step costs of a finished study (its --json) and print it again")
     ap.add_argument("--lock", default=None, help="flock this file while timing (e.g. /tmp/mletui-bench.lock)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers,
-                lock=args.lock)
+    if args.retime:
+        with open(args.retime) as fh:
+            res = retime(json.load(fh), args.device, lock=args.lock)
+        args.seeds = res["seeds"]
+    else:
+        res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers,
+                    lock=args.lock)
     print(f"targets: each seed's final training loss of tuned SGD (mean {res['sgd_final']:.4f}) "
           f"and of tuned Adam (mean {res['adam_final']:.4f}); {args.seeds} seeds")
     print(f"{'method':<38}{'final':>7}{'ms/step':>8}{'cost':>6} | {'to SGD final':>12}{'xSGD':>6}{'wall':>6}"
