@@ -186,3 +186,9 @@ def test_ising_pane_streams_frames_draws_every_view_and_says_no_exact_value_at_n
                     pane.stop()
 
     asyncio.run(main())
+
+
+def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():
+    with pytest.raises(ParamError, match="replicas x L\\^2"):
+        TOPIC.resolve({"L": 8192, "replicas": 64})
+    assert TOPIC.resolve({"L": 4096, "replicas": 8})["L"] == 4096

@@ -90,6 +90,16 @@ class IsingTopic(Topic):
         View("table", "measured vs exact", source="measured_vs_exact"),
     )
 
+    MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
+
+    def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
+        spins = int(p["replicas"]) * int(p["L"]) ** 2
+        if spins > self.MAX_SPINS:
+            name = "replicas" if "replicas" in changed and "L" not in changed else "L"
+            raise ParamError(f"{name}: replicas x L^2 = {spins:,} spins is more than 2^31; "
+                             "lower L or replicas")
+        return p
+
     # -- contract -------------------------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> IsingState:
         L, R = int(p["L"]), int(p["replicas"])
