@@ -90,3 +90,27 @@ def test_mean_energy_matches_kaufman_at_L8(method, beta):
     assert abs(s["energy_mean"] - exact_u) < 4 * s["energy_stderr"], s
     # the fluctuation estimate of the specific heat agrees with Kaufman's too (looser)
     assert s["specific_heat"] == pytest.approx(s["specific_heat_exact"], rel=0.15)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", cb.METHODS)
+def test_triton_with_in_kernel_philox_has_the_exact_stationary_law_on_cuda(method):
+    """On a GPU the whole chain runs in the Triton kernels with their own Philox stream."""
+    g = torch.Generator(device="cuda").manual_seed(1)
+    R = 4096
+    spins = torch.randint(0, 2, (R, 4, 4), generator=g, device="cuda", dtype=torch.int8) * 2 - 1
+    out = []
+    for t in range(200 + 10 * 10):
+        cb.sweep(spins, BETA, H, method, seed=7, counter=2 * t)
+        if t >= 200 and t % 10 == 9:
+            out.append(cb.measure(spins, None, H)[0].cpu().numpy())
+    assert _chi2_pvalue(np.concatenate(out), BETA, H) > 1e-3
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", cb.METHODS)
+def test_topic_on_cuda_matches_kaufman_at_L16(method):
+    params = {"L": 16, "beta": 0.6, "method": method, "replicas": 256, "burn_in": 300}
+    *_, last = run(TOPIC, steps=1300, params=params, seed=3, device="cuda", every=1300)
+    s = last.scalars
+    assert abs(s["energy_mean"] - exact.kaufman_energy(0.6, 16)) < 4 * s["energy_stderr"], s
