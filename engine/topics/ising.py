@@ -152,15 +152,15 @@ class IsingTopic(Topic):
         energy, mag = checkerboard.measure(spins, h=h)
         bad = (spins.abs() != 1).sum()
         lattice = _downsample(spins[0], LATTICE_VIEW_MAX)
-        # one host sync for everything
+        # one device-to-host copy for everything (the lattice view rides along as float64)
         packed = torch.cat((energy.to(torch.float64) / N, mag.to(torch.float64) / N,
                             state.window_flips.to(torch.float64), bad.to(torch.float64).reshape(1),
-                            state.sums.reshape(-1))).cpu()
-        lattice = lattice.cpu()
+                            state.sums.reshape(-1), lattice.reshape(-1).to(torch.float64))).cpu()
         e_now, m_now = packed[:R], packed[R:2 * R]
         flips = packed[2 * R:3 * R]
         n_bad = int(packed[3 * R])
-        sums = packed[3 * R + 1:].reshape(6, R)
+        sums = packed[3 * R + 1:9 * R + 1].reshape(6, R)
+        lattice = packed[9 * R + 1:].to(torch.int8).reshape(lattice.shape)
 
         attempted = state.window_sweeps * R * N
         acceptance = float(flips.sum()) / attempted if attempted else None
