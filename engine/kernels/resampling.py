@@ -45,8 +45,8 @@ def weight_sums(log_w: torch.Tensor) -> torch.Tensor:
     Summed over shards (all-reduce), they give ln Q and the effective sample size
     ESS = (sum w)^2 / sum w^2 of the whole population."""
     w = torch.exp(log_w)
-    return torch.stack([w.sum(), (w * w).sum(),
-                        torch.tensor(float(log_w.numel()), dtype=torch.float64, device=log_w.device)])
+    n = w.new_full((), float(log_w.numel()))  # a fill on the device, not a host-to-device copy
+    return torch.stack([w.sum(), (w * w).sum(), n])
 
 
 def ess_fraction_of(sums: torch.Tensor) -> torch.Tensor:
