@@ -142,7 +142,7 @@ class IsingTopic(Topic):
         return float(state.spins.numel())
 
     def work_unit(self) -> str:
-        return "flips"
+        return "flips/ns"
 
     def observe(self, state: IsingState, p: Mapping[str, Any]) -> Frame:
         spins = state.spins
