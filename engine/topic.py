@@ -41,7 +41,8 @@ class View:
       heatmap:   2-D float array (rows top to bottom), or {"z": 2-D, "extent": (x0,x1,y0,y1)}.
       histogram: {"edges": [...], "counts": [...], "lines": {name: (x, y)}}.
       plot:      {"x": [...], "series": {name: [...]}, "xlabel": str, "ylabel": str}
-                 or {"lines": {name: (x, y)}}.
+                 or {"lines": {name: (x, y)}}; optional "points": {name: (x, y)} are drawn
+                 as a scatter under the lines, and "note" is shown when nothing is drawn.
       table:     {"columns": [...], "rows": [[...], ...]}.
       bars:      {"labels": [...], "values": [...]}.
     """

@@ -31,6 +31,9 @@ def test_em_pane_streams_frames_edits_k_and_resets_to_a_new_initialisation():
             assert key in frame.views
         assert len(frame.arrays["weights"]) == 3
         assert frame.scalars["log_likelihood"] is not None
+        plot = next(w for w in app.pane.view_widgets if w.view.kind == "plot")
+        await _until(pilot, lambda: str(plot.border_subtitle).endswith(" points"),
+                     what="the data drawn as a scatter under the 2-sigma ellipses")
         panel = app.pane.param_panel
         panel.select("K")
         await pilot.pause()

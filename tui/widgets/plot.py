@@ -1,6 +1,8 @@
 """Plot: xy lines. ``Frame.views[source]`` is
 {"x": [...], "series": {name: [...]}, "xlabel": str, "ylabel": str}
-or {"lines": {name: (x, y)}}; options ``logy`` draws y on a log scale.
+or {"lines": {name: (x, y)}}, optionally with {"points": {name: (x, y)}} drawn as a
+scatter under the lines (e.g. data behind fitted ellipses) and a "note" shown when there is
+nothing to draw; options ``logy`` draws y on a log scale.
 Non-finite points are not drawn; the subtitle counts them."""
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ class PlotView(PlotextView):
                 ys = list(ys)
                 lines[name] = (x if x else list(range(len(ys))), ys)
         dropped = 0
+        scattered = 0
         logy = bool(self.view.options.get("logy"))
+        for k, (name, xy) in enumerate((data.get("points") or {}).items()):
+            px, py, d = finite_pairs(list(xy[0]), list(xy[1]))
+            dropped += d
+            if px:
+                scattered += len(px)
+                plt.scatter(px, py, marker=self.glyphs.marker, color="gray",
+                            label=name if lines else None)
         for k, (name, (xs, ys)) in enumerate(lines.items()):
             px, py, d = finite_pairs(xs, ys)
             if logy:
@@ -47,5 +57,12 @@ class PlotView(PlotextView):
             plt.xlabel(str(data["xlabel"]))
         if data.get("ylabel"):
             plt.ylabel(str(data["ylabel"]))
-        self.border_subtitle = f"{dropped} non-finite points not drawn" if dropped else ""
+        parts = []
+        if scattered:
+            parts.append(f"{scattered} points")
+        if dropped:
+            parts.append(f"{dropped} non-finite points not drawn")
+        if not lines and not scattered and data.get("note"):
+            parts.append(str(data["note"]))
+        self.border_subtitle = ", ".join(parts)
         self.refresh()
