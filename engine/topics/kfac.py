@@ -374,7 +374,8 @@ class KFACTopic(Topic):
             if run.kfac:
                 opt: KFAC = run.opt
                 sc[f"damping_{n}"] = opt.damping
-                sc[f"kl_{n}"] = opt.last_kl if math.isfinite(opt.last_kl) else None
+                if math.isfinite(opt.last_kl):          # none before the first update
+                    sc[f"kl_{n}"] = opt.last_kl
                 sc[f"skipped_{n}"] = opt.skipped
                 for ev in opt.drain_events():
                     notes.append(f"{n}: {ev}")
