@@ -3,25 +3,15 @@ frames whose data every view widget draws (no "cannot draw"), and a key edit rea
 runner (annealing: method metropolis -> gibbs, live; tempering: learn_weights off freezes g
 and restarts the rung histogram)."""
 
-import asyncio
-import time
-
 import torch
 
 from mletui.engine.topics.annealing import TOPIC as ANNEALING
 from mletui.engine.topics.tempering import TOPIC as TEMPERING
 from mletui.tui.app import MletuiApp
+from pilot import drive, until
 
 SMALL = {"annealing": {"L": 8, "replicas": 64, "anneal_sweeps": 100000},
          "tempering": {"L": 4, "replicas": 32, "rungs": 6, "burn_in": 5}}
-
-
-async def _until(pilot, cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def _drive(topic, script):
@@ -29,16 +19,8 @@ def _drive(topic, script):
     torch.set_num_threads(1)
     app = MletuiApp(topics=[topic], overrides=SMALL, seed=1, device=torch.device("cpu"), fps=20)
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(app, pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
     try:
-        asyncio.run(main())
+        drive(app, lambda pilot: script(app, pilot))
     finally:
         torch.set_num_threads(old_threads)
 
@@ -51,7 +33,7 @@ def _drawn_without_error(app):
 def test_annealing_pane_streams_and_a_live_method_edit_applies():
     async def script(app, pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 3, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 3, what="frames")
         await pilot.pause(0.3)  # a few redraws
         frame = runner.latest
         for name in ("beta", "log_z", "log_z_exact", "mean_work", "best_energy_per_spin"):
@@ -63,9 +45,9 @@ def test_annealing_pane_streams_and_a_live_method_edit_applies():
         panel.select("method")
         await pilot.pause()
         await pilot.press("right")  # metropolis -> gibbs, live: no restart
-        await _until(pilot, lambda: runner.params["method"] == "gibbs", what="method edit")
+        await until(pilot, lambda: runner.params["method"] == "gibbs", what="method edit")
         steps = runner.steps
-        await _until(pilot, lambda: runner.steps > steps + 2, what="steps after the edit")
+        await until(pilot, lambda: runner.steps > steps + 2, what="steps after the edit")
         assert runner.generation == generation and runner.error is None
 
     _drive(ANNEALING, script)
@@ -74,7 +56,7 @@ def test_annealing_pane_streams_and_a_live_method_edit_applies():
 def test_tempering_pane_streams_and_freezing_the_weights_restarts_the_histogram():
     async def script(app, pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 20, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 20, what="frames")
         await pilot.pause(0.3)
         frame = runner.latest
         assert len(frame.arrays["g"]) == len(frame.arrays["betas"]) == 6
@@ -84,15 +66,15 @@ def test_tempering_pane_streams_and_freezing_the_weights_restarts_the_histogram(
         panel.select("learn_weights")
         await pilot.pause()
         await pilot.press("right")  # on -> off (live)
-        await _until(pilot, lambda: runner.params["learn_weights"] is False, what="learn_weights edit")
+        await until(pilot, lambda: runner.params["learn_weights"] is False, what="learn_weights edit")
         steps = runner.steps
-        await _until(pilot, lambda: runner.latest is not None and runner.latest.step > steps + 3,
+        await until(pilot, lambda: runner.latest is not None and runner.latest.step > steps + 3,
                      what="frames after the edit")
         g1 = runner.latest.arrays["g"]
         # the histogram restarted at the edit: fewer counts than all the steps taken since burn-in
         assert sum(runner.latest.arrays["rung_histogram"]) < (runner.latest.step - 5) * 32
         steps = runner.latest.step
-        await _until(pilot, lambda: runner.latest.step > steps + 3, what="more frames")
+        await until(pilot, lambda: runner.latest.step > steps + 3, what="more frames")
         assert runner.latest.arrays["g"] == g1  # frozen
         notes = [n for f in runner.frames() for n in f.notes]
         assert any("g frozen" in n for n in notes), notes

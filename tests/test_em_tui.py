@@ -2,21 +2,11 @@
 arrow-key edit of K re-initialises the fit with K components, and the reset key draws a new
 initialisation on the same data."""
 
-import asyncio
-import time
-
 import torch
 
 from mletui.engine.topics.em import TOPIC
 from mletui.tui.app import MletuiApp
-
-
-async def _until(pilot, cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+from pilot import drive, until
 
 
 def test_em_pane_streams_frames_edits_k_and_resets_to_a_new_initialisation():
@@ -25,35 +15,27 @@ def test_em_pane_streams_frames_edits_k_and_resets_to_a_new_initialisation():
 
     async def script(pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 5, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 5, what="frames")
         frame = runner.latest
         for key in ("density_1d", "ellipses_2d", "components"):
             assert key in frame.views
         assert len(frame.arrays["weights"]) == 3
         assert frame.scalars["log_likelihood"] is not None
         plot = next(w for w in app.pane.view_widgets if w.view.kind == "plot")
-        await _until(pilot, lambda: str(plot.border_subtitle).endswith(" points"),
+        await until(pilot, lambda: str(plot.border_subtitle).endswith(" points"),
                      what="the data drawn as a scatter under the 2-sigma ellipses")
         panel = app.pane.param_panel
         panel.select("K")
         await pilot.pause()
         await pilot.press("right")
-        await _until(pilot, lambda: runner.params["K"] == 4, what="K edit applied")
-        await _until(pilot, lambda: runner.latest is not None and len(runner.latest.arrays.get("weights", [])) == 4,
+        await until(pilot, lambda: runner.params["K"] == 4, what="K edit applied")
+        await until(pilot, lambda: runner.latest is not None and len(runner.latest.arrays.get("weights", [])) == 4,
                      what="a fit with 4 components")
         generation, seed = runner.generation, runner.seed
         await pilot.press("r")
-        await _until(pilot, lambda: runner.generation > generation, what="reset")
+        await until(pilot, lambda: runner.generation > generation, what="reset")
         assert runner.seed != seed
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 1, what="frames after reset")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 1, what="frames after reset")
         assert runner.latest.scalars["n_points"] == 1000 and runner.error is None
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
-    asyncio.run(main())
+    drive(app, script)

@@ -3,7 +3,6 @@ burn-in, acceptance counts attempted spin updates, exact references only at h = 
 lattice view is downsampled on the device, corrupted spins are reported; and its pane in
 the app (Pilot) streams frames, draws every view and says "no exact value" at h != 0."""
 
-import asyncio
 import time
 
 import pytest
@@ -151,41 +150,27 @@ def test_measured_vs_exact_table_names_the_exact_values():
 
 def test_ising_pane_streams_frames_draws_every_view_and_says_no_exact_value_at_nonzero_h():
     from mletui.tui.app import MletuiApp
+    from pilot import drive, until
 
     app = MletuiApp(topics=[TOPIC], overrides={"ising": {"L": 16, "replicas": 2, "burn_in": 0}},
                     seed=2, device=torch.device("cpu"), fps=20)
 
-    async def until(pilot, cond, what, timeout=30.0):
-        t0 = time.monotonic()
-        while not cond():
-            if time.monotonic() - t0 > timeout:
-                raise AssertionError(f"timed out waiting for {what}")
-            await pilot.pause(0.05)
-
     async def script(pilot):
         pane = app.pane
         runner = pane.runner
-        await until(pilot, lambda: runner.latest is not None and runner.steps > 20, "frames")
-        await until(pilot, lambda: pane._shown is not None, "a drawn frame")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 20, what="frames")
+        await until(pilot, lambda: pane._shown is not None, what="a drawn frame")
         for w in pane.view_widgets:
             assert "cannot draw" not in str(w.border_subtitle or "")
         trace = pane.view_widgets[[v.kind for v in TOPIC.views].index("trace")]
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), "exact value shown")
+        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
         pane.param_panel.select("h")
         await pilot.pause()
         await pilot.press("right")
-        await until(pilot, lambda: runner.params["h"] > 0, "h edit applied")
-        await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), "no exact value")
+        await until(pilot, lambda: runner.params["h"] > 0, what="h edit applied")
+        await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), what="no exact value")
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
-    asyncio.run(main())
+    drive(app, script)
 
 
 def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():

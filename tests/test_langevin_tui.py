@@ -1,21 +1,11 @@
 """The Langevin pane in the app, driven with Pilot: it opens and streams frames, an arrow-key
 edit of step_size reaches the runner, and score=learned under method=mala is refused inline."""
 
-import asyncio
-import time
-
 import torch
 
 from mletui.engine.topics.langevin import TOPIC
 from mletui.tui.app import MletuiApp
-
-
-async def _until(pilot, cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+from pilot import drive, until
 
 
 def test_langevin_pane_streams_frames_and_refuses_mala_with_learned_score_inline():
@@ -24,7 +14,7 @@ def test_langevin_pane_streams_frames_and_refuses_mala_with_learned_score_inline
 
     async def script(pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 40, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 40, what="frames")
         frame = runner.latest
         for key in ("density_chains", "density_exact", "marginal_x", "marginal_y", "moments"):
             assert key in frame.views
@@ -34,9 +24,9 @@ def test_langevin_pane_streams_frames_and_refuses_mala_with_learned_score_inline
         await pilot.pause()
         await pilot.press("right")
         want = TOPIC.param("step_size").nudge(TOPIC.param("step_size").default, +1)
-        await _until(pilot, lambda: runner.params["step_size"] == want, what="step_size edit applied")
+        await until(pilot, lambda: runner.params["step_size"] == want, what="step_size edit applied")
         steps = runner.steps
-        await _until(pilot, lambda: runner.steps > steps + 1, what="more steps")
+        await until(pilot, lambda: runner.steps > steps + 1, what="more steps")
         panel.select("score")
         await pilot.pause()
         await pilot.press("right")  # exact -> learned, refused while method=mala
@@ -44,12 +34,4 @@ def test_langevin_pane_streams_frames_and_refuses_mala_with_learned_score_inline
         assert "needs method=ula" in panel.message
         assert runner.params["score"] == "exact" and runner.error is None
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
-    asyncio.run(main())
+    drive(app, script)

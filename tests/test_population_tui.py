@@ -2,24 +2,14 @@
 carrying every view's data, and live key edits reach the runner (resampling switched to
 multinomial makes the population exactly R0; a dbeta step changes the beta increment)."""
 
-import asyncio
-import time
-
 import torch
 
 from mletui.engine.topics.population import TOPIC
 from mletui.tui.app import MletuiApp
+from pilot import drive, until
 
 # beta_max / dbeta = 50,000 steps: the run cannot reach its end (and stop) during the test
 SMALL = {"population": {"L": 8, "replicas": 300, "dbeta": 1e-4, "beta_max": 5.0, "sweeps_per_step": 2}}
-
-
-async def _until(pilot, cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def test_population_pane_streams_frames_and_live_resampling_and_dbeta_edits_apply():
@@ -29,7 +19,7 @@ def test_population_pane_streams_frames_and_live_resampling_and_dbeta_edits_appl
 
     async def script(pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 3, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 3, what="frames")
         frame = runner.latest
         assert "energy_histogram" in frame.views and "lattice" in frame.views
         assert len(frame.views["lattice"]) == 8
@@ -39,31 +29,23 @@ def test_population_pane_streams_frames_and_live_resampling_and_dbeta_edits_appl
         panel.select("resampling")
         await pilot.pause()
         await pilot.press("right")  # nearest -> multinomial (live)
-        await _until(pilot, lambda: runner.params["resampling"] == "multinomial", what="resampling edit")
+        await until(pilot, lambda: runner.params["resampling"] == "multinomial", what="resampling edit")
         steps = runner.steps
-        await _until(pilot, lambda: runner.steps > steps + 2 and runner.latest.step > steps + 1,
+        await until(pilot, lambda: runner.steps > steps + 2 and runner.latest.step > steps + 1,
                      what="frames after the edit")
         assert runner.latest.scalars["population"] == 300  # multinomial: exactly R0
         panel.select("dbeta")
         await pilot.pause()
         await pilot.press("right")
         want = TOPIC.param("dbeta").nudge(1e-4, +1)
-        await _until(pilot, lambda: runner.params["dbeta"] == want, what="dbeta edit")
+        await until(pilot, lambda: runner.params["dbeta"] == want, what="dbeta edit")
         steps = runner.steps
-        await _until(pilot, lambda: runner.latest is not None and runner.latest.step > steps + 1,
+        await until(pilot, lambda: runner.latest is not None and runner.latest.step > steps + 1,
                      what="a frame after the dbeta edit")
         assert abs(runner.latest.scalars["dbeta"] - want) < 1e-12
         assert runner.error is None
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
     try:
-        asyncio.run(main())
+        drive(app, script)
     finally:
         torch.set_num_threads(old_threads)

@@ -25,6 +25,7 @@ from mletui.tui.pane import TopicPane, grid_shape
 from mletui.tui.widgets.lattice import LatticeView, cells, downsample
 from mletui.tui.widgets.params import ParamPanel
 from mletui.tui.widgets.plotext_view import PlotextView
+from pilot import drive, until
 
 ISING = all_topics()["ising"]
 SMALL = {"ising": {"L": 8, "replicas": 2, "burn_in": 0}}
@@ -76,43 +77,6 @@ class ToyTopic(Topic):
 
 
 TOY = ToyTopic()
-
-
-@pytest.fixture(autouse=True)
-def _quick_idle(monkeypatch):
-    """Pilot waits after each key until the process looks idle (CPU time not advancing),
-    for at most 1 s. With an engine thread running the process is never idle, so every
-    key would cost 1 s: cap that wait (the pilot still waits for the screen to process
-    its messages)."""
-    import textual.app
-    import textual.pilot
-    from textual._wait import wait_for_idle
-
-    async def quick(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
-        await wait_for_idle(min_sleep, min(max_sleep, 0.05))
-
-    monkeypatch.setattr(textual.app, "wait_for_idle", quick)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", quick)
-
-
-def drive(app: MletuiApp, script, size=(120, 40)):
-    """Run the app headless with Pilot, await ``script(pilot)``, stop the runners."""
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-    asyncio.run(main())
-
-
-async def until(pilot, cond, timeout=20.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def frame_with(runner, name, value):

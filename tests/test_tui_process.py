@@ -16,20 +16,6 @@ from mletui.tui.app import MletuiApp
 ISING = all_topics()["ising"]
 
 
-@pytest.fixture(autouse=True)
-def _quick_idle(monkeypatch):
-    """Cap Pilot's per-key wait for an idle process at 50 ms (see tests/test_tui.py)."""
-    import textual.app
-    import textual.pilot
-    from textual._wait import wait_for_idle
-
-    async def quick(min_sleep: float = 0.0, max_sleep: float = 1.0) -> None:
-        await wait_for_idle(min_sleep, min(max_sleep, 0.05))
-
-    monkeypatch.setattr(textual.app, "wait_for_idle", quick)
-    monkeypatch.setattr(textual.pilot, "wait_for_idle", quick)
-
-
 def _wait(cond, timeout=60.0, what="condition"):
     t0 = time.monotonic()
     while not cond():
