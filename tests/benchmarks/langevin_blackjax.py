@@ -2,8 +2,8 @@
 step (the PyTorch twin on the CPU) against BlackJAX's MALA (jit + vmap over chains) on the CPU.
 
 Two phases, because BlackJAX needs JAX and mletui's venv stays JAX-free:
-    /tmp/jaxenv/bin/python benchmarks/langevin_blackjax.py blackjax --out /tmp/bj.npz
-    .venv/bin/python benchmarks/langevin_blackjax.py compare --blackjax /tmp/bj.npz
+    /tmp/jaxenv/bin/python tests/benchmarks/langevin_blackjax.py blackjax --out /tmp/bj.npz
+    .venv/bin/python tests/benchmarks/langevin_blackjax.py compare --blackjax /tmp/bj.npz
 Both run ``chains`` chains for ``steps`` steps from exact samples with the same step
 (mletui eps = 1.5; BlackJAX's step_size h = eps / 2, since its proposal is
 x + h grad log p + sqrt(2h) z), record x of the first 128 chains at every step, and time the
