@@ -1,23 +1,13 @@
 """The K-FAC pane in the app, driven with Pilot: it opens, streams frames of the compare
 run, and an arrow-key edit of a live knob reaches the running optimizers."""
 
-import asyncio
-import time
-
 import torch
 
 from mletui.engine.topics.kfac import TOPIC
 from mletui.tui.app import MletuiApp
+from pilot import drive, until
 
 SMALL = {"kfac": {"widths": (16, 4), "batch_size": 32, "t_inv": 5, "t_cov": 1}}
-
-
-async def _until(pilot, cond, timeout=30.0, what="condition"):
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def test_kfac_pane_streams_compare_frames_and_a_key_edit_reaches_the_optimizers():
@@ -25,7 +15,7 @@ def test_kfac_pane_streams_compare_frames_and_a_key_edit_reaches_the_optimizers(
 
     async def script(pilot):
         runner = app.pane.runner
-        await _until(pilot, lambda: runner.latest is not None and runner.steps > 6, what="frames")
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 6, what="frames")
         frame = runner.latest
         for name in ("kfac_true", "kfac_empirical", "sgd", "adam"):
             assert f"loss_{name}" in frame.scalars
@@ -34,20 +24,12 @@ def test_kfac_pane_streams_compare_frames_and_a_key_edit_reaches_the_optimizers(
         await pilot.pause()
         await pilot.press("right")
         want = TOPIC.param("damping").nudge(TOPIC.param("damping").default, +1)
-        await _until(pilot, lambda: runner.params["damping"] == want, what="damping edit applied")
+        await until(pilot, lambda: runner.params["damping"] == want, what="damping edit applied")
         steps = runner.steps
-        await _until(pilot, lambda: runner.steps > steps + 1, what="more steps")
+        await until(pilot, lambda: runner.steps > steps + 1, what="more steps")
         for run in runner._state.runs:
             if run.kfac:
                 assert run.opt.damping == want
         assert runner.error is None
 
-    async def main():
-        async with app.run_test(size=(120, 40)) as pilot:
-            try:
-                await script(pilot)
-            finally:
-                for pane in app.panes.values():
-                    pane.stop()
-
-    asyncio.run(main())
+    drive(app, script)
