@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import torch
 
 from .device import resolve_device
-from .runner import DONE, ERROR, PAUSED, RUNNING, Runner, new_seed
+from .runner import DONE, ERROR, PAUSED, RUNNING, Runner, checked_edit, new_seed
 from .topic import Frame, Topic
 
 _POLL_S = 0.02  # the child forwards new frames and status at most this often
@@ -240,15 +240,8 @@ class ProcessRunner:
 
     def set(self, name: str, value: Any) -> Any:
         """Validate now (ParamError changes nothing) and send the typed value."""
-        param = self.topic.param(name)
-        typed = param.parse(value) if isinstance(value, str) else param.validate(value)
         with self._lock:
-            merged = dict(self.params)
-            merged.update(self._pending)
-            merged[name] = typed
-            checked = self.topic.check(merged, (name,))
-            changes = {k: v for k, v in checked.items()
-                       if k == name or self.params.get(k) != v or k in self._pending}
+            typed, changes = checked_edit(self.topic, self.params, self._pending, name, value)
             self._pending.update(changes)
         for key, val in changes.items():
             self._send("set", key, val)

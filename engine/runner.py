@@ -32,6 +32,21 @@ def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
 
 
+def checked_edit(topic: Topic, params: Mapping[str, Any], pending: Mapping[str, Any],
+                 name: str, value: Any) -> tuple[Any, dict[str, Any]]:
+    """Validate an edit of ``name`` now, against the params plus the edits not yet applied:
+    text is parsed, a typed value checked, then ``topic.check`` runs on the merged set.
+    Returns the typed value and the edits to queue (``check`` may amend other params).
+    Raises ParamError and changes nothing on bad input."""
+    param = topic.param(name)
+    typed = param.parse(value) if isinstance(value, str) else param.validate(value)
+    merged = {**params, **pending, name: typed}
+    checked = topic.check(merged, (name,))
+    changes = {k: v for k, v in checked.items()
+               if k == name or params.get(k) != v or k in pending}
+    return typed, changes
+
+
 def _observe(topic: Topic, state: Any, p: Mapping[str, Any], steps: int, t0: float) -> Frame:
     frame = topic.observe(state, p)
     frame.step = steps
@@ -159,16 +174,9 @@ class Runner:
     def set(self, name: str, value: Any) -> Any:
         """Validate now (text is parsed, a typed value checked) and queue the edit for
         the next step boundary. Raises ParamError and changes nothing on bad input."""
-        param = self.topic.param(name)
-        typed = param.parse(value) if isinstance(value, str) else param.validate(value)
         with self._lock:
-            merged = dict(self.params)
-            merged.update(self._pending)
-            merged[name] = typed
-            checked = self.topic.check(merged, (name,))
-            for key, val in checked.items():
-                if key == name or self.params.get(key) != val or key in self._pending:
-                    self._pending[key] = val
+            typed, changes = checked_edit(self.topic, self.params, self._pending, name, value)
+            self._pending.update(changes)
             self._wake.notify_all()
         return typed
 

@@ -46,3 +46,15 @@ def _quick_idle(monkeypatch):
     monkeypatch.setattr(textual.app, "wait_for_idle", quick)
     monkeypatch.setattr(textual.pilot, "wait_for_idle", quick)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: with tiny tensors a second OpenMP thread only adds
+    fork/join stalls, badly so on a loaded 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -34,13 +34,7 @@ def enumerated_log_z(energies: np.ndarray, beta: float) -> float:
     return float(m + math.log(np.exp(x - m).sum()))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small batches: one thread is faster and steadier on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from mletui.engine.topics.ising import TOPIC
 chi2 = pytest.importorskip("scipy.stats").chi2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds stalls on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _energy_samples(method, beta, h, generator=None, R=512, burn_in=200, samples=50, thin=10, seed=1):

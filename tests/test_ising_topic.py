@@ -13,12 +13,7 @@ from mletui.engine.params import ParamError
 from mletui.engine.topics.ising import TOPIC
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _init(**over):

@@ -36,12 +36,7 @@ STD_CAP = 0.15          # ~2x the measured spread of ln Z over seeds at this siz
 CHECK_BETAS = (0.44, 1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _errors(config, seeds):

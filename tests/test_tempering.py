@@ -19,13 +19,7 @@ from mletui.engine.topics.tempering import (TOPIC, beta_ladder, fill_unmeasured,
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: one thread is faster and steadier on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def exact_g(betas) -> np.ndarray:
