@@ -17,6 +17,7 @@ from textual.widget import Widget
 
 from mletui.engine.topic import Frame, View
 
+from .panel import ViewPanel
 from ..charset import Glyphs
 from .numbers import fmt
 
@@ -40,8 +41,7 @@ def resample(z: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return z[np.ix_(ri, ci)]
 
 
-class HeatmapView(Widget):
-    needs_history = False
+class HeatmapView(ViewPanel, Widget):
 
     DEFAULT_CSS = """
     HeatmapView { width: 1fr; height: 1fr; }
@@ -49,10 +49,7 @@ class HeatmapView(Widget):
 
     def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.view = view
-        self.glyphs = glyphs
-        self.border_title = view.title
-        self.add_class("view")
+        self.bind_view(view, glyphs)
         self._z: np.ndarray | None = None
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:

@@ -17,6 +17,7 @@ from textual.widget import Widget
 
 from mletui.engine.topic import Frame, View
 
+from .panel import ViewPanel
 from ..charset import Glyphs
 
 UP = Style(color="bright_white")
@@ -59,8 +60,7 @@ def cells(up: np.ndarray, glyphs: Glyphs) -> list[str]:
     return ["".join(row) for row in table[code]]
 
 
-class LatticeView(Widget):
-    needs_history = False
+class LatticeView(ViewPanel, Widget):
 
     DEFAULT_CSS = """
     LatticeView { width: 1fr; height: 1fr; }
@@ -68,10 +68,7 @@ class LatticeView(Widget):
 
     def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.view = view
-        self.glyphs = glyphs
-        self.border_title = view.title
-        self.add_class("view")
+        self.bind_view(view, glyphs)
         self._up: np.ndarray | None = None
         self._lines: list[str] = []
         self._fit: tuple[int, int] = (0, 0)

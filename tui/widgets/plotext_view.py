@@ -15,18 +15,15 @@ from textual_plotext import PlotextPlot
 
 from mletui.engine.topic import Frame, View
 
+from .panel import ViewPanel
 from ..charset import Glyphs, to_ascii
 
 
-class PlotextView(PlotextPlot):
-    needs_history = False
+class PlotextView(ViewPanel, PlotextPlot):
 
     def __init__(self, view: View, glyphs: Glyphs, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.view = view
-        self.glyphs = glyphs
-        self.border_title = view.title
-        self.add_class("view")
+        self.bind_view(view, glyphs)
 
     def render(self):
         text = super().render()

@@ -9,19 +9,16 @@ from textual.widgets import Static
 
 from mletui.engine.topic import Frame, View
 
+from .panel import ViewPanel
 from ..charset import Glyphs
 from .numbers import fmt
 
 
-class TableView(Static):
-    needs_history = False
+class TableView(ViewPanel, Static):
 
     def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
         super().__init__("", **kwargs)
-        self.view = view
-        self.glyphs = glyphs
-        self.border_title = view.title
-        self.add_class("view")
+        self.bind_view(view, glyphs)
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
         data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
