@@ -99,6 +99,12 @@ class Topic:
     views   the pane's panels (View).
     finite  True when runs end by themselves (an annealing schedule); frames then say ``done``.
     step_unit  what one step is, for help texts ("sweep", "EM iteration").
+    quick   overrides that make a run small and fast (no torch.compile): the contract
+            suite and the pane tests run every topic at these.
+    window_scalars  names (fnmatch patterns allowed) of the scalars that describe the
+            window since the last frame rather than the state: means over that window
+            (an acceptance rate, a loss averaged since the last frame) and throughput.
+            Everything else a frame reports must not depend on how often it is observed.
     """
 
     name: str = ""
@@ -109,6 +115,8 @@ class Topic:
     views: tuple[View, ...] = ()
     finite: bool = False
     step_unit: str = "step"
+    quick: Mapping[str, Any] = {}
+    window_scalars: tuple[str, ...] = ()
 
     # -- the contract ------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> Any:

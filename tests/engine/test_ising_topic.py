@@ -143,31 +143,6 @@ def test_measured_vs_exact_table_names_the_exact_values():
     assert f"{exact.kaufman_energy(0.6, 8):.5f}" in table["rows"][0][2]
 
 
-def test_ising_pane_streams_frames_draws_every_view_and_says_no_exact_value_at_nonzero_h():
-    from mletui.tui.app import MletuiApp
-    from pilot import drive, until
-
-    app = MletuiApp(topics=[TOPIC], overrides={"ising": {"L": 16, "replicas": 2, "burn_in": 0}},
-                    seed=2, device=torch.device("cpu"), fps=20)
-
-    async def script(pilot):
-        pane = app.pane
-        runner = pane.runner
-        await until(pilot, lambda: runner.latest is not None and runner.steps > 20, what="frames")
-        await until(pilot, lambda: pane._shown is not None, what="a drawn frame")
-        for w in pane.view_widgets:
-            assert "cannot draw" not in str(w.border_subtitle or "")
-        trace = pane.view_widgets[[v.kind for v in TOPIC.views].index("trace")]
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
-        pane.param_panel.select("h")
-        await pilot.pause()
-        await pilot.press("right")
-        await until(pilot, lambda: runner.params["h"] > 0, what="h edit applied")
-        await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), what="no exact value")
-
-    drive(app, script)
-
-
 def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():
     with pytest.raises(ParamError, match="replicas x L\\^2"):
         TOPIC.resolve({"L": 8192, "replicas": 64})

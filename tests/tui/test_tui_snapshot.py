@@ -3,7 +3,7 @@ started paused, five single steps with `n`, fixed size, and the app's snapshot m
 (show_rates=False) hides steps/s, the work rate and the machine's thread count.
 The picture depends on the Ising engine's random stream (seed, counter): a change there
 (or in the pinned Textual/plotext) changes it. Update after an intended change with
-`pytest tests/test_tui_snapshot.py --snapshot-update` and look at the new SVG."""
+`pytest tests/tui/test_tui_snapshot.py --snapshot-update` and look at the new SVG."""
 
 import time
 

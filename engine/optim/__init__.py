@@ -1,0 +1,1 @@
+"""Optimizers the topics train with."""
