@@ -7,7 +7,8 @@ import torch
 
 from mletui.engine.runner import run
 from mletui.engine.topics import get_topic
-from mletui.engine.topics.kfac import TOPIC, load_data
+from mletui.engine.models.supervised import load_data
+from mletui.engine.topics.kfac import TOPIC
 
 SMALL = {"widths": (16, 4), "batch_size": 32}
 
@@ -104,3 +105,39 @@ def test_the_frame_before_any_step_reports_no_loss_and_no_divergence():
     TOPIC.step(state, p)
     frame = TOPIC.observe(state, p)
     assert math.isfinite(frame.scalars["loss_sgd"]) and not frame.scalars["diverged_sgd"]
+
+
+def test_divergence_is_decided_in_the_step_that_sees_it_and_observe_changes_nothing():
+    p = TOPIC.resolve(dict(SMALL, task="teacher_student", lr_sgd=100.0, momentum=0.99))
+    state = TOPIC.init(p, torch.device("cpu"), seed=0)
+    sgd = next(r for r in state.runs if r.name == "sgd")
+    for _ in range(20):                       # no observe in between
+        TOPIC.step(state, p)
+        if sgd.diverged:
+            break
+    assert sgd.diverged and state.steps < 20
+    at = state.steps
+    assert state.notes == [f"sgd: non-finite training loss at step {at}; run stopped (lower lr_sgd)"]
+    params = [t.clone() for t in sgd.model.parameters()]
+    for _ in range(3):
+        TOPIC.step(state, p)                  # a stopped run is not stepped again
+    assert all(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True) for a, b in zip(params, sgd.model.parameters()))
+    first, second = TOPIC.observe(state, p), TOPIC.observe(state, p)
+    state_names = [k for k in first.scalars if not k.startswith(("loss_", "step_time_"))]
+    assert state_names and {k: first.scalars[k] for k in state_names} == {k: second.scalars[k] for k in state_names}
+    assert first.scalars["diverged_sgd"] is True and not second.notes
+
+
+def test_state_table_cells_are_numbers_or_none_never_preformatted_text():
+    p = TOPIC.resolve(dict(SMALL, t_inv=3))
+    state = TOPIC.init(p, torch.device("cpu"), seed=0)
+    before = TOPIC.observe(state, p).views["kfac_state"]["rows"]
+    # before the first eigendecomposition: no condition number and no KL, as None
+    assert [row[2:5] for row in before] == [[None, None, None]] * 2
+    for _ in range(4):
+        TOPIC.step(state, p)
+    after = TOPIC.observe(state, p).views["kfac_state"]["rows"]
+    for row in before + after:
+        assert isinstance(row[0], str)
+        assert all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in row[1:]), row
+    assert all(isinstance(v, float) and v >= 1.0 for row in after for v in row[2:4])    # condition numbers

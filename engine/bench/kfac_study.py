@@ -12,7 +12,10 @@ Adam/method (> 1: the method is faster).
 The K-FAC levers (the quadratic-model rescale, Levenberg-Marquardt damping, statistics
 from a larger batch, batched preconditioning) are switched on one at a time.
 
-Run:  python -m mletui.engine.kfac_study --task digits_autoencoder --steps 1000 --seeds 3
+Every time is taken with engine/bench/timing.py (a synchronised call per training step in
+the study, interleaved rounds for the per-step costs).
+
+Run:  python -m mletui.engine.bench.kfac_study --task digits_autoencoder --steps 1000 --seeds 3
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import contextlib
 import copy
 import json
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from .kfac import KFAC, mean_loss
-from .topics.kfac import LIKELIHOOD, TOPIC, Run, build_model, load_data, make_optimizer, train_step
+from ..models.supervised import LIKELIHOOD, WIDTHS, build_model, load_data
+from ..optim.kfac import KFAC
+from ..optim.likelihoods import mean_loss
+from ..optim.training import DEFAULTS, make_optimizer, train_step
+from .timing import interleaved, time_once
 
 
 @contextlib.contextmanager
@@ -80,16 +85,15 @@ class Curve:
 
 
 def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.device,
-                batch_size: int = 256, eval_every: int = 20, widths: tuple[int, ...] = (128, 64, 16)) -> Curve:
+                batch_size: int = 256, eval_every: int = 20, widths: tuple[int, ...] = WIDTHS) -> Curve:
     """Train one configuration; full-training-set loss every ``eval_every`` steps."""
-    p = TOPIC.resolve({"task": task, "widths": widths, "batch_size": batch_size})
+    p = dict(DEFAULTS, widths=widths, batch_size=batch_size)
     p.update(cfg.params)
     likelihood = LIKELIHOOD[task]
     data = load_data(task, seed, device)
     model = copy.deepcopy(build_model(task, widths, seed, device))
     p["batched"] = cfg.batched
     opt = make_optimizer(cfg.optimizer, model, likelihood, p)
-    run = Run(cfg.label, model, opt, torch.zeros((), device=device))
     gen = torch.Generator().manual_seed(seed + 1)          # the gradient batches: shared by all
     stats_gen = torch.Generator().manual_seed(seed + 2)    # statistics batches (stats_batch > 0)
     n_train = data.x_train.shape[0]
@@ -112,13 +116,8 @@ def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.dev
         if sb and isinstance(opt, KFAC) and opt.stats_due:
             sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=stats_gen).to(device)
             xs, ys = data.x_train[sidx], data.y_train[sidx]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed += time.perf_counter() - t0
+        x, y = data.x_train[idx], data.y_train[idx]
+        elapsed += time_once(lambda: train_step(model, opt, likelihood, x, y, xs, ys), device)
         if i % eval_every == 0 or i == steps:
             evaluate(i)
             if not math.isfinite(curve.losses[-1]):
@@ -264,75 +263,34 @@ def step_costs(task: str, configs: dict[str, Config], device: torch.device | str
     n_train = data.x_train.shape[0]
     runs = {}
     for name, cfg in configs.items():
-        p = TOPIC.resolve({"task": task, "batch_size": batch_size})
+        p = dict(DEFAULTS, batch_size=batch_size)
         p.update(cfg.params)
-        model = build_model(task, p["widths"], seed, device)
+        model = build_model(task, WIDTHS, seed, device)
         p["batched"] = cfg.batched
         opt = make_optimizer(cfg.optimizer, model, likelihood, p)
-        runs[name] = (Run(name, model, opt, torch.zeros((), device=device)), int(p.get("stats_batch", 0) or 0))
+        runs[name] = (model, opt, int(p.get("stats_batch", 0) or 0))
     gen = torch.Generator().manual_seed(seed)
-    times: dict[str, list[float]] = {k: [] for k in runs}
 
-    def one(run: Run, sb: int) -> None:
+    def one(model: torch.nn.Module, opt: torch.optim.Optimizer, sb: int) -> None:
         idx = torch.randint(0, n_train, (batch_size,), generator=gen).to(device)
         xs = ys = None
-        if sb and isinstance(run.opt, KFAC) and run.opt.stats_due:
+        if sb and isinstance(opt, KFAC) and opt.stats_due:
             sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=gen).to(device)
             xs, ys = data.x_train[sidx], data.y_train[sidx]
-        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
+        train_step(model, opt, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
 
-    for run, sb in runs.values():                    # warm-up, incl. the first eigendecomposition
+    for run in runs.values():                        # warm-up, incl. the first eigendecomposition
         for _ in range(5):
-            one(run, sb)
-    for _ in range(rounds):
-        for name, (run, sb) in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
+            one(*run)
+
+    def steps_of(run: tuple) -> Any:
+        def fn() -> None:
             for _ in range(steps_per_round):
-                one(run, sb)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(1000 * (time.perf_counter() - t0) / steps_per_round)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+                one(*run)
+        return fn
 
-
-def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-    """Rows for ``mletui bench kfac``: steps and wall-clock to tuned SGD's final loss on the
-    digits autoencoder, and K-FAC's per-step cost against SGD (quick: a tiny study)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)         # small matrices: one thread is faster and steadier
-    try:
-        rows = _bench_study(device, quick)
-    finally:
-        torch.set_num_threads(threads)
-    yield from rows
-
-
-def _bench_study(device: torch.device, quick: bool) -> list[dict[str, Any]]:
-    out = []
-    if quick:
-        res = study("digits_autoencoder", steps=40, seeds=1, device=device, tune_steps=20,
-                    levers=False, log=lambda *_: None, timing_rounds=1, timing_steps=20)
-    else:
-        res = study("digits_autoencoder", steps=1000, seeds=3, device=device, tune_steps=600,
-                    log=lambda *_: None)
-    rows = res["rows"]
-    for name, r in rows.items():
-        for base in ("sgd", "adam"):
-            if name == base:
-                continue
-            out.append({"case": f"AE {name} steps to {base}'s final loss", "value": r[f"steps_to_{base}_final"],
-                        "unit": "steps", "baseline": f"tuned {base}",
-                        "baseline_value": rows[base][f"steps_to_{base}_final"],
-                        "ratio": r[f"steps_ratio_vs_{base}"], "wall_ratio": r[f"wall_ratio_vs_{base}"],
-                        "reached": f"{r[f'reached_{base}_final']}/{res['seeds']}"})
-        if name != "sgd":
-            out.append({"case": f"AE {name} step cost", "value": r["ms_per_step"], "unit": "ms/step",
-                        "baseline": "sgd step", "baseline_value": rows["sgd"]["ms_per_step"],
-                        "ratio": rows["sgd"]["ms_per_step"] / r["ms_per_step"]})
-    return out
+    m = interleaved([steps_of(run) for run in runs.values()], device, rounds=rounds, warmup=0)
+    return {k: 1000 * t.median / steps_per_round for k, t in zip(runs, m.timings)}
 
 
 def main(argv: list[str] | None = None) -> int:
