@@ -5,10 +5,16 @@ Each class knows, for a batch of outputs ``f`` (N, K) and targets ``y``:
   * ``elements``      D, the output elements one example's loss is averaged over (1 for the
                       categorical, K for the element-wise Bernoulli and Gaussian);
   * ``sample``        one label per example drawn from the model's predictive p(y | f);
-  * ``fisher_product`` Σ_n u_nᵀ H_n v_n with H_n = ∂²(-log p)/∂f² at f_n, the Fisher of the
+  * ``fisher_matvec`` H_n u_n per example, H_n = ∂²(-log p)/∂f² at f_n, the Fisher of the
                       likelihood in its natural parameters (these are canonical links, so the
                       Hessian equals its expectation over y ~ p): categorical diag(p) - ppᵀ
-                      (the softmax), Bernoulli σ(1 - σ) (the sigmoid), Gaussian I (unit variance);
+                      (the softmax), Bernoulli σ(1 - σ) (the sigmoid), Gaussian I (unit
+                      variance); ``fisher_product`` is Σ_n u_nᵀ H_n v_n;
+  * ``fisher_sqrt``   R_n (K x C) with H_n = R_n R_nᵀ: categorical diag(√p) - p √pᵀ,
+                      Bernoulli diag(√(σ(1-σ))), Gaussian I — the columns whose backward passes
+                      give the exact Fisher's factors (BackPACK's "sqrt of the loss Hessian");
+  * ``kl``            KL[p(·|f) ‖ p(·|f')] averaged over the batch and the D elements (so that
+                      for a small change it is ½ δfᵀ H δf / D, the Fisher's quadratic form);
   * ``accuracy``      the fraction of argmax hits for a classifier, None otherwise.
 
 The training loss of the kfac topic is ``mean_loss``: the NLL averaged over the batch and
@@ -40,7 +46,16 @@ class Likelihood:
     def sample(self, output: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def fisher_matvec(self, output: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def fisher_product(self, output: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (u * self.fisher_matvec(output, v)).sum()
+
+    def fisher_sqrt(self, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def kl(self, output: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def accuracy(self, output: torch.Tensor, target: torch.Tensor) -> float | None:
@@ -70,6 +85,19 @@ class Categorical(Likelihood):
         p = torch.softmax(output, dim=-1)
         return (p * u * v).sum() - ((p * u).sum(-1) * (p * v).sum(-1)).sum()
 
+    def fisher_matvec(self, output, u):
+        p = torch.softmax(output, dim=-1)
+        return p * u - p * (p * u).sum(-1, keepdim=True)
+
+    def fisher_sqrt(self, output):
+        p = torch.softmax(output, dim=-1)
+        sq = p.sqrt()
+        return torch.diag_embed(sq) - p[:, :, None] * sq[:, None, :]
+
+    def kl(self, output, other):
+        logp, logq = torch.log_softmax(output, -1), torch.log_softmax(other, -1)
+        return (logp.exp() * (logp - logq)).sum(-1).mean()
+
     @torch.no_grad()
     def accuracy(self, output, target):
         return float((output.argmax(-1) == target).float().mean())
@@ -92,6 +120,21 @@ class Bernoulli(Likelihood):
         s = torch.sigmoid(output)
         return (s * (1 - s) * u * v).sum()
 
+    def fisher_matvec(self, output, u):
+        s = torch.sigmoid(output)
+        return s * (1 - s) * u
+
+    def fisher_sqrt(self, output):
+        s = torch.sigmoid(output)
+        return torch.diag_embed((s * (1 - s)).sqrt())
+
+    def kl(self, output, other):
+        # log σ(f) = -softplus(-f), log(1 - σ(f)) = -softplus(f)
+        s = torch.sigmoid(output)
+        d_pos = F.softplus(-other) - F.softplus(-output)
+        d_neg = F.softplus(other) - F.softplus(output)
+        return (s * d_pos + (1 - s) * d_neg).mean()
+
 
 class Gaussian(Likelihood):
     """Unit-variance Gaussian around the output: -log p = ½ (y - f)² + const."""
@@ -108,6 +151,16 @@ class Gaussian(Likelihood):
 
     def fisher_product(self, output, u, v):
         return (u * v).sum()
+
+    def fisher_matvec(self, output, u):
+        return u
+
+    def fisher_sqrt(self, output):
+        n, k = output.shape
+        return torch.eye(k, dtype=output.dtype, device=output.device).expand(n, k, k)
+
+    def kl(self, output, other):
+        return 0.5 * (output - other).pow(2).mean()
 
 
 LIKELIHOODS: dict[str, Likelihood] = {lik.name: lik for lik in (Categorical(), Bernoulli(), Gaussian())}

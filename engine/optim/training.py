@@ -1,4 +1,5 @@
-"""One training step for each optimizer the kfac topic compares (K-FAC, SGD, Adam), from
+"""One training step for each optimizer the kfac topic compares (K-FAC, SGD, Adam and the
+exact natural gradient), from
 one dict of hyper-parameters: the topic's params and the study's configurations share it.
 
 ``DEFAULTS`` are the hyper-parameters' defaults; the topic's Param specs take theirs from
@@ -14,18 +15,23 @@ from torch import nn
 
 from .kfac import KFAC
 from .likelihoods import get_likelihood
+from .ngd import NaturalGradient
 
 DEFAULTS: dict[str, Any] = {
     "lr": 0.3, "lr_sgd": 3.0, "lr_adam": 5e-3, "momentum": 0.9, "damping": 1e-2,
     "t_cov": 10, "t_inv": 100, "kl_clip": 1e-3, "stat_decay": 0.95, "batch_size": 256,
     "stats_batch": 0, "fisher": "true", "rescale": "kl_clip", "adaptive_damping": False,
     "min_damping": 1e-4, "quad_batch": 0, "weight_decay": 0.0,
+    "kl_budget": 1e-3, "ngd_damping": 1e-2, "cg_iters": 50,
 }
 
 
 def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str, Any],
                    fisher: str | None = None) -> torch.optim.Optimizer:
-    """``name`` kfac | sgd | adam on ``model`` with the hyper-parameters ``p``."""
+    """``name`` kfac | sgd | adam | ngd on ``model`` with the hyper-parameters ``p``."""
+    if name == "ngd":
+        return NaturalGradient(model, likelihood, damping=p["ngd_damping"], kl_budget=p["kl_budget"],
+                               weight_decay=p["weight_decay"], cg_iters=p["cg_iters"])
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=p["lr_sgd"], momentum=p["momentum"],
                                weight_decay=p["weight_decay"])
@@ -42,7 +48,10 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
 def apply_params(opt: torch.optim.Optimizer, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
     """Live edits: copy the hyper-parameters ``p`` into a running optimizer."""
     g = opt.param_groups
-    if isinstance(opt, KFAC):
+    if isinstance(opt, NaturalGradient):
+        g[0].update(damping=p["ngd_damping"], kl_budget=p["kl_budget"], weight_decay=p["weight_decay"],
+                    cg_iters=p["cg_iters"])
+    elif isinstance(opt, KFAC):
         grp = g[0]
         grp.update(lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
                    stat_decay=p["stat_decay"], kl_clip=p["kl_clip"], t_cov=p["t_cov"],
@@ -61,10 +70,12 @@ def apply_params(opt: torch.optim.Optimizer, p: Mapping[str, Any], changed: Sequ
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, likelihood: str, x: torch.Tensor,
                y: torch.Tensor, x_stats: torch.Tensor | None = None,
-               y_stats: torch.Tensor | None = None) -> torch.Tensor:
-    """One optimizer step on the batch (x, y); returns the batch loss (0-d, on the device,
-    taken before the update). K-FAC takes its factor statistics from (x_stats, y_stats)
-    when given."""
+               y_stats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on the batch (x, y); returns the batch loss (0-d, on the device)
+    and the model's outputs on x, both taken before the update. K-FAC takes its factor
+    statistics from (x_stats, y_stats) when given."""
+    if isinstance(opt, NaturalGradient):
+        return opt.step_on(x, y)
     opt.zero_grad(set_to_none=True)
     if isinstance(opt, KFAC):
         if x_stats is not None and opt.stats_due:
@@ -72,8 +83,9 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, likelihood: str, x:
         out = model(x)
         loss = opt.backward(out, y, inputs=x)
         opt.step()
-        return loss
-    loss = get_likelihood(likelihood).mean_loss(model(x), y)
+        return loss, out.detach()
+    out = model(x)
+    loss = get_likelihood(likelihood).mean_loss(out, y)
     loss.backward()
     opt.step()
-    return loss.detach()
+    return loss.detach(), out.detach()

@@ -1,12 +1,14 @@
-"""K-FAC natural-gradient training, live: true vs empirical Fisher vs SGD and Adam.
+"""K-FAC natural-gradient training, live: true vs empirical Fisher vs SGD and Adam, beside
+the exact natural gradient it approximates.
 
 Tasks (engine/models/supervised.py; the train/validation split is seeded by the run's
 seed): ``digits_autoencoder`` (Bernoulli pixels), ``digits_mlp`` (10 classes, reports
 validation accuracy), ``teacher_student`` (Gaussian regression).
 
 ``optimizer=compare`` trains the same initial network with K-FAC (true Fisher), K-FAC
-(empirical Fisher), SGD with momentum and Adam: every topic step is one optimizer step of
-each on the same batch. Frame names carry the run: ``loss_kfac_true``, ``loss_kfac_empirical``,
+(empirical Fisher), SGD with momentum, Adam and — on models of at most 20,000 parameters
+— the exact natural gradient ``ngd`` (engine/optim/ngd.py): every topic step is one
+optimizer step of each on the same batch. Frame names carry the run: ``loss_kfac_true``, ``loss_kfac_empirical``,
 ``loss_sgd``, ``loss_adam`` (the mean training loss of the batches since the last
 frame), ``val_loss_*``, ``val_accuracy_*`` (digits_mlp), ``step_time_*`` (ms per
 step, the mean over the steps since the last frame), and per K-FAC run ``damping_*``,
@@ -15,6 +17,14 @@ engine.optim.kfac) and ``skipped_*``. A single-optimizer run uses the same names
 (optimizer=kfac, fisher=true writes ``loss_kfac_true``). A run whose batch loss turns
 non-finite is stopped in the step that saw it and reported (``diverged_*`` true and a
 note); its loss is then omitted, never plotted as NaN.
+
+Per run and step, ``kl_step_*`` is the KL actually moved: between the model's predictive
+distributions before and after the step on the step's batch (per example and output
+element), beside ``kl_budget`` ε of ``ngd``. Every ``t_inv`` steps (at steps 1, 1 + t_inv,
+…), each K-FAC run's undamped A ⊗ G is compared with the exact Fisher of the first
+``fisher_batch`` examples of the step's batch (engine/optim/fisher.py), per layer block:
+``fisher_error_<run>_<l>`` = ‖A ⊗ G − F_l‖ / ‖F_l‖ and ``fisher_error_<run>`` over all
+blocks; the heatmap shows |F_l| beside |A ⊗ G| on the chosen layer's first units.
 """
 
 from __future__ import annotations
@@ -27,14 +37,19 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..models.supervised import LIKELIHOOD, TASKS, WIDTHS, Data, build_model, evaluate, load_data
+from ..models.supervised import LIKELIHOOD, TASKS, WIDTHS, Data, build_model, evaluate, load_data, \
+    parameter_count
+from ..optim.fisher import block_heatmaps, kfac_block_error, layer_jacobians
 from ..optim.kfac import KFAC
+from ..optim.likelihoods import get_likelihood
+from ..optim.ngd import NaturalGradient
 from ..optim.training import DEFAULTS, apply_params, make_optimizer, train_step
 from ..params import Param, ParamError, int_list
 from ..topic import Frame, Topic, View, finite_or_none
 
-OPTIMIZERS = ("kfac", "sgd", "adam", "compare")
-RUN_NAMES = ("kfac_true", "kfac_empirical", "sgd", "adam")
+OPTIMIZERS = ("kfac", "sgd", "adam", "ngd", "compare")
+RUN_NAMES = ("kfac_true", "kfac_empirical", "sgd", "adam", "ngd")
+NGD_MAX_PARAMS = 20_000         # compare runs the exact natural gradient up to this size
 D = DEFAULTS
 
 
@@ -56,6 +71,9 @@ class Run:
     step_ms: float = float("nan")       # the last window's mean step time
     diverged: bool = False              # decided in step: the run stopped at a non-finite loss
     last_loss: float = float("nan")     # the last window's mean batch loss
+    kl_step: torch.Tensor | None = None  # KL moved by the last step (on the device)
+    fisher_errors: list[float] = field(default_factory=list)   # per layer block, every t_inv steps
+    fisher_error: float = float("nan")  # over all blocks
     cuda_events: list = field(default_factory=list)
 
     @property
@@ -73,11 +91,13 @@ class State:
     device: torch.device
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    fisher_blocks: dict[str, Any] | None = None     # the heatmap's data, every t_inv steps
 
 
 def run_names(p: Mapping[str, Any]) -> tuple[str, ...]:
     if p["optimizer"] == "compare":
-        return RUN_NAMES
+        small = parameter_count(p["task"], p["widths"]) <= NGD_MAX_PARAMS
+        return RUN_NAMES if small else RUN_NAMES[:-1]
     if p["optimizer"] == "kfac":
         return (f"kfac_{p['fisher']}",)
     return (p["optimizer"],)
@@ -87,13 +107,14 @@ class KFACTopic(Topic):
     name = "kfac"
     title = "K-FAC"
     order = 70
-    summary = "natural-gradient training: K-FAC (true vs empirical Fisher) vs SGD and Adam"
+    summary = "natural-gradient training: K-FAC (true vs empirical Fisher) vs SGD, Adam and the exact natural gradient"
     step_unit = "minibatch step"
     params = (
         Param("task", "choice", "digits_autoencoder", choices=TASKS, live=False,
               help="digits autoencoder (BCE), digits MLP classifier, or teacher-student regression"),
         Param("optimizer", "choice", "compare", choices=OPTIMIZERS, live=False,
-              help="one optimizer, or compare: K-FAC true + empirical, SGD and Adam from the same weights"),
+              help="one optimizer, or compare: K-FAC true + empirical, SGD, Adam (and ngd up to "
+                   "20,000 parameters) from the same weights"),
         Param("widths", "text", WIDTHS, parse_text=_widths, live=False,
               help="hidden widths, e.g. 128,64,16 (the autoencoder mirrors them)"),
         Param("lr", "float", D["lr"], lo=1e-6, hi=100.0, log=True,
@@ -123,7 +144,16 @@ class KFACTopic(Topic):
         Param("quad_batch", "int", D["quad_batch"], lo=0, hi=100000, log=True,
               help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
         Param("weight_decay", "float", D["weight_decay"], lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
-        Param("layer", "int", 0, lo=0, hi=64, help="the layer whose K-FAC state the table shows"),
+        Param("kl_budget", "float", D["kl_budget"], lo=1e-8, hi=1.0, log=True,
+              help="ngd: KL budget ε of a step (½ dᵀFd = ε, F the exact Fisher of the batch)"),
+        Param("ngd_damping", "float", D["ngd_damping"], lo=1e-8, hi=1e4, log=True,
+              help="ngd: damping λ of the solve (F + λI)Δ = g"),
+        Param("cg_iters", "int", D["cg_iters"], lo=1, hi=10000, log=True,
+              help="ngd: conjugate-gradient iterations at most per step"),
+        Param("fisher_batch", "int", 64, lo=1, hi=100000, log=True,
+              help="examples of the step's batch for K-FAC's error against the exact Fisher"),
+        Param("layer", "int", 0, lo=0, hi=64,
+              help="the layer whose K-FAC state the table and the Fisher heatmap show"),
     )
     views = (
         View("trace", "training loss", series=tuple(f"loss_{n}" for n in RUN_NAMES),
@@ -132,8 +162,13 @@ class KFACTopic(Topic):
         View("bars", "step time (ms)", source="step_times"),
         View("table", "K-FAC state", source="kfac_state"),
         View("histogram", "spectrum of G (log10 eigenvalues)", source="g_spectrum"),
+        View("trace", "KL moved per step", series=tuple(f"kl_step_{n}" for n in RUN_NAMES),
+             reference=("kl_budget",), options={"logy": True}),
+        View("trace", "K-FAC vs exact Fisher (relative error)",
+             series=("fisher_error_kfac_true", "fisher_error_kfac_empirical")),
+        View("heatmap", "log10 |F| (left) and |A⊗G| (right)", source="fisher_blocks"),
     )
-    quick = {"widths": (16, 4), "batch_size": 32, "t_cov": 1, "t_inv": 5}
+    quick = {"widths": (16, 4), "batch_size": 32, "t_cov": 1, "t_inv": 5, "cg_iters": 20}
     # the training loss is a mean over the steps since the last frame; step times are throughput
     window_scalars = ("loss_*", "step_time_*")
 
@@ -156,7 +191,12 @@ class KFACTopic(Topic):
             opt = make_optimizer("kfac" if fisher else name, model, likelihood, p, fisher=fisher)
             runs.append(Run(name, model, opt, torch.zeros((), device=device)))
         gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        return State(task, likelihood, data, runs, gen, device)
+        state = State(task, likelihood, data, runs, gen, device)
+        size = parameter_count(task, p["widths"])
+        if p["optimizer"] == "compare" and size > NGD_MAX_PARAMS:
+            state.notes.append(f"ngd left out of compare: the model has {size:,} parameters (> "
+                               f"{NGD_MAX_PARAMS:,}); its exact Fisher solve per step would dominate the run")
+        return state
 
     def on_edit(self, state: State, p: Mapping[str, Any], changed: Sequence[str]) -> None:
         if "fisher" in changed and p["optimizer"] == "kfac":
@@ -191,7 +231,7 @@ class KFACTopic(Topic):
                 start.record()
             else:
                 t0 = time.perf_counter()
-            loss = train_step(run.model, run.opt, state.likelihood, x, y, xs, ys)
+            loss, out = train_step(run.model, run.opt, state.likelihood, x, y, xs, ys)
             if cuda:
                 end.record()
                 run.cuda_events.append((start, end))
@@ -199,7 +239,11 @@ class KFACTopic(Topic):
                 run.time_sum += time.perf_counter() - t0
                 run.time_count += 1
             stepped.append((run, loss))
+            with torch.no_grad():
+                run.kl_step = get_likelihood(state.likelihood).kl(out, run.model(x))
         state.steps += 1
+        if (state.steps - 1) % p["t_inv"] == 0:
+            self._compare_with_exact_fisher(state, p, x[:p["fisher_batch"]])
         if not stepped:
             return
         # one host sync for every run: a non-finite batch loss stops that run here
@@ -213,6 +257,26 @@ class KFACTopic(Topic):
             hint = {"sgd": "lr_sgd", "adam": "lr_adam"}.get(run.name, "lr or damping")
             state.notes.append(f"{run.name}: non-finite training loss at step {state.steps}; "
                                f"run stopped (lower {hint})")
+
+    def _compare_with_exact_fisher(self, state: State, p: Mapping[str, Any], x: torch.Tensor) -> None:
+        """Each K-FAC run's undamped A ⊗ G against the exact Fisher of ``x`` per layer block;
+        the heatmap of the chosen layer from the first K-FAC run."""
+        for run in state.runs:
+            if not run.kfac or run.diverged or any(l.fresh for l in run.opt.layers):
+                continue
+            jacs = layer_jacobians(run.model, state.likelihood, x)
+            errs, norms = zip(*(kfac_block_error(l.A, l.G, j) for l, j in zip(run.opt.layers, jacs)))
+            run.fisher_errors = list(errs)
+            total = sum(n * n for n in norms)
+            run.fisher_error = (sum((e * n) ** 2 for e, n in zip(errs, norms)) / total) ** 0.5 if total else float("nan")
+            if state.fisher_blocks is None or state.fisher_blocks["run"] == run.name:
+                i = min(p["layer"], len(jacs) - 1)
+                exact, approx, k, m = block_heatmaps(run.opt.layers[i].A, run.opt.layers[i].G, jacs[i])
+                gap = torch.full((exact.shape[0], 1), float("nan"), dtype=exact.dtype)
+                state.fisher_blocks = {
+                    "z": torch.cat([exact, gap, approx], 1).float().tolist(), "run": run.name,
+                    "caption": f"{run.name} layer {i}, units 0-{k - 1} x inputs 0-{m - 1}, "
+                               f"{x.shape[0]} examples, step {state.steps}"}
 
     def observe(self, state: State, p: Mapping[str, Any]) -> Frame:
         """A read of the state: the window means (loss, step time) are reduced and reset;
@@ -238,8 +302,24 @@ class KFACTopic(Topic):
                 sc[f"step_time_{n}"] = run.step_ms
                 bars_labels.append(n)
                 bars_values.append(run.step_ms)
+            if run.kl_step is not None and finite_or_none(float(run.kl_step)) is not None:
+                sc[f"kl_step_{n}"] = float(run.kl_step)
+            if isinstance(run.opt, NaturalGradient):
+                ngd: NaturalGradient = run.opt
+                sc["kl_budget"] = float(ngd.group["kl_budget"])
+                sc[f"damping_{n}"] = ngd.damping
+                sc[f"cg_iterations_{n}"] = ngd.last_cg_iterations
+                if finite_or_none(ngd.last_cg_residual) is not None:
+                    sc[f"cg_residual_{n}"] = ngd.last_cg_residual
+                sc[f"skipped_{n}"] = ngd.skipped
+                frame.notes.extend(f"{n}: {ev}" for ev in ngd.drain_events())
             if run.kfac:
                 opt: KFAC = run.opt
+                if finite_or_none(run.fisher_error) is not None:
+                    sc[f"fisher_error_{n}"] = run.fisher_error
+                for i, err in enumerate(run.fisher_errors):
+                    if finite_or_none(err) is not None:
+                        sc[f"fisher_error_{n}_{i}"] = err
                 sc[f"damping_{n}"] = opt.damping
                 if finite_or_none(opt.last_kl) is not None:     # none before the first update
                     sc[f"kl_{n}"] = opt.last_kl
@@ -249,6 +329,8 @@ class KFACTopic(Topic):
         kfac_runs = [r for r in state.runs if r.kfac]
         if kfac_runs:
             self._kfac_views(frame, kfac_runs, p)
+        if state.fisher_blocks is not None:
+            frame.views["fisher_blocks"] = {k: v for k, v in state.fisher_blocks.items() if k != "run"}
         return frame
 
     @staticmethod
@@ -274,11 +356,13 @@ class KFACTopic(Topic):
         for run in runs:
             opt: KFAC = run.opt
             ca, cg = opt.condition_numbers(layer)
+            err = run.fisher_errors[layer] if layer < len(run.fisher_errors) else None
             rows.append([run.name, finite_or_none(opt.damping), finite_or_none(ca), finite_or_none(cg),
-                         finite_or_none(opt.last_kl), opt.skipped])
+                         finite_or_none(opt.last_kl), finite_or_none(err), opt.skipped])
         lname = runs[0].opt.layers[layer]
         frame.views["kfac_state"] = {
-            "columns": ["run", "damping", f"cond A[{layer}]", f"cond G[{layer}]", "kl", "skipped"],
+            "columns": ["run", "damping", f"cond A[{layer}]", f"cond G[{layer}]", "kl", f"F err[{layer}]",
+                        "skipped"],
             "rows": rows,
             "caption": f"layer {layer}: {lname.d_out}x{lname.d_in}",
         }
