@@ -21,8 +21,6 @@ adds a one-line event; ``skipped`` counts them.
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -56,17 +54,9 @@ class NaturalGradient(torch.optim.Optimizer):
         self.last_cg_iterations = 0
         self.last_cg_residual = float("nan")
 
-    @property
-    def group(self) -> dict[str, Any]:
-        return self.param_groups[0]
-
-    @property
-    def damping(self) -> float:
-        return float(self.group["damping"])
-
     def step_on(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One natural-gradient step on the batch (x, y)."""
-        g = self.group
+        g = self.param_groups[0]
         params = [p for _, p in trainable(self.model)]
         fisher = BatchFisher(self.model, self.likelihood, x)
         output = fisher.output

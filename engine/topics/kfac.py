@@ -306,8 +306,8 @@ class KFACTopic(Topic):
                 sc[f"kl_step_{n}"] = float(run.kl_step)
             if isinstance(run.opt, NaturalGradient):
                 ngd: NaturalGradient = run.opt
-                sc["kl_budget"] = float(ngd.group["kl_budget"])
-                sc[f"damping_{n}"] = ngd.damping
+                sc["kl_budget"] = float(ngd.param_groups[0]["kl_budget"])
+                sc[f"damping_{n}"] = float(ngd.param_groups[0]["damping"])
                 sc[f"cg_iterations_{n}"] = ngd.last_cg_iterations
                 if finite_or_none(ngd.last_cg_residual) is not None:
                     sc[f"cg_residual_{n}"] = ngd.last_cg_residual

@@ -141,6 +141,19 @@ def _curvlinops(model, x, target, loss, fisher_type):
     return [(sd["input_covariances"][n], sd["gradient_covariances"][n]) for n in names]
 
 
+def _observed_label_factors(case, dtype):
+    """(ours, BackPACK's, curvlinops') factors of the empirical Fisher (observed labels)."""
+    model, x, y, _, loss = _problem(case, dtype)
+    return (_ours(model, x, y), _backpack(model, x, y, loss, BackpackKFAC(), labels=y),
+            _curvlinops(model, x, y, loss, "empirical"))
+
+
+def _same_G(ours, *refs, dtype):
+    for (_, G), *others in zip(ours, *refs):
+        for _, G_ref in others:
+            _close(G, G_ref, dtype)
+
+
 def _close(ours, ref, dtype):
     tol = dict(rtol=1e-10, atol=1e-13) if dtype == torch.float64 else dict(rtol=2e-5, atol=1e-7)
     scale = max(float(ref.abs().max()), 1e-30)
@@ -150,10 +163,7 @@ def _close(ours, ref, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES)
 def test_A_equals_backpack_and_curvlinops(case, dtype):
-    model, x, y, _, loss = _problem(case, dtype)
-    ours = _ours(model, x, y)
-    bp = _backpack(model, x, y, loss, BackpackKFAC(), labels=y)
-    cl = _curvlinops(model, x, y, loss, "empirical")
+    ours, bp, cl = _observed_label_factors(case, dtype)
     for (A, _), (A_bp, _), (A_cl, _) in zip(ours, bp, cl):
         assert A.dtype == dtype
         _close(A[:-1, :-1], A_bp, dtype)      # BackPACK: the weight's factor, no ones column
@@ -163,13 +173,7 @@ def test_A_equals_backpack_and_curvlinops(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES)
 def test_empirical_G_equals_backpack_and_curvlinops_with_the_observed_labels(case, dtype):
-    model, x, y, _, loss = _problem(case, dtype)
-    ours = _ours(model, x, y)
-    bp = _backpack(model, x, y, loss, BackpackKFAC(), labels=y)
-    cl = _curvlinops(model, x, y, loss, "empirical")
-    for (_, G), (_, G_bp), (_, G_cl) in zip(ours, bp, cl):
-        _close(G, G_bp, dtype)
-        _close(G, G_cl, dtype)
+    _same_G(*_observed_label_factors(case, dtype), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -184,10 +188,7 @@ def test_sampled_G_equals_backpack_and_curvlinops_with_the_same_sampled_labels(c
         torch.testing.assert_close(G, G_given, rtol=0, atol=0)
     target = labels if lik == "bernoulli" else y
     bp = _backpack(model, x, target, loss, BackpackKFAC(mc_samples=1), labels=labels)
-    cl = _curvlinops(model, x, labels, loss, "empirical")
-    for (_, G), (_, G_bp), (_, G_cl) in zip(ours, bp, cl):
-        _close(G, G_bp, dtype)
-        _close(G, G_cl, dtype)
+    _same_G(ours, bp, _curvlinops(model, x, labels, loss, "empirical"), dtype=dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
