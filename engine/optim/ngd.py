@@ -7,12 +7,16 @@ observed ones) and g the gradient of the mean loss (plus weight_decay · θ):
 
     Δ = (F + λI)⁻¹ g                  conjugate gradient on exact Fisher-vector products
     α = sqrt(2ε / (Δᵀ F Δ))           so that ½ (αΔ)ᵀ F (αΔ) = ε, the KL budget
-    θ ← θ − α Δ
+    θ ← θ − min(α, 1) Δ
 
 The damped length uses Δᵀ F Δ, not gᵀ(F + λI)⁻¹g: with λ > 0 the latter overstates the
 curvature along Δ and the step moves less than ε (ALGORITHMS.md). To second order the KL
 between the model's predictive distributions before and after the step, averaged over the
-batch's examples and output elements, is ε; ``last_kl`` is that prediction.
+batch's examples and output elements, is then ε; ``last_kl`` is that prediction.
+ε is a budget, not a quota: −Δ minimises the damped quadratic model gᵀd + ½ dᵀ(F + λI)d
+(a damped Gauss-Newton step), and a step longer than it overshoots that model — near a
+minimum, where the gradient is small, a step held at KL ε would circle it (seen on the
+digits classifier: the loss climbing back from 1e-3 to 1.6) — so α is capped at 1.
 
 A non-finite gradient, direction or curvature skips the step (parameters untouched) and
 adds a one-line event; ``skipped`` counts them.
@@ -72,7 +76,7 @@ class NaturalGradient(torch.optim.Optimizer):
         curvature = float(fisher.quad(sol.x))
         if not (curvature > 0.0 and math.isfinite(curvature) and bool(torch.isfinite(sol.x).all())):
             return self._skip(f"non-finite or zero curvature along the direction ({curvature:.3g})", loss, output)
-        alpha = math.sqrt(2.0 * float(g["kl_budget"]) / curvature)
+        alpha = min(1.0, math.sqrt(2.0 * float(g["kl_budget"]) / curvature))
         self.last_alpha = alpha
         self.last_kl = 0.5 * alpha * alpha * curvature
         with torch.no_grad():

@@ -179,6 +179,26 @@ def test_ngd_step_is_the_damped_natural_gradient_with_the_damped_step_length():
     assert (undamped / alpha) ** 2 < 0.95
 
 
+def test_ngd_never_steps_past_the_minimum_of_the_damped_quadratic_model():
+    """With a budget larger than the full step moves, the step is −Δ (α = 1) and it moves
+    less than ε: ½ ΔᵀFΔ < ε."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x, y = torch.randn(8, 4, dtype=D64), torch.randint(0, 3, (8,))
+    dense = _dense(BatchFisher(model, "categorical", x))
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+    loss = get_likelihood("categorical").mean_loss(model(x), y)
+    grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+    delta = torch.linalg.solve(dense + 1e-2 * torch.eye(len(theta), dtype=D64), grad)
+    eps = 10.0
+    assert 0.5 * float(delta @ dense @ delta) < eps
+    opt = NaturalGradient(model, "categorical", damping=1e-2, kl_budget=eps, cg_iters=500, cg_tol=1e-13)
+    opt.step_on(x, y)
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(after, theta - delta, rtol=1e-8, atol=1e-10)
+    assert opt.last_alpha == 1.0 and opt.last_kl == pytest.approx(0.5 * float(delta @ dense @ delta), rel=1e-8)
+
+
 @pytest.mark.parametrize("likelihood", ["categorical", "bernoulli", "gaussian"])
 def test_ngd_moves_the_predictive_distribution_by_the_kl_budget(likelihood):
     torch.manual_seed(7)
