@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import mletui.engine.gmm as gmm
 import mletui.engine.topics.em as em
 from mletui.engine.datasets import DataError, generate
 from mletui.engine.kernels.gmm_estep import estep_torch, estep_triton
@@ -60,14 +61,14 @@ def test_em_loglik_never_decreases_without_floor_or_reseeding(case):
 
 def test_a_broken_m_step_fails_the_monotonicity_check(monkeypatch):
     """Sigma_k normalised by N instead of N_k (a classic bug): the same check must catch it."""
-    correct = em.m_step
+    correct = gmm.m_step
 
     def broken(stats, reg_covar, covariance_type):
         w, m, c = correct(stats, reg_covar, covariance_type)
         share = (stats.nk / stats.nk.sum()).view(-1, *([1] * (c.dim() - 1)))
         return w, m, c * share
 
-    monkeypatch.setattr(em, "m_step", broken)
+    monkeypatch.setattr(gmm, "m_step", broken)
     caught = 0
     for case in MONOTONE_CASES:
         trace = log_likelihood_trace(steps=30, seed=0, n_points=600, reg_covar=0.0, reseed=False, **case)
@@ -308,7 +309,7 @@ def test_gradient_mle_reaches_the_em_maximum_on_bimodal(optimizer, lr):
 def test_gradient_divergence_is_reported_not_plotted(monkeypatch):
     p = em_params(mode="gradient", dataset="bimodal", K=2, n_points=200)
     state = TOPIC.init(p, CPU, seed=0)
-    monkeypatch.setattr(em.GradientFit, "_loss_and_grad",
+    monkeypatch.setattr(gmm.GradientFit, "_loss_and_grad",
                         lambda self: torch.tensor(float("nan"), dtype=self.x.dtype))
     TOPIC.step(state, p)
     frame = TOPIC.observe(state, p)
