@@ -47,7 +47,7 @@ def _case(device: torch.device, n: int, d: int, k: int, dtype: torch.dtype, iter
     name = "float64" if dtype == torch.float64 else "float32"
     p = TOPIC.default_params()
     p.update(K=k, covariance="full", dtype=name, mode="em", init="kmeans++", reseed=True,
-             dataset="blobs", n_points=n)
+             dataset="blobs", n_points=n, tol=0.0, max_iter=10**6)   # never stops while timed
     state = TOPIC.state_from_points(pts, p, device, seed=0)
     w0, m0, c0, _ = (t.double().cpu().numpy() for t in state.init_params)
     m0 = m0 + state.center
