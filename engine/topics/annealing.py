@@ -25,10 +25,9 @@ Schedules (T steps):
                goes 0 -> beta_1 = beta_end / T (the first step of the linear schedule) and
                steps 1..T are geometric from beta_1 to beta_end.
 
-Models (periodic L x L torus, J = 1 units, h = 0, natural log):
-    ferromagnet  J_ij = 1; ground state -2 per spin; exact ln Z from Kaufman.
-    spinglass    2D +-J Edwards-Anderson: each bond +1 or -1 with probability 1/2, drawn
-                 from ``disorder_seed`` (the same disorder for every replica); no exact value.
+Models (engine.models.ising; periodic L x L torus, J = 1 units, h = 0, natural log): the
+ferromagnet (exact ln Z from Kaufman) and the 2D +-J Edwards-Anderson spin glass, whose
+bonds are drawn from ``disorder_seed`` (the same disorder for every replica).
 """
 
 from __future__ import annotations
@@ -41,56 +40,14 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..exact.ising import kaufman
 from ..kernels import checkerboard
+from ..models.ising import (GROUND_STATE_FERROMAGNET, Replicas, disorder_seed_param,
+                            exact_energy_per_spin, exact_log_z, method_param, model_couplings,
+                            model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
 
-MODELS = ("ferromagnet", "spinglass")
 SCHEDULES = ("linear", "geometric")
-GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
-
-
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
-
-
-# -- the model ---------------------------------------------------------------------------
-def edwards_anderson_couplings(L: int, disorder_seed: int,
-                               device: torch.device | str = "cpu") -> torch.Tensor:
-    """+-J couplings of the 2D Edwards-Anderson spin glass, float32 (2, L, L) in the
-    checkerboard layout (``[0]`` right bonds, ``[1]`` down bonds), each +1 or -1 with
-    probability 1/2, a function of (L, disorder_seed) only (drawn on the CPU)."""
-    gen = torch.Generator(device="cpu").manual_seed(int(disorder_seed))
-    signs = torch.randint(0, 2, (2, L, L), generator=gen, dtype=torch.int64) * 2 - 1
-    return signs.to(device=device, dtype=torch.float32)
-
-
-def model_couplings(model: str, L: int, disorder_seed: int,
-                    device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """The ``couplings`` argument of the checkerboard kernels: None (uniform J = 1) for
-    the ferromagnet, the seeded +-J bonds for the spin glass."""
-    if model == "ferromagnet":
-        return None
-    if model == "spinglass":
-        return edwards_anderson_couplings(L, disorder_seed, device)
-    raise ParamError(f"model must be one of {'|'.join(MODELS)}, got {model!r}")
-
-
-def exact_log_z(model: str, L: int, beta: float) -> float | None:
-    """ln Z(beta) of the L x L torus (J = 1, h = 0): Kaufman's closed form for the
-    ferromagnet, None for the spin glass (no exact value)."""
-    if model != "ferromagnet":
-        return None
-    return finite_or_none(kaufman(float(beta), int(L))[0])
-
-
-def exact_energy_per_spin(model: str, L: int, beta: float) -> float | None:
-    """Equilibrium <E>/N = -d ln Z / d beta / N from Kaufman (ferromagnet), else None."""
-    if model != "ferromagnet":
-        return None
-    return finite_or_none(kaufman(float(beta), int(L))[1])
 
 
 # -- the schedule --------------------------------------------------------------------------
@@ -136,17 +93,13 @@ def ais_log_mean_weight(work: torch.Tensor) -> tuple[float, float, float]:
 
 @dataclass
 class AnnealState:
-    spins: torch.Tensor            # int8 (R, L, L)
-    couplings: torch.Tensor | None  # float32 (2, L, L) or None
+    replicas: Replicas             # the R lattices, their couplings and random stream
     betas: np.ndarray              # the schedule beta_0 .. beta_T (host)
     work: torch.Tensor             # float64 (R,): accumulated Jarzynski work
     energy: torch.Tensor           # float32 (R,): E(s_t), cached for the next step's work
     best_energy: torch.Tensor      # float32 (R,): lowest energy each replica has visited
     flips: torch.Tensor            # int64 (R,): spins flipped during the last sweep
-    generator: torch.Generator
-    seed: int
     t: int = 0                     # steps done; beta_t = betas[t]
-    counter: int = 0               # random-stream counter (one per half-sweep)
     exact_log_z0: float | None = None
     notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
@@ -161,10 +114,8 @@ class AnnealingTopic(Topic):
     step_unit = "sweep"
 
     params = (
-        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
-              help="ferromagnet (J=1, exact Kaufman ln Z) or 2D +-J Edwards-Anderson spin glass"),
-        Param("L", "int", 16, lo=4, hi=1024, step=2, live=False, check=_even,
-              help="lattice side (periodic L x L torus, even)"),
+        model_param(),
+        side_param(16),
         Param("replicas", "int", 512, lo=1, hi=1 << 20, log=True, live=False,
               help="independent annealing chains, one batch"),
         Param("schedule", "choice", "linear", choices=SCHEDULES, live=False,
@@ -175,10 +126,8 @@ class AnnealingTopic(Topic):
               help="final inverse temperature"),
         Param("anneal_sweeps", "int", 1000, lo=1, hi=10_000_000, log=True, live=False,
               help="number of beta steps T, one sweep each"),
-        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
-              help="single-spin moves at each beta: metropolis or gibbs (heat bath)"),
-        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
-              help="seed of the spin glass's +-J bonds"),
+        method_param(),
+        disorder_seed_param(),
         Param("bins", "int", 40, lo=4, hi=200, help="bins of the energy histogram"),
     )
 
@@ -207,17 +156,17 @@ class AnnealingTopic(Topic):
         L, r = int(p["L"]), int(p["replicas"])
         gen = torch.Generator(device=device).manual_seed(int(seed))
         # uniform spins: exact samples of beta = 0
-        spins = (torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
-        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
-        energy, _ = checkerboard.measure(spins, couplings)
+        replicas = Replicas(uniform_spins(r, L, gen),
+                            model_couplings(p["model"], L, int(p["disorder_seed"]), device),
+                            seed=int(seed), generator=gen)
+        energy, _ = replicas.measure()
         betas = beta_schedule(p["schedule"], float(p["beta_start"]), float(p["beta_end"]),
                               int(p["anneal_sweeps"]))
         state = AnnealState(
-            spins=spins, couplings=couplings, betas=betas,
+            replicas=replicas, betas=betas,
             work=torch.zeros(r, dtype=torch.float64, device=device),
             energy=energy, best_energy=energy.clone(),
             flips=torch.zeros(r, dtype=torch.int64, device=device),
-            generator=gen, seed=int(seed),
             exact_log_z0=exact_log_z(p["model"], L, float(betas[0])),
         )
         if betas[0] > 0:
@@ -231,11 +180,8 @@ class AnnealingTopic(Topic):
         beta_prev, beta = float(state.betas[state.t]), float(state.betas[state.t + 1])
         # work of the jump beta_{t-1} -> beta_t at fixed state: energy BEFORE the moves
         state.work += (beta - beta_prev) * state.energy.double()
-        flips = checkerboard.sweep(state.spins, beta, 0.0, p["method"], state.seed, state.counter,
-                                   state.couplings, state.generator)
-        state.counter += 2
-        state.flips = flips.to(torch.int64)
-        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        state.flips = state.replicas.sweep(beta, p["method"]).to(torch.int64)
+        state.energy, _ = state.replicas.measure()
         torch.minimum(state.best_energy, state.energy, out=state.best_energy)
         state.t += 1
 
@@ -243,13 +189,13 @@ class AnnealingTopic(Topic):
         return state.t >= len(state.betas) - 1
 
     def work_per_step(self, state: AnnealState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
+        return float(state.replicas.spins.numel())
 
     def work_unit(self) -> str:
         return "spin updates"
 
     def observe(self, state: AnnealState, p: Mapping[str, Any]) -> Frame:
-        L = state.spins.shape[-1]
+        L = state.replicas.spins.shape[-1]
         n = L * L
         model = p["model"]
         beta = float(state.betas[state.t])
@@ -343,7 +289,7 @@ def bench_against_plain_sweep(topic: Topic, device: torch.device, quick: bool, p
         for L, r, sweeps in cases:
             p = topic.resolve(params(L, r, sweeps))
             state = topic.init(p, device, seed=1)
-            spins = state.spins.clone()
+            spins = state.replicas.spins.clone()
             gen = torch.Generator(device=device).manual_seed(2)
 
             def plain() -> None:

@@ -33,22 +33,16 @@ import torch
 
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
 from ..kernels import checkerboard
+from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View
 
 LATTICE_VIEW_MAX = 128  # the lattice view is downsampled on the device to at most this size
 
 
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard), got {value}")
-
-
 @dataclass
 class IsingState:
-    spins: torch.Tensor            # int8 (R, L, L)
-    seed: int
-    counter: int = 0               # random-stream counter, +2 per sweep
+    replicas: Replicas             # the R lattices (int8 (R, L, L)) and their random stream
     sweeps: int = 0                # sweeps since init
     since_edit: int = 0            # sweeps since init or the last live edit
     samples: int = 0               # sweeps accumulated in the running sums
@@ -67,13 +61,12 @@ class IsingTopic(Topic):
     step_unit = "sweep"
     finite = False
     params = (
-        Param("L", "int", 64, "lattice side (even; periodic L x L)", lo=4, hi=8192, log=True,
-              live=False, check=_even),
+        side_param(64, hi=8192, log=True),
         Param("beta", "float", 0.44, "inverse temperature (beta_c = 0.4407)", lo=0.0, hi=5.0,
               step=0.01),
         Param("h", "float", 0.0, "external field (exact values only at h = 0)", lo=-5.0, hi=5.0,
               step=0.05),
-        Param("method", "choice", "metropolis", "spin update rule", choices=checkerboard.METHODS),
+        method_param(),
         Param("replicas", "int", 8, "independent lattices updated in one batch", lo=1, hi=4096,
               log=True, live=False),
         Param("burn_in", "int", 100, "sweeps before running means start (after each edit too)",
@@ -108,24 +101,21 @@ class IsingTopic(Topic):
         if p.get("start", "random") == "cold":
             spins = torch.ones((R, L, L), dtype=torch.int8, device=device)
         else:
-            bits = torch.randint(0, 2, (R, L, L), generator=gen, device=device, dtype=torch.int8)
-            spins = bits * 2 - 1
-        state = IsingState(spins=spins, seed=int(seed) & 0x7FFFFFFF)
+            spins = uniform_spins(R, L, gen)
+        state = IsingState(replicas=Replicas(spins, seed=int(seed) & 0x7FFFFFFF))
         state.window_flips = torch.zeros(R, dtype=torch.int64, device=device)
         state.sums = torch.zeros(6, R, dtype=torch.float64, device=device)
         return state
 
     def step(self, state: IsingState, p: Mapping[str, Any]) -> None:
-        flips = checkerboard.sweep(state.spins, float(p["beta"]), float(p["h"]), p["method"],
-                                   seed=state.seed, counter=state.counter)
-        state.counter += 2
+        flips = state.replicas.sweep(float(p["beta"]), p["method"], float(p["h"]))
         state.sweeps += 1
         state.since_edit += 1
         state.window_sweeps += 1
         state.window_flips += flips
         if state.since_edit > int(p["burn_in"]):
-            energy, mag = checkerboard.measure(state.spins, h=float(p["h"]))
-            n = float(state.spins.shape[1] * state.spins.shape[2])
+            energy, mag = state.replicas.measure(float(p["h"]))
+            n = float(state.replicas.spins.shape[1] * state.replicas.spins.shape[2])
             e = energy.to(torch.float64) / n
             m = mag.to(torch.float64) / n
             am = m.abs()
@@ -139,19 +129,19 @@ class IsingTopic(Topic):
         state.since_edit = 0
 
     def work_per_step(self, state: IsingState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
+        return float(state.replicas.spins.numel())
 
     def work_unit(self) -> str:
         return "flips/ns"
 
     def observe(self, state: IsingState, p: Mapping[str, Any]) -> Frame:
-        spins = state.spins
+        spins = state.replicas.spins
         R, L, _ = spins.shape
         N = L * L
         beta, h = float(p["beta"]), float(p["h"])
-        energy, mag = checkerboard.measure(spins, h=h)
+        energy, mag = state.replicas.measure(h)
         bad = (spins.abs() != 1).sum()
-        lattice = _downsample(spins[0], LATTICE_VIEW_MAX)
+        lattice = downsample(spins[0], LATTICE_VIEW_MAX)
         # one device-to-host copy for everything (the lattice view rides along as float64)
         packed = torch.cat((energy.to(torch.float64) / N, mag.to(torch.float64) / N,
                             state.window_flips.to(torch.float64), bad.to(torch.float64).reshape(1),
@@ -312,18 +302,6 @@ def _peak_host_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     except Exception:  # pragma: no cover - not on Linux
         return float("nan")
-
-
-def _downsample(lattice: torch.Tensor, size: int) -> torch.Tensor:
-    """(L, L) int8 spins -> at most (size, size) int8 +1/-1, by the sign of block sums
-    (ties go to +1), computed on the device."""
-    L = lattice.shape[0]
-    if L <= size:
-        return lattice.clone()
-    k = -(-L // size)
-    rows = L // k
-    block = lattice[: rows * k, : rows * k].to(torch.float32).reshape(rows, k, rows, k).sum(dim=(1, 3))
-    return torch.where(block >= 0, 1, -1).to(torch.int8)
 
 
 def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from .. import distributed as shards
 from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..kernels import resampling as rs
+from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View
 
@@ -62,23 +63,18 @@ HISTOGRAM_BINS = 40
 CAPACITY_FACTOR = 1.25     # buffer rows per shard, as a multiple of its share of R0
 
 
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard), got {value}")
-
-
 @dataclass
 class PopulationState:
     L: int
     target: int                    # R0, the global target population size
-    spins: torch.Tensor            # int8 (n, L, L): this shard's replicas (view of a buffer)
+    replicas: Replicas             # this shard's n lattices (spins: a view of a buffer) and
+                                   # this rank's random stream (differs between ranks)
     ancestors: torch.Tensor        # int64 (n,): global id of each replica's beta = 0 ancestor
     energy: torch.Tensor           # float32 (n,): energy of each replica now
     buffers: list                  # [[spins_a, anc_a], [spins_b, anc_b]]: capacity buffers
     current: int                   # which buffer pair holds the live population
     log_z: torch.Tensor            # float64 0-d on the device: ln Z(beta) estimate
     generator: torch.Generator
-    seed: int                      # this rank's random stream (differs between ranks)
     run_seed: int = 0              # the run's seed (the same on every rank)
     beta: float = 0.0
     dbeta: float = 0.0
@@ -87,7 +83,6 @@ class PopulationState:
     ess_fraction: torch.Tensor | None = None
     steps: int = 0
     sweeps: int = 0
-    counter: int = 0               # random-stream counter for the sweeps, +2 per sweep
     window_flips: torch.Tensor | None = None
     window_updates: int = 0
     nonfinite_steps: int = 0
@@ -104,8 +99,7 @@ class PopulationTopic(Topic):
     step_unit = "annealing step"
     finite = True
     params = (
-        Param("L", "int", 16, "lattice side (even; periodic L x L)", lo=4, hi=1024, log=True,
-              live=False, check=_even),
+        side_param(16, log=True),
         Param("replicas", "int", 4096, "target population size R0 (split over torchrun ranks)",
               lo=2, hi=1 << 22, log=True, live=False),
         Param("beta_max", "float", 1.0, "anneal from beta = 0 up to here (beta_c = 0.4407)",
@@ -114,7 +108,7 @@ class PopulationTopic(Topic):
               lo=1e-5, hi=1.0, log=True),
         Param("sweeps_per_step", "int", 10, "MCMC sweeps per replica after each resampling",
               lo=1, hi=10_000, log=True),
-        Param("method", "choice", "metropolis", "spin update rule", choices=checkerboard.METHODS),
+        method_param(),
         Param("resampling", "choice", "nearest",
               "nearest: floor(tau)+Bernoulli (size fluctuates); multinomial: exactly R0 draws",
               choices=rs.RESAMPLING),
@@ -148,14 +142,15 @@ class PopulationTopic(Topic):
         buffers = [[torch.empty((cap, L, L), dtype=torch.int8, device=device),
                     torch.empty((cap,), dtype=torch.int64, device=device)] for _ in range(2)]
         spins = buffers[0][0][:n]
-        spins.copy_(torch.randint(0, 2, (n, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
+        spins.copy_(uniform_spins(n, L, gen))
         ancestors = buffers[0][1][:n]
         torch.arange(bounds[me], bounds[me + 1], device=device, out=ancestors)
-        energy, _ = checkerboard.measure(spins)
+        replicas = Replicas(spins, seed=rank_seed & 0x7FFFFFFF)
+        energy, _ = replicas.measure()
         state = PopulationState(
-            L=L, target=R0, spins=spins, ancestors=ancestors, energy=energy, buffers=buffers,
+            L=L, target=R0, replicas=replicas, ancestors=ancestors, energy=energy, buffers=buffers,
             current=0, log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
-            generator=gen, seed=rank_seed & 0x7FFFFFFF, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
+            generator=gen, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
             sizes=[bounds[k + 1] - bounds[k] for k in range(world)], device=device)
         state.ess_fraction = torch.tensor(1.0, dtype=torch.float64, device=device)
         state.window_flips = torch.zeros((), dtype=torch.int64, device=device)
@@ -174,13 +169,11 @@ class PopulationTopic(Topic):
         n_sweeps = int(p["sweeps_per_step"])
         for _ in range(n_sweeps):
             # (seed, counter) streams keyed by replica row: a parent's copies draw different numbers
-            flips = checkerboard.sweep(state.spins, state.beta, 0.0, p["method"], seed=state.seed,
-                                       counter=state.counter)
-            state.counter += 2
+            flips = state.replicas.sweep(state.beta, p["method"])
             state.window_flips += flips.sum(dtype=torch.int64)
         state.sweeps += n_sweeps
-        state.window_updates += n_sweeps * state.spins.shape[0] * state.L * state.L
-        state.energy, _ = checkerboard.measure(state.spins)
+        state.window_updates += n_sweeps * state.replicas.spins.shape[0] * state.L * state.L
+        state.energy, _ = state.replicas.measure()
         state.steps += 1
         if timing is not None:
             timing["sweep_s"] += _now(state) - t1
@@ -241,14 +234,14 @@ class PopulationTopic(Topic):
                 for i, t in enumerate(pair):
                     grown = torch.empty((cap,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
                     pair[i] = grown
-            state.buffers[state.current][0][:state.spins.shape[0]].copy_(state.spins)
+            state.buffers[state.current][0][:state.replicas.spins.shape[0]].copy_(state.replicas.spins)
             state.buffers[state.current][1][:state.ancestors.shape[0]].copy_(state.ancestors)
-            state.spins = state.buffers[state.current][0][:state.spins.shape[0]]
+            state.replicas.spins = state.buffers[state.current][0][:state.replicas.spins.shape[0]]
             state.ancestors = state.buffers[state.current][1][:state.ancestors.shape[0]]
             spare = state.buffers[1 - state.current]
         idx = rs.parents(counts, sizes[me])
-        state.spins, state.ancestors = shards.gather_rebalanced(
-            [state.spins, state.ancestors], idx, sizes, spare)
+        state.replicas.spins, state.ancestors = shards.gather_rebalanced(
+            [state.replicas.spins, state.ancestors], idx, sizes, spare)
         state.current = 1 - state.current
         state.sizes = sizes
         state.population = sum(sizes)
@@ -317,8 +310,8 @@ class PopulationTopic(Topic):
         views: dict[str, Any] = {"energy_histogram": {
             "edges": edges, "counts": counts.tolist(),
             "lines": {"exact <E>/N": ([exact_u, exact_u], [0.0, float(counts.max())])}}}
-        if state.spins.shape[0] > 0:
-            views["lattice"] = _downsample(state.spins[0], LATTICE_VIEW_MAX)
+        if state.replicas.spins.shape[0] > 0:
+            views["lattice"] = downsample(state.replicas.spins[0], LATTICE_VIEW_MAX).tolist()
         notes, state.notes = state.notes, []
         return Frame(scalars=scalars, views=views, notes=notes,
                      done=state.beta >= float(p["beta_max"]))
@@ -370,12 +363,12 @@ def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, rou
     topic.step(state, {**p, "dbeta": 0.4, "sweeps_per_step": 1})
     for _ in range(2):
         topic.step(state, {**p, "sweeps_per_step": 1})
-    checkerboard.sweep(state.spins.clone(), state.beta, 0.0, "metropolis", seed=3, counter=1 << 19)
+    checkerboard.sweep(state.replicas.spins.clone(), state.beta, 0.0, "metropolis", seed=3, counter=1 << 19)
     best_plain = best_step = math.inf
     share = 0.0
     counter = 1 << 20
     for _ in range(rounds):
-        spins = state.spins.clone()
+        spins = state.replicas.spins.clone()
         _sync(device)
         t = time.perf_counter()
         for _ in range(sweeps):
@@ -412,17 +405,6 @@ def _now(state: PopulationState) -> float:
     if state.device is not None:
         _sync(state.device)
     return time.perf_counter()
-
-
-def _downsample(spins: torch.Tensor, side: int) -> list:
-    """One replica's spins as a nested list of +1/-1, block-majority downsampled to <= side."""
-    L = spins.shape[-1]
-    if L <= side:
-        return spins.to(torch.int64).tolist()
-    f = int(math.ceil(L / side))
-    m = L // f * f
-    s = spins[:m, :m].to(torch.float32).reshape(m // f, f, m // f, f).mean(dim=(1, 3))
-    return torch.where(s >= 0, 1, -1).tolist()
 
 
 TOPIC = PopulationTopic()

@@ -37,17 +37,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..kernels import checkerboard
+from ..models.ising import (Replicas, disorder_seed_param, exact_log_z, method_param,
+                            model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
-from .annealing import MODELS, bench_against_plain_sweep, exact_log_z, model_couplings
+from .annealing import bench_against_plain_sweep
 
 SPACINGS = ("linear", "geometric")
-
-
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
 
 
 def beta_ladder(spacing: str, beta_min: float, beta_max: float, rungs: int) -> np.ndarray:
@@ -84,8 +80,7 @@ def trapezoid_weights(betas: torch.Tensor, mean_energy: torch.Tensor) -> torch.T
 
 @dataclass
 class TemperState:
-    spins: torch.Tensor             # int8 (R, L, L)
-    couplings: torch.Tensor | None
+    replicas: Replicas              # the R chains' lattices, couplings and random stream
     betas: torch.Tensor             # float64 (K,) the ladder, on the device
     betas32: torch.Tensor           # float32 (K,) for the sweep kernel
     rung: torch.Tensor              # int64 (R,) each chain's rung k
@@ -98,11 +93,9 @@ class TemperState:
     accepts: torch.Tensor           # float64 (K-1,)
     end_seen: torch.Tensor          # int8 (R,): 0 none, -1 last end was the bottom, +1 the top
     round_trips: torch.Tensor       # int64 () bottom -> top -> bottom trips completed
-    generator: torch.Generator
-    seed: int
+    generator: torch.Generator      # the rung moves' uniforms (the same one the sweeps draw from)
     g_exact: list[float] | None
     t: int = 0
-    counter: int = 0
     notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
 
@@ -116,10 +109,8 @@ class TemperingTopic(Topic):
     step_unit = "sweep + rung move"
 
     params = (
-        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
-              help="ferromagnet (exact -ln Z from Kaufman) or 2D +-J Edwards-Anderson spin glass"),
-        Param("L", "int", 8, lo=4, hi=1024, step=2, live=False, check=_even,
-              help="lattice side (periodic L x L torus, even)"),
+        model_param(),
+        side_param(8),
         Param("replicas", "int", 64, lo=1, hi=1 << 20, log=True, live=False,
               help="independent tempering chains, one batch"),
         Param("beta_min", "float", 0.2, lo=1e-3, hi=10.0, step=0.05, live=False,
@@ -129,14 +120,12 @@ class TemperingTopic(Topic):
         Param("rungs", "int", 16, lo=2, hi=256, live=False, help="number of rungs K on the ladder"),
         Param("spacing", "choice", "linear", choices=SPACINGS, live=False,
               help="rungs evenly spaced in beta (linear) or in ln beta (geometric)"),
-        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
-              help="single-spin moves at fixed beta: metropolis or gibbs (heat bath)"),
+        method_param(),
         Param("learn_weights", "bool", True,
               help="update g from the rungs' mean energies; off freezes g (restarts the histogram)"),
         Param("burn_in", "int", 200, lo=0, hi=10_000_000, log=True, live=False,
               help="sweeps at fixed rungs before rung moves and energy averaging begin"),
-        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
-              help="seed of the spin glass's +-J bonds"),
+        disorder_seed_param(),
     )
 
     views = (
@@ -155,11 +144,12 @@ class TemperingTopic(Topic):
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> TemperState:
         L, r, k = int(p["L"]), int(p["replicas"]), int(p["rungs"])
         gen = torch.Generator(device=device).manual_seed(int(seed))
-        spins = torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1
-        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
+        replicas = Replicas(uniform_spins(r, L, gen),
+                            model_couplings(p["model"], L, int(p["disorder_seed"]), device),
+                            seed=int(seed), generator=gen)
         ladder = beta_ladder(p["spacing"], float(p["beta_min"]), float(p["beta_max"]), k)
         betas = torch.tensor(ladder, dtype=torch.float64, device=device)
-        energy, _ = checkerboard.measure(spins, couplings)
+        energy, _ = replicas.measure()
         g_exact = None
         if p["model"] == "ferromagnet":
             log_z = [exact_log_z("ferromagnet", L, float(b)) for b in ladder]
@@ -167,13 +157,13 @@ class TemperingTopic(Topic):
                 g_exact = [-(v - log_z[0]) for v in log_z]
         zeros = lambda n: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
         state = TemperState(
-            spins=spins, couplings=couplings, betas=betas, betas32=betas.to(torch.float32),
+            replicas=replicas, betas=betas, betas32=betas.to(torch.float32),
             rung=torch.arange(r, device=device) % k, g=zeros(k), energy=energy,
             energy_sum=zeros(k), energy_count=zeros(k), visits=zeros(k),
             attempts=zeros(k - 1), accepts=zeros(k - 1),
             end_seen=torch.zeros(r, dtype=torch.int8, device=device),
             round_trips=torch.zeros((), dtype=torch.int64, device=device),
-            generator=gen, seed=int(seed), g_exact=g_exact,
+            generator=gen, g_exact=g_exact,
         )
         if r < k:
             state.notes.append(f"{r} chains for {k} rungs: unvisited rungs borrow their "
@@ -184,10 +174,8 @@ class TemperingTopic(Topic):
         k = state.betas.numel()
         # 1. a sweep of every chain at its own beta_k
         beta_r = state.betas32[state.rung]
-        checkerboard.sweep(state.spins, beta_r, 0.0, p["method"], state.seed, state.counter,
-                           state.couplings, state.generator)
-        state.counter += 2
-        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        state.replicas.sweep(beta_r, p["method"])
+        state.energy, _ = state.replicas.measure()
         state.t += 1
         if state.t <= int(p["burn_in"]):
             return
@@ -229,13 +217,13 @@ class TemperingTopic(Topic):
                                + "; rung histogram and acceptance restarted")
 
     def work_per_step(self, state: TemperState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
+        return float(state.replicas.spins.numel())
 
     def work_unit(self) -> str:
         return "spin updates"
 
     def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
-        L = state.spins.shape[-1]
+        L = state.replicas.spins.shape[-1]
         n = L * L
         frame = Frame()
         frame.notes.extend(state.notes)

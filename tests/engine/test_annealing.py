@@ -12,8 +12,8 @@ import torch
 
 from mletui.engine.kernels import checkerboard
 from mletui.engine.runner import run
-from mletui.engine.topics.annealing import (TOPIC, beta_schedule, edwards_anderson_couplings,
-                                             model_couplings)
+from mletui.engine.models.ising import edwards_anderson_couplings, model_couplings
+from mletui.engine.topics.annealing import TOPIC, beta_schedule
 from mletui.engine.params import ParamError
 
 
@@ -167,10 +167,10 @@ def test_work_of_each_step_uses_the_energy_before_the_moves_at_the_new_beta():
     p = TOPIC.resolve({"L": 8, "replicas": 64, "anneal_sweeps": 5, "beta_end": 2.0})
     state = TOPIC.init(p, torch.device("cpu"), seed=9)
     for t in range(1, 6):
-        before, _ = checkerboard.measure(state.spins.clone())
+        before, _ = checkerboard.measure(state.replicas.spins.clone())
         w0 = state.work.clone()
         TOPIC.step(state, p)
-        after, _ = checkerboard.measure(state.spins)
+        after, _ = checkerboard.measure(state.replicas.spins)
         dbeta = state.betas[t] - state.betas[t - 1]
         assert torch.allclose(state.work - w0, dbeta * before.double(), atol=1e-9)
         assert not torch.equal(before, after)  # the sweep moved something, so the test can tell

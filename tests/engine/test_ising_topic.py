@@ -123,12 +123,12 @@ def test_lattice_view_is_downsampled_to_at_most_128_and_holds_spins():
     assert set(lat.ravel().tolist()) <= {-1, 1}
     p, state = _init(L=64, replicas=1)
     lat = TOPIC.observe(state, p).views["lattice"]
-    assert (torch.as_tensor(lat) == state.spins[0]).all()   # small lattices are shown as they are
+    assert (torch.as_tensor(lat) == state.replicas.spins[0]).all()   # small lattices are shown as they are
 
 
 def test_a_corrupted_lattice_is_reported_not_plotted_silently():
     p, state = _init(L=8, replicas=2)
-    state.spins[1, 3, 3] = 0
+    state.replicas.spins[1, 3, 3] = 0
     f = TOPIC.observe(state, p)
     assert f.scalars["bad_spins"] == 1
     assert any("not +1/-1" in n for n in f.notes)

@@ -227,7 +227,7 @@ WORKER = textwrap.dedent("""
     state = TOPIC.init(p, torch.device("cpu"), 99)
     for _ in range(15):
         TOPIC.step(state, p)
-        n = torch.tensor([state.spins.shape[0]])
+        n = torch.tensor([state.replicas.spins.shape[0]])
         sizes = distributed.all_gather(n).reshape(-1).tolist()
         out["uneven"] = max(out["uneven"], max(sizes) - min(sizes))
         assert sum(sizes) == state.population
@@ -289,17 +289,17 @@ def test_buffers_grow_when_the_population_outgrows_them_and_nothing_is_lost():
     p = TOPIC.resolve({**CONFIG, "replicas": 200, "dbeta": 0.1})
     state = TOPIC.init(p, torch.device("cpu"), 4)
     # no slack at all: the first nearest fluctuation above R0 must grow both buffer pairs
-    n = state.spins.shape[0]
+    n = state.replicas.spins.shape[0]
     state.buffers = [[t[:n].clone() for t in pair] for pair in state.buffers]
-    state.spins, state.ancestors = state.buffers[0][0], state.buffers[0][1]
+    state.replicas.spins, state.ancestors = state.buffers[0][0], state.buffers[0][1]
     grew = False
     for _ in range(10):
         TOPIC.step(state, p)
         grew = grew or state.buffers[0][0].shape[0] > n
-        assert state.spins.shape[0] == state.population == state.ancestors.shape[0]
-        assert bool(((state.spins == 1) | (state.spins == -1)).all())
+        assert state.replicas.spins.shape[0] == state.population == state.ancestors.shape[0]
+        assert bool(((state.replicas.spins == 1) | (state.replicas.spins == -1)).all())
         assert bool(((state.ancestors >= 0) & (state.ancestors < 200)).all())
-        energy, _ = checkerboard.measure(state.spins)
+        energy, _ = checkerboard.measure(state.replicas.spins)
         assert torch.equal(energy, state.energy)
     assert grew
     assert math.isfinite(float(state.log_z))
