@@ -18,12 +18,8 @@ at the start: the replicas start from uniform spins, which are exact only at bet
 (ln Z(0) = N ln 2), so a schedule from ``beta_start`` > 0 gives no ln Z estimate.
 Jensen gives the second law <W> >= -ln(Z_t / Z_0); the gap shrinks as the schedule slows.
 
-Schedules (T steps):
-    linear     beta_t = beta_start + (beta_end - beta_start) t / T
-    geometric  from beta_start > 0: beta_t = beta_start (beta_end / beta_start)^(t / T);
-               from beta_start = 0 a geometric ladder cannot start at 0, so the first step
-               goes 0 -> beta_1 = beta_end / T (the first step of the linear schedule) and
-               steps 1..T are geometric from beta_1 to beta_end.
+Schedules (T steps, engine.annealing.beta_schedule): linear or geometric in beta; a
+geometric schedule from beta_start = 0 takes its first step to beta_end / T.
 
 Models (engine.models.ising; periodic L x L torus, J = 1 units, h = 0, natural log): the
 ferromagnet (exact ln Z from Kaufman) and the 2D +-J Edwards-Anderson spin glass, whose
@@ -40,56 +36,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..annealing import SCHEDULES, ais_estimate, beta_schedule
 from ..kernels import checkerboard
 from ..models.ising import (GROUND_STATE_FERROMAGNET, Replicas, disorder_seed_param,
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
-
-SCHEDULES = ("linear", "geometric")
-
-
-# -- the schedule --------------------------------------------------------------------------
-def beta_schedule(schedule: str, beta_start: float, beta_end: float, sweeps: int) -> np.ndarray:
-    """beta_0 .. beta_T (T = ``sweeps``), float64; see the module docstring."""
-    t = np.arange(sweeps + 1, dtype=np.float64)
-    if schedule == "linear":
-        betas = beta_start + (beta_end - beta_start) * t / sweeps
-    elif schedule == "geometric":
-        if beta_start > 0:
-            betas = beta_start * (beta_end / beta_start) ** (t / sweeps)
-        elif sweeps == 1:
-            betas = np.array([0.0, beta_end])
-        else:
-            beta_1 = beta_end / sweeps
-            betas = np.empty(sweeps + 1)
-            betas[0] = 0.0
-            betas[1:] = beta_1 * (beta_end / beta_1) ** ((t[1:] - 1) / (sweeps - 1))
-    else:
-        raise ParamError(f"schedule must be one of {'|'.join(SCHEDULES)}, got {schedule!r}")
-    betas[0], betas[-1] = beta_start, beta_end  # exact end points, no rounding drift
-    return betas
-
-
-# -- AIS estimate ----------------------------------------------------------------------------
-def ais_log_mean_weight(work: torch.Tensor) -> tuple[float, float, float]:
-    """From the works W_r (R,): ln mean exp(-W) in log space, its standard error (delta
-    method: sd(w) / (sqrt(R) mean(w)), w = exp(-W)), and the effective sample size of the
-    weights as a fraction of R, (sum w)^2 / (R sum w^2). Host floats (one sync)."""
-    r = work.numel()
-    logw = -work.double()
-    shift = torch.max(logw)
-    w = torch.exp(logw - shift)
-    mean_w = w.mean()
-    log_mean = (torch.log(mean_w) + shift).item()
-    if r > 1:
-        stderr = (w.std(unbiased=True) / (math.sqrt(r) * mean_w)).item()
-    else:
-        stderr = float("nan")
-    ess = (w.sum() ** 2 / (r * (w * w).sum())).item()
-    return log_mean, stderr, ess
-
 
 @dataclass
 class AnnealState:
@@ -213,9 +166,10 @@ class AnnealingTopic(Topic):
 
         log_z = log_z_stderr = ess = minus_delta = None
         if state.betas[0] == 0.0 and nonfinite == 0:
-            log_mean, log_z_stderr, ess = ais_log_mean_weight(state.work)
-            log_z = n * math.log(2.0) + log_mean
-            minus_delta = -log_mean
+            ais = ais_estimate(-state.work)  # the log-weight of a chain is minus its work
+            log_z = n * math.log(2.0) + ais.log_mean_weight
+            log_z_stderr, ess = ais.stderr, ais.ess_fraction
+            minus_delta = -ais.log_mean_weight
         log_z_exact = exact_log_z(model, L, beta)
         minus_delta_exact = None
         if log_z_exact is not None and state.exact_log_z0 is not None:

@@ -45,12 +45,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
-import numpy as np
 import torch
 
 from .. import distributed as shards
+from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..kernels import resampling as rs
@@ -60,7 +60,6 @@ from ..topic import Frame, Topic, View
 
 LATTICE_VIEW_MAX = 64      # the one-replica lattice view is downsampled to at most this side
 HISTOGRAM_BINS = 40
-CAPACITY_FACTOR = 1.25     # buffer rows per shard, as a multiple of its share of R0
 
 
 @dataclass
@@ -71,8 +70,7 @@ class PopulationState:
                                    # this rank's random stream (differs between ranks)
     ancestors: torch.Tensor        # int64 (n,): global id of each replica's beta = 0 ancestor
     energy: torch.Tensor           # float32 (n,): energy of each replica now
-    buffers: list                  # [[spins_a, anc_a], [spins_b, anc_b]]: capacity buffers
-    current: int                   # which buffer pair holds the live population
+    buffers: ReplicaBuffers        # [spins, ancestors] rows: the live pair and the spare one
     log_z: torch.Tensor            # float64 0-d on the device: ln Z(beta) estimate
     generator: torch.Generator
     run_seed: int = 0              # the run's seed (the same on every rank)
@@ -139,17 +137,15 @@ class PopulationTopic(Topic):
         gen = torch.Generator(device=device)
         rank_seed = (int(seed) * 1_000_003 + 7919 * me) & 0x7FFFFFFFFFFF
         gen.manual_seed(rank_seed)
-        buffers = [[torch.empty((cap, L, L), dtype=torch.int8, device=device),
-                    torch.empty((cap,), dtype=torch.int64, device=device)] for _ in range(2)]
-        spins = buffers[0][0][:n]
-        spins.copy_(uniform_spins(n, L, gen))
-        ancestors = buffers[0][1][:n]
-        torch.arange(bounds[me], bounds[me + 1], device=device, out=ancestors)
+        spins = uniform_spins(n, L, gen)
+        ancestors = torch.arange(bounds[me], bounds[me + 1], device=device)
+        buffers = ReplicaBuffers([spins, ancestors], cap)
+        spins, ancestors = buffers.live(n)
         replicas = Replicas(spins, seed=rank_seed & 0x7FFFFFFF)
         energy, _ = replicas.measure()
         state = PopulationState(
             L=L, target=R0, replicas=replicas, ancestors=ancestors, energy=energy, buffers=buffers,
-            current=0, log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
+            log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
             generator=gen, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
             sizes=[bounds[k + 1] - bounds[k] for k in range(world)], device=device)
         state.ess_fraction = torch.tensor(1.0, dtype=torch.float64, device=device)
@@ -157,28 +153,21 @@ class PopulationTopic(Topic):
         return state
 
     def step(self, state: PopulationState, p: Mapping[str, Any]) -> None:
-        beta_max = float(p["beta_max"])
-        if state.beta >= beta_max:
+        if state.beta >= float(p["beta_max"]):
             return
         timing = state.timing
         t0 = _now(state) if timing is not None else 0.0
-        self._reweight_and_resample(state, p, beta_max)
+        self.reweight_and_resample(state, p)
         if timing is not None:
             t1 = _now(state)
             timing["resample_s"] += t1 - t0
-        n_sweeps = int(p["sweeps_per_step"])
-        for _ in range(n_sweeps):
-            # (seed, counter) streams keyed by replica row: a parent's copies draw different numbers
-            flips = state.replicas.sweep(state.beta, p["method"])
-            state.window_flips += flips.sum(dtype=torch.int64)
-        state.sweeps += n_sweeps
-        state.window_updates += n_sweeps * state.replicas.spins.shape[0] * state.L * state.L
-        state.energy, _ = state.replicas.measure()
-        state.steps += 1
+        self.move(state, p)
         if timing is not None:
             timing["sweep_s"] += _now(state) - t1
 
-    def _reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any], beta_max: float) -> None:
+    def reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any]) -> None:
+        """Steps 1 and 2: raise beta, add ln Q to ln Z, resample to R0 (rebalancing the shards)."""
+        beta_max = float(p["beta_max"])
         dev = state.device
         world = shards.world_size()
         me = shards.rank() if world > 1 else 0
@@ -193,26 +182,13 @@ class PopulationTopic(Topic):
                 reduce=lambda t: shards.all_reduce(t, "sum"))
         else:
             dbeta = step_cap
-        log_w = rs.shifted_log_weights(energy, dbeta, e_min)
-        local_sums = rs.weight_sums(log_w)
-        sums = shards.all_reduce(local_sums.clone(), "sum")
-        weight_total, population = sums[0], sums[2]
-        ln_q = rs.log_q(e_min, dbeta, weight_total, population)
-        state.ess_fraction = rs.ess_fraction_of(sums)
-        R0 = state.target
-        if p["resampling"] == "nearest":
-            counts = rs.nearest_counts(rs.expected_copies(log_w, weight_total, R0), state.generator)
-        else:
-            draws = R0
-            if world > 1:
-                # each shard's number of draws: multinomial over shard weight sums, the same
-                # host draw on every rank (seeded by the run seed and step), then local draws
-                block = shards.all_gather(local_sums[0].reshape(1)).reshape(-1).double().cpu().numpy()
-                rng = np.random.default_rng([state.run_seed, state.steps, 0x5EED])
-                draws = int(rng.multinomial(R0, block / block.sum())[me])
-            counts = rs.multinomial_counts(log_w, draws, state.generator)
+        # log-ratio of replica j: -dbeta E_j, at the energy before any move at the new beta
+        rw = reweight(rs.shifted_log_weights(energy, dbeta, e_min), -dbeta * e_min)
+        state.ess_fraction = rw.ess_fraction
+        counts = copy_counts(rw, state.target, p["resampling"], state.generator,
+                             key=(state.run_seed, state.steps))
         db = dbeta if isinstance(dbeta, torch.Tensor) else torch.tensor(dbeta, dtype=torch.float64, device=dev)
-        info = torch.stack([counts.sum().to(torch.float64), db.to(torch.float64), ln_q])
+        info = torch.stack([counts.sum().to(torch.float64), db.to(torch.float64), rw.log_q])
         rows = shards.all_gather(info).tolist()          # the one host sync of the step
         sizes = [int(r[0]) for r in rows]
         step_db, ln_q_host = rows[0][1], rows[0][2]
@@ -224,30 +200,27 @@ class PopulationTopic(Topic):
             state.beta = min(beta_max, state.beta + step_db)
             state.dbeta = step_db
             return
-        state.log_z = state.log_z + ln_q
-        mine = shards.even_bounds(sum(sizes), world)
-        need = mine[me + 1] - mine[me]
-        spare = state.buffers[1 - state.current]
-        if need > spare[0].shape[0]:
-            cap = int(math.ceil(CAPACITY_FACTOR * need))
-            for pair in state.buffers:
-                for i, t in enumerate(pair):
-                    grown = torch.empty((cap,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
-                    pair[i] = grown
-            state.buffers[state.current][0][:state.replicas.spins.shape[0]].copy_(state.replicas.spins)
-            state.buffers[state.current][1][:state.ancestors.shape[0]].copy_(state.ancestors)
-            state.replicas.spins = state.buffers[state.current][0][:state.replicas.spins.shape[0]]
-            state.ancestors = state.buffers[state.current][1][:state.ancestors.shape[0]]
-            spare = state.buffers[1 - state.current]
-        idx = rs.parents(counts, sizes[me])
-        state.replicas.spins, state.ancestors = shards.gather_rebalanced(
-            [state.replicas.spins, state.ancestors], idx, sizes, spare)
-        state.current = 1 - state.current
+        state.log_z = state.log_z + rw.log_q
+        parents = rs.parents(counts, sizes[me])
+        state.replicas.spins, state.ancestors = state.buffers.resample(
+            [state.replicas.spins, state.ancestors], parents, sizes)
         state.sizes = sizes
         state.population = sum(sizes)
         state.dbeta = step_db
         new_beta = state.beta + step_db
         state.beta = beta_max if beta_max - new_beta < 1e-12 else new_beta
+
+    def move(self, state: PopulationState, p: Mapping[str, Any]) -> None:
+        """Step 3: ``sweeps_per_step`` sweeps of every replica at the new beta, then the energies."""
+        n_sweeps = int(p["sweeps_per_step"])
+        for _ in range(n_sweeps):
+            # (seed, counter) streams keyed by replica row: a parent's copies draw different numbers
+            flips = state.replicas.sweep(state.beta, p["method"])
+            state.window_flips += flips.sum(dtype=torch.int64)
+        state.sweeps += n_sweeps
+        state.window_updates += n_sweeps * state.replicas.spins.shape[0] * state.L * state.L
+        state.energy, _ = state.replicas.measure()
+        state.steps += 1
 
     def observe(self, state: PopulationState, p: Mapping[str, Any]) -> Frame:
         L, N = state.L, state.L * state.L

@@ -34,49 +34,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 
+from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_differences
 from ..models.ising import (Replicas, disorder_seed_param, exact_log_z, method_param,
                             model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
 from .annealing import bench_against_plain_sweep
-
-SPACINGS = ("linear", "geometric")
-
-
-def beta_ladder(spacing: str, beta_min: float, beta_max: float, rungs: int) -> np.ndarray:
-    """beta_0 = beta_min < ... < beta_{K-1} = beta_max, linear or geometric, float64."""
-    if spacing == "linear":
-        betas = np.linspace(beta_min, beta_max, rungs)
-    elif spacing == "geometric":
-        betas = beta_min * (beta_max / beta_min) ** (np.arange(rungs) / (rungs - 1))
-    else:
-        raise ParamError(f"spacing must be one of {'|'.join(SPACINGS)}, got {spacing!r}")
-    betas[0], betas[-1] = beta_min, beta_max
-    return betas
-
-
-def fill_unmeasured(mean: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
-    """Rungs with no measurement take the nearest measured rung's value (the lower one on a
-    tie); all-unmeasured gives zeros. On the device, no host sync. (K,) -> (K,)."""
-    k = mean.numel()
-    idx = torch.arange(k, device=mean.device)
-    below = torch.where(measured, idx, torch.full_like(idx, -1)).cummax(0).values
-    above = torch.where(measured, idx, torch.full_like(idx, k)).flip(0).cummin(0).values.flip(0)
-    has_below, has_above = below >= 0, above < k
-    use_below = has_below & (~has_above | (idx - below <= above - idx))
-    src = torch.where(use_below, below, above).clamp(0, k - 1)
-    filled = mean[src]
-    return torch.where(has_below | has_above, filled, torch.zeros_like(mean))
-
-
-def trapezoid_weights(betas: torch.Tensor, mean_energy: torch.Tensor) -> torch.Tensor:
-    """g_0 = 0, g_{k+1} = g_k + (<E>_{k+1} + <E>_k)(beta_{k+1} - beta_k) / 2. float64 (K,)."""
-    steps = 0.5 * (mean_energy[1:] + mean_energy[:-1]) * (betas[1:] - betas[:-1])
-    return torch.cat([torch.zeros(1, dtype=steps.dtype, device=steps.device), torch.cumsum(steps, 0)])
-
 
 @dataclass
 class TemperState:
@@ -187,7 +152,7 @@ class TemperingTopic(Topic):
         if p["learn_weights"]:
             measured = state.energy_count > 0
             mean = state.energy_sum / state.energy_count.clamp(min=1.0)
-            state.g = trapezoid_weights(state.betas, fill_unmeasured(mean, measured))
+            state.g = trapezoid_log_z_differences(state.betas, fill_unmeasured(mean, measured))
         # 4. rung moves k -> k +- 1
         u = torch.rand((2,) + state.rung.shape, device=state.rung.device, generator=state.generator,
                        dtype=torch.float64)

@@ -149,7 +149,7 @@ def test_log_q_is_the_log_mean_of_weights_without_overflow():
         e_min = energy.min()
         log_w = rs.shifted_log_weights(energy, dbeta, e_min)
         s = rs.weight_sums(log_w)
-        got = float(rs.log_q(e_min, dbeta, s[0], s[2]))
+        got = float(rs.log_q(-dbeta * e_min, s[0], s[2]))
         assert math.isfinite(got)
         want = float(np.logaddexp.reduce((-dbeta * energy).numpy())) - math.log(4)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-9)
@@ -290,12 +290,13 @@ def test_buffers_grow_when_the_population_outgrows_them_and_nothing_is_lost():
     state = TOPIC.init(p, torch.device("cpu"), 4)
     # no slack at all: the first nearest fluctuation above R0 must grow both buffer pairs
     n = state.replicas.spins.shape[0]
-    state.buffers = [[t[:n].clone() for t in pair] for pair in state.buffers]
-    state.replicas.spins, state.ancestors = state.buffers[0][0], state.buffers[0][1]
+    buffers = state.buffers
+    buffers.pairs = [[t[:n].clone() for t in pair] for pair in buffers.pairs]
+    state.replicas.spins, state.ancestors = buffers.pairs[buffers.current]
     grew = False
     for _ in range(10):
         TOPIC.step(state, p)
-        grew = grew or state.buffers[0][0].shape[0] > n
+        grew = grew or buffers.pairs[0][0].shape[0] > n
         assert state.replicas.spins.shape[0] == state.population == state.ancestors.shape[0]
         assert bool(((state.replicas.spins == 1) | (state.replicas.spins == -1)).all())
         assert bool(((state.ancestors >= 0) & (state.ancestors < 200)).all())
