@@ -29,15 +29,13 @@ bonds are drawn from ``disorder_seed`` (the same disorder for every replica).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..annealing import SCHEDULES, ais_estimate, beta_schedule
-from ..kernels import checkerboard
 from ..models.ising import (GROUND_STATE_FERROMAGNET, Replicas, disorder_seed_param,
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
@@ -214,75 +212,6 @@ class AnnealingTopic(Topic):
             frame.arrays["final_energy_edges"] = edges
             frame.arrays["final_energy_counts"] = hist["counts"]
         return frame
-
-    # -- benchmark -------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Annealing steps (work + sweep at a new beta + energy + best) against the plain
-        Ising sweep (checkerboard.sweep at a fixed beta) on the same batch, same run."""
-        yield from bench_against_plain_sweep(
-            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "anneal_sweeps": 8 * sweeps},
-            label="metropolis")
-
-
-def bench_against_plain_sweep(topic: Topic, device: torch.device, quick: bool, params, label: str,
-                              rounds: int = 7) -> Iterator[dict[str, Any]]:
-    """Rows for ``mletui bench``: ``topic.step`` against the plain checkerboard sweep at a
-    fixed beta on a batch of the same shape, timed interleaved in the same run (best of
-    ``rounds``). ``params(L, R, sweeps)`` gives the topic's overrides for a case. On the CPU
-    the timing runs on one torch thread (steadier on a shared machine; said in the case)."""
-    if quick:
-        cases = [(16, 64, 3)]
-    elif device.type == "cuda":
-        cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
-    else:
-        cases = [(16, 4096, 5), (64, 256, 5), (128, 64, 5)]
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        for L, r, sweeps in cases:
-            p = topic.resolve(params(L, r, sweeps))
-            state = topic.init(p, device, seed=1)
-            spins = state.replicas.spins.clone()
-            gen = torch.Generator(device=device).manual_seed(2)
-
-            def plain() -> None:
-                for i in range(sweeps):
-                    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
-
-            def stepped() -> None:
-                for _ in range(sweeps):
-                    topic.step(state, p)
-
-            plain(), stepped()  # warm up
-            t_plain, t_topic = best_times([plain, stepped], device, rounds)
-            updates = r * L * L * sweeps
-            rate, base = updates / t_topic / 1e9, updates / t_plain / 1e9
-            where = " 1 thread" if device.type == "cpu" else ""
-            yield {"case": f"L={L} R={r} {label}{where}", "value": round(rate, 4), "unit": "flips/ns",
-                   "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
-                   "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
-                   "replica_sweeps_per_s": round(r * sweeps / t_topic, 1),
-                   "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
-    finally:
-        torch.set_num_threads(threads)
-
-
-def best_times(fns, device: torch.device, repeats: int = 5) -> list[float]:
-    """Best wall time of each of ``fns`` over ``repeats`` rounds, the functions interleaved
-    within each round (so a load that comes and goes hits them alike); CUDA is
-    synchronised around each call."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 TOPIC = AnnealingTopic()

@@ -25,14 +25,12 @@ Frame scalars (the JSONL schema):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
-from ..kernels import checkerboard
 from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View
@@ -191,117 +189,6 @@ class IsingTopic(Topic):
                        "magnetization_yang": yang_magnetization(beta)}
             state.exact_cache = {key: got}
         return dict(got)
-
-    # -- benchmark ---------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Flips/ns of ``checkerboard.sweep`` (Triton on CUDA, the fast twin on the CPU) against
-        the naive eager checkerboard (float spins, torch.roll, torch.rand, a mask per colour) on
-        the same L x L lattice in the same run. Engine and baseline sweeps alternate and each
-        figure is the median over its sweeps, so a load change on a shared machine hits both.
-        The engine's warm-up (torch.compile / Triton JIT) and its peak host and device memory
-        are taken before any baseline runs. Last row: the topic's whole step (sweep + energy +
-        running sums) against the bare sweep, at the largest L."""
-        sizes = (32, 64) if quick else (1024, 4096)
-        min_time = 0.05 if quick else 4.0
-        threads = torch.get_num_threads()
-        host_at_start = _peak_host_mib()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        warmup: dict[tuple[int, str], float] = {}
-        for L in sizes:                                    # engine only: warm-up and memory
-            for method in checkerboard.METHODS:
-                spins = _bench_spins(L, device)
-                t0 = time.perf_counter()
-                for i in range(2):
-                    checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=2 * i)
-                _sync(device)
-                warmup[(L, method)] = time.perf_counter() - t0
-                del spins
-        peak_host = _peak_host_mib()
-        peak_device = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-        for L in sizes:
-            for method in checkerboard.METHODS:
-                spins = _bench_spins(L, device)
-                state = {"s": spins.to(torch.float32), "counter": 4}
-                masks = checkerboard.colour_masks(L, device)
-
-                def engine() -> None:
-                    checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=state["counter"])
-                    state["counter"] += 2
-
-                def naive() -> None:
-                    state["s"] = checkerboard.sweep_naive(state["s"], 0.44, 0.0, method, masks)
-
-                rate, base = _paired_flips_per_ns(engine, naive, L * L, device, min_time)
-                del state, masks, spins
-                row = {"case": f"L={L} {method} sweep", "value": round(rate, 4), "unit": "flips/ns",
-                       "baseline": "naive eager checkerboard (float spins, roll, rand, colour masks)",
-                       "baseline_value": round(base, 4), "ratio": round(rate / base, 2),
-                       "threads": threads, "warmup_s": round(warmup[(L, method)], 2),
-                       "engine": "triton" if checkerboard.use_triton(device) else
-                       ("fast twin (compiled)" if L * L // 2 >= checkerboard.COMPILE_MIN_SITES
-                        and checkerboard._COMPILED.failed is None else "fast twin (eager)")}
-                if L == sizes[-1] and method == checkerboard.METHODS[0]:
-                    row["peak_host_mib"] = round(peak_host, 1)
-                    row["host_mib_at_start"] = round(host_at_start, 1)
-                    if peak_device is not None:
-                        row["peak_device_mib"] = round(peak_device, 1)
-                yield row
-        # the whole topic step (what the status bar's flips/ns shows) at the largest L
-        L = sizes[-1]
-        p = self.resolve({"L": L, "replicas": 1, "burn_in": 0})
-        st = self.init(p, device, seed=1)
-        self.step(st, p)
-        sw = _bench_spins(L, device)
-        ctr = [0]
-
-        def bare() -> None:
-            checkerboard.sweep(sw, p["beta"], 0.0, p["method"], seed=1, counter=ctr[0])
-            ctr[0] += 2
-
-        rate, base = _paired_flips_per_ns(lambda: self.step(st, p), bare, L * L, device, min_time)
-        yield {"case": f"L={L} topic step (sweep + energy + running sums)", "value": round(rate, 4),
-               "unit": "flips/ns", "baseline": "bare checkerboard.sweep", "baseline_value": round(base, 4),
-               "ratio": round(rate / base, 2), "threads": threads}
-
-
-def _bench_spins(L: int, device: torch.device) -> torch.Tensor:
-    g = torch.Generator(device=device).manual_seed(0)
-    return torch.randint(0, 2, (1, L, L), generator=g, device=device, dtype=torch.int8) * 2 - 1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _paired_flips_per_ns(fn: Any, baseline: Any, sites: int, device: torch.device,
-                         min_time: float) -> tuple[float, float]:
-    """Spin updates per nanosecond of ``fn`` and ``baseline`` (one sweep of ``sites`` spins per
-    call), timed alternately call by call until ``min_time`` seconds and at least 3 pairs have
-    passed; each rate is taken from the median call time."""
-    fn(), baseline()
-    _sync(device)
-    t_fn: list[float] = []
-    t_base: list[float] = []
-    start = time.perf_counter()
-    while len(t_fn) < 3 or time.perf_counter() - start < min_time:
-        for f, out in ((fn, t_fn), (baseline, t_base)):
-            t0 = time.perf_counter()
-            f()
-            _sync(device)
-            out.append(time.perf_counter() - t0)
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return sites / med(t_fn) / 1e9, sites / med(t_base) / 1e9
-
-
-def _peak_host_mib() -> float:
-    """Peak resident set size of this process (ru_maxrss, KiB on Linux)."""
-    try:
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except Exception:  # pragma: no cover - not on Linux
-        return float("nan")
 
 
 def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str, Any]:

@@ -43,16 +43,14 @@ Frame scalars (the JSONL schema):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from .. import distributed as shards
 from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
-from ..kernels import checkerboard
 from ..kernels import resampling as rs
 from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
 from ..params import Param, ParamError
@@ -85,7 +83,6 @@ class PopulationState:
     window_updates: int = 0
     nonfinite_steps: int = 0
     notes: list = field(default_factory=list)
-    timing: dict | None = None     # bench only: seconds spent in reweight+resample / sweeps
     device: torch.device | None = None
 
 
@@ -155,15 +152,8 @@ class PopulationTopic(Topic):
     def step(self, state: PopulationState, p: Mapping[str, Any]) -> None:
         if state.beta >= float(p["beta_max"]):
             return
-        timing = state.timing
-        t0 = _now(state) if timing is not None else 0.0
         self.reweight_and_resample(state, p)
-        if timing is not None:
-            t1 = _now(state)
-            timing["resample_s"] += t1 - t0
         self.move(state, p)
-        if timing is not None:
-            timing["sweep_s"] += _now(state) - t1
 
     def reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any]) -> None:
         """Steps 1 and 2: raise beta, add ln Q to ln Z, resample to R0 (rebalancing the shards)."""
@@ -297,87 +287,6 @@ class PopulationTopic(Topic):
 
     def work_unit(self) -> str:
         return "spin updates"
-
-    # -- benchmark ---------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Population annealing steps (reweight + resample + 10 sweeps) against the plain
-        checkerboard sweep of a population of the same size, in the same run.
-
-        value: spin updates per ns of whole annealing steps; baseline: spin updates per ns
-        of plain sweeps of the same (R, L, L) population; ratio = value / baseline (1 = nothing
-        lost to reweighting and resampling). Extra: replica-sweeps/s and the share of a
-        step's time spent reweighting and resampling."""
-        if quick:
-            cases = [(8, 1 << 8, 2)]
-        else:
-            cases = [(16, 1 << 14, 6), (16, 1 << 15, 5), (16, 1 << 16, 4), (16, 1 << 17, 3),
-                     (16, 1 << 18, 3), (64, 1 << 14, 4)]
-        sweeps = 10
-        for L, R, rounds in cases:
-            yield bench_case(self, device, L, R, rounds, sweeps)
-
-
-def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, rounds: int,
-               sweeps: int, resampling: str = "nearest") -> dict[str, Any]:
-    """One benchmark row (see PopulationTopic.bench).
-
-    A population is annealed to beta = 0.4 in one step, then ``rounds`` rounds alternate
-    (a) ``sweeps`` plain checkerboard sweeps of a copy of the population at the same beta
-    (the baseline: the foundation kernel alone) and (b) one whole annealing step (reweight,
-    resample, the same number of sweeps). Each figure is the best round, so a neighbour's
-    load spike on a shared machine hits neither side more than the other. Host wall clock,
-    with a device sync at every boundary."""
-    N = L * L
-    p = topic.resolve({"L": L, "replicas": R, "sweeps_per_step": sweeps, "dbeta": 0.005,
-                       "beta_max": 1.0, "resampling": resampling})
-    state = topic.init(p, device, 1)
-    # to beta = 0.4, then warm-up steps: the fast CPU twin compiles for the first population
-    # size and once more with dynamic shapes when the size changes (nearest resampling)
-    topic.step(state, {**p, "dbeta": 0.4, "sweeps_per_step": 1})
-    for _ in range(2):
-        topic.step(state, {**p, "sweeps_per_step": 1})
-    checkerboard.sweep(state.replicas.spins.clone(), state.beta, 0.0, "metropolis", seed=3, counter=1 << 19)
-    best_plain = best_step = math.inf
-    share = 0.0
-    counter = 1 << 20
-    for _ in range(rounds):
-        spins = state.replicas.spins.clone()
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(sweeps):
-            checkerboard.sweep(spins, state.beta, 0.0, "metropolis", seed=3, counter=counter)
-            counter += 2
-        _sync(device)
-        best_plain = min(best_plain, (time.perf_counter() - t) / (R * N * sweeps))
-        del spins
-        n = state.population
-        state.timing = {"resample_s": 0.0, "sweep_s": 0.0}
-        _sync(device)
-        t = time.perf_counter()
-        topic.step(state, p)
-        _sync(device)
-        step_s = time.perf_counter() - t
-        if step_s / (n * N * sweeps) < best_step:
-            best_step = step_s / (n * N * sweeps)
-            share = state.timing["resample_s"] / step_s
-    value, plain = 1e-9 / best_step, 1e-9 / best_plain
-    return {"case": f"L={L} R=2^{int(round(math.log2(R)))} {resampling}", "value": round(value, 5),
-            "unit": "flips/ns", "baseline": "plain sweep", "baseline_value": round(plain, 5),
-            "ratio": round(value / plain, 3),
-            "replica_sweeps_per_s": round(value * 1e9 / N, 1),
-            "resample_share": round(share, 4),
-            "step_s": round(best_step * R * N * sweeps, 3)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _now(state: PopulationState) -> float:
-    if state.device is not None:
-        _sync(state.device)
-    return time.perf_counter()
 
 
 TOPIC = PopulationTopic()

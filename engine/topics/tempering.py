@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -41,7 +41,6 @@ from ..models.ising import (Replicas, disorder_seed_param, exact_log_z, method_p
                             model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View, finite_or_none
-from .annealing import bench_against_plain_sweep
 
 @dataclass
 class TemperState:
@@ -246,14 +245,6 @@ class TemperingTopic(Topic):
             "labels": [f"{labels[i]}-{labels[i + 1]}" for i in range(len(acceptance))],
             "values": [a if a is not None else 0.0 for a in acceptance]}
         return frame
-
-    # -- benchmark ---------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Tempering steps (per-replica-beta sweep + energy + weights + rung move) against
-        the plain Ising sweep at one fixed beta on the same batch, in the same run."""
-        yield from bench_against_plain_sweep(
-            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "burn_in": 0},
-            label=f"K={self.param('rungs').default} metropolis")
 
 
 TOPIC = TemperingTopic()

@@ -239,3 +239,13 @@ def test_reweight_and_copy_counts_on_nonlinear_log_ratios_give_log_q_and_the_tar
     assert np.abs(counts.numpy() / counts.sum().item() - p1).max() < 0.005
     with pytest.raises(ParamError, match="resampling"):
         annealing.copy_counts(rw, R0, "systematic", g, key=(0, 0))
+
+
+def test_bench_row_compares_annealing_steps_with_the_plain_sweep():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["annealing"](torch.device("cpu"), quick=True))
+    assert [r["case"] for r in rows] == ["L=16 R=64 metropolis 1 thread"]
+    assert set(rows[0]) == {"case", "value", "unit", "baseline", "baseline_value", "ratio",
+                            "replica_sweeps_per_s", "baseline_replica_sweeps_per_s"}
+    assert rows[0]["value"] > 0 and rows[0]["baseline_value"] > 0

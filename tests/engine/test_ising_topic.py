@@ -147,3 +147,14 @@ def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():
     with pytest.raises(ParamError, match="replicas x L\\^2"):
         TOPIC.resolve({"L": 8192, "replicas": 64})
     assert TOPIC.resolve({"L": 4096, "replicas": 8})["L"] == 4096
+
+
+def test_bench_rows_are_the_sweeps_per_size_and_method_then_the_topic_step():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["ising"](torch.device("cpu"), quick=True))
+    assert [r["case"] for r in rows] == ["L=32 metropolis sweep", "L=32 gibbs sweep", "L=64 metropolis sweep",
+                                         "L=64 gibbs sweep", "L=64 topic step (sweep + energy + running sums)"]
+    base = {"case", "value", "unit", "baseline", "baseline_value", "ratio", "threads"}
+    assert all(base <= set(r) and r["unit"] == "flips/ns" and r["value"] > 0 for r in rows)
+    assert {"peak_host_mib", "host_mib_at_start", "warmup_s", "engine"} <= set(rows[2])

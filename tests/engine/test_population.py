@@ -304,3 +304,14 @@ def test_buffers_grow_when_the_population_outgrows_them_and_nothing_is_lost():
         assert torch.equal(energy, state.energy)
     assert grew
     assert math.isfinite(float(state.log_z))
+
+
+def test_bench_row_times_whole_steps_against_plain_sweeps_and_the_resampling_share():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["population"](torch.device("cpu"), quick=True))
+    assert [r["case"] for r in rows] == ["L=8 R=2^8 nearest"]
+    row = rows[0]
+    assert set(row) == {"case", "value", "unit", "baseline", "baseline_value", "ratio",
+                        "replica_sweeps_per_s", "resample_share", "step_s"}
+    assert 0 < row["resample_share"] < 1 and row["value"] > 0 and row["step_s"] > 0

@@ -159,3 +159,13 @@ def test_non_finite_weights_are_reported_and_their_rung_moves_rejected():
     f = TOPIC.observe(state, p)
     assert f.scalars["nonfinite_weights"] == 2 and f.arrays["g"][2] is None
     assert any("not finite" in n for n in f.notes)
+
+
+def test_bench_row_compares_tempering_steps_with_the_plain_sweep():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["tempering"](CPU, quick=True))
+    assert [r["case"] for r in rows] == ["L=16 R=64 K=16 metropolis 1 thread"]
+    assert set(rows[0]) == {"case", "value", "unit", "baseline", "baseline_value", "ratio",
+                            "replica_sweeps_per_s", "baseline_replica_sweeps_per_s"}
+    assert rows[0]["value"] > 0 and rows[0]["baseline_value"] > 0
