@@ -63,6 +63,7 @@ class AnnealingTopic(Topic):
     summary = "simulated annealing of the Ising ferromagnet / +-J spin glass, with Jarzynski (AIS) ln Z"
     finite = True
     step_unit = "sweep"
+    quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
 
     params = (
         model_param(),

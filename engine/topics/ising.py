@@ -81,6 +81,9 @@ class IsingTopic(Topic):
         View("table", "measured vs exact", source="measured_vs_exact"),
     )
 
+    quick = {"L": 16, "replicas": 2, "burn_in": 2}
+    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
+
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
 
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:

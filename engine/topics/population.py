@@ -111,6 +111,8 @@ class PopulationTopic(Topic):
         Param("ess_target", "float", 0.9, "ESS fraction kept by the adaptive step",
               lo=0.05, hi=0.999, step=0.05),
     )
+    quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
+    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
              reference=("log_z_exact_per_spin",), x="beta"),

@@ -71,6 +71,7 @@ class TemperingTopic(Topic):
     summary = "simulated tempering on a beta ladder, weights g_k learned by the trapezoid rule"
     finite = False
     step_unit = "sweep + rung move"
+    quick = {"L": 4, "replicas": 8, "rungs": 4, "burn_in": 5}
 
     params = (
         model_param(),
