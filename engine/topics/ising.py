@@ -226,25 +226,26 @@ def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str,
     return out
 
 
-def _fmt(x: Any, err: Any = None) -> str:
-    if x is None:
-        return "-"
-    if err is None:
-        return f"{x:.5f}"
-    return f"{x:.5f} +/- {err:.5f}"
+def _measured(value: float | None, stderr: float | None) -> float | tuple[float, float] | None:
+    """A table cell: (value, stderr), the value alone when it has no error bar, None for none."""
+    if value is None or stderr is None:
+        return value
+    return (value, stderr)
 
 
 def _table(s: Mapping[str, Any], L: int) -> dict[str, Any]:
+    """Measured vs exact: cells are numbers, (value, stderr) pairs or None (no value); the
+    UI formats them."""
     return {
         "columns": ["observable", "measured", f"exact L={L}", "L=inf"],
         "rows": [
-            ["energy/spin", _fmt(s["energy_mean"], s["energy_stderr"]), _fmt(s["energy_exact"]),
-             _fmt(s["energy_onsager"])],
-            ["|m|", _fmt(s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), "-",
-             _fmt(s["magnetization_yang"])],
-            ["C/spin", _fmt(s["specific_heat"], s["specific_heat_stderr"]),
-             _fmt(s["specific_heat_exact"]), "-"],
-            ["acceptance", _fmt(s["acceptance"]), "-", "-"],
+            ["energy/spin", _measured(s["energy_mean"], s["energy_stderr"]), s["energy_exact"],
+             s["energy_onsager"]],
+            ["|m|", _measured(s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
+             s["magnetization_yang"]],
+            ["C/spin", _measured(s["specific_heat"], s["specific_heat_stderr"]),
+             s["specific_heat_exact"], None],
+            ["acceptance", s["acceptance"], None, None],
         ],
     }
 

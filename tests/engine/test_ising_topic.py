@@ -138,9 +138,25 @@ def test_measured_vs_exact_table_names_the_exact_values():
     p, state = _init(L=8, replicas=4, burn_in=0, beta=0.6)
     for _ in range(3):
         TOPIC.step(state, p)
-    table = TOPIC.observe(state, p).views["measured_vs_exact"]
-    assert table["columns"][0] == "observable" and len(table["rows"]) == 4
-    assert f"{exact.kaufman_energy(0.6, 8):.5f}" in table["rows"][0][2]
+    f = TOPIC.observe(state, p)
+    table, s = f.views["measured_vs_exact"], f.scalars
+    assert table["columns"] == ["observable", "measured", "exact L=8", "L=inf"] and len(table["rows"]) == 4
+    energy, m, c, acc = table["rows"]
+    # cells are numbers, (value, stderr) pairs or None: the UI formats them
+    assert energy == ["energy/spin", (s["energy_mean"], s["energy_stderr"]), exact.kaufman_energy(0.6, 8),
+                      exact.onsager_energy(0.6)]
+    assert m == ["|m|", (s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
+                 exact.yang_magnetization(0.6)]
+    assert c == ["C/spin", (s["specific_heat"], s["specific_heat_stderr"]), exact.kaufman_specific_heat(0.6, 8),
+                 None]
+    assert acc == ["acceptance", s["acceptance"], None, None] and 0 < s["acceptance"] < 1
+    # one replica: no error bar, so the measured cell is the value alone; before any sample, None
+    p, state = _init(L=8, replicas=1, burn_in=0, beta=0.6)
+    TOPIC.step(state, p)
+    row = TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0]
+    assert isinstance(row[1], float) and row[1] == TOPIC.observe(state, p).scalars["energy_mean"]
+    p, state = _init(L=8, replicas=2, burn_in=5)
+    assert TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0][1] is None
 
 
 def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():
