@@ -11,21 +11,23 @@ checkerboard's two sublattices). Models:
                  a disorder seed (the same disorder for every replica); no exact value.
 
 :class:`Replicas` is a batch of R lattices moved by the checkerboard kernels
-(engine.kernels.checkerboard) with the random stream that moves them. The knobs every
+(engine.kernels.checkerboard) with the random stream that moves them; :class:`LatticeTopic`
+and :class:`LatticeState` are the base of the topics whose state holds one. The knobs every
 topic of the model shares (``L``, ``model``, ``method``, ``disorder_seed``) are made here
 so they read and validate alike everywhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 
 from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..params import Param, ParamError
-from ..topic import finite_or_none
+from ..topic import Topic, finite_or_none
 
 MODELS = ("ferromagnet", "spinglass")
 GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
@@ -151,3 +153,28 @@ class Replicas:
         """Total energy E(s) (with field ``h``) and magnetisation sum_i s_i of each replica,
         float32 (R,) each, on the device."""
         return checkerboard.measure(self.spins, self.couplings, h)
+
+
+@dataclass(kw_only=True)
+class LatticeState:
+    """What the state of every :class:`LatticeTopic` holds: its lattices and the one-line
+    notes for the next frame."""
+
+    replicas: Replicas
+    notes: list[str] = field(default_factory=list)
+
+    def take_notes(self) -> list[str]:
+        """The notes made since the last frame (the window of events), and a fresh list."""
+        notes, self.notes = self.notes, []
+        return notes
+
+
+class LatticeTopic(Topic):
+    """Base of the topics whose state is a :class:`LatticeState` and that sweep each of its
+    lattices once per step: a step is R L^2 spin updates."""
+
+    def work_per_step(self, state: Any, p: Mapping[str, Any]) -> float:
+        return float(state.replicas.spins.numel())
+
+    def work_unit(self) -> str:
+        return "spin updates"

@@ -29,22 +29,21 @@ bonds are drawn from ``disorder_seed`` (the same disorder for every replica).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..annealing import SCHEDULES, ais_estimate, beta_schedule
-from ..models.ising import (GROUND_STATE_FERROMAGNET, Replicas, disorder_seed_param,
+from ..models.ising import (GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View, finite_or_none
+from ..topic import Frame, View, finite_or_none
 
 @dataclass
-class AnnealState:
-    replicas: Replicas             # the R lattices, their couplings and random stream
+class AnnealState(LatticeState):   # replicas: the R lattices, their couplings and random stream
     betas: np.ndarray              # the schedule beta_0 .. beta_T (host)
     work: torch.Tensor             # float64 (R,): accumulated Jarzynski work
     energy: torch.Tensor           # float32 (R,): E(s_t), cached for the next step's work
@@ -52,11 +51,10 @@ class AnnealState:
     flips: torch.Tensor            # int64 (R,): spins flipped during the last sweep
     t: int = 0                     # steps done; beta_t = betas[t]
     exact_log_z0: float | None = None
-    notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
 
 
-class AnnealingTopic(Topic):
+class AnnealingTopic(LatticeTopic):
     name = "annealing"
     title = "Annealing"
     order = 20
@@ -140,20 +138,12 @@ class AnnealingTopic(Topic):
     def is_done(self, state: AnnealState, p: Mapping[str, Any]) -> bool:
         return state.t >= len(state.betas) - 1
 
-    def work_per_step(self, state: AnnealState, p: Mapping[str, Any]) -> float:
-        return float(state.replicas.spins.numel())
-
-    def work_unit(self) -> str:
-        return "spin updates"
-
     def observe(self, state: AnnealState, p: Mapping[str, Any]) -> Frame:
         L = state.replicas.spins.shape[-1]
         n = L * L
         model = p["model"]
         beta = float(state.betas[state.t])
-        frame = Frame()
-        frame.notes.extend(state.notes)
-        state.notes.clear()
+        frame = Frame(notes=state.take_notes())
 
         energy = state.energy.double() / n
         nonfinite = int((~torch.isfinite(state.work)).sum().item())

@@ -31,16 +31,16 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
-from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+                            uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, View
 
 LATTICE_VIEW_MAX = 128  # the lattice view is downsampled on the device to at most this size
 
 
 @dataclass
-class IsingState:
-    replicas: Replicas             # the R lattices (int8 (R, L, L)) and their random stream
+class IsingState(LatticeState):    # replicas: the R lattices (int8 (R, L, L)) and their stream
     sweeps: int = 0                # sweeps since init
     since_edit: int = 0            # sweeps since init or the last live edit
     samples: int = 0               # sweeps accumulated in the running sums
@@ -51,7 +51,7 @@ class IsingState:
     exact_cache: dict = field(default_factory=dict)
 
 
-class IsingTopic(Topic):
+class IsingTopic(LatticeTopic):
     name = "ising"
     title = "Ising MCMC"
     order = 10
@@ -129,9 +129,6 @@ class IsingTopic(Topic):
         state.samples = 0
         state.since_edit = 0
 
-    def work_per_step(self, state: IsingState, p: Mapping[str, Any]) -> float:
-        return float(state.replicas.spins.numel())
-
     def work_unit(self) -> str:
         return "flips/ns"
 
@@ -169,10 +166,9 @@ class IsingTopic(Topic):
         s.update(_running_stats(sums, state.samples, beta, N))
         s.update(self._exact(state, beta, h, L))
         s["bad_spins"] = n_bad
-        notes = []
         if n_bad:
-            notes.append(f"{n_bad} spins are not +1/-1: the lattice is corrupted")
-        frame = Frame(scalars=s, notes=notes)
+            state.notes.append(f"{n_bad} spins are not +1/-1: the lattice is corrupted")
+        frame = Frame(scalars=s, notes=state.take_notes())
         frame.views["lattice"] = lattice.numpy()
         frame.views["measured_vs_exact"] = _table(s, L)
         return frame

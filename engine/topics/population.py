@@ -52,20 +52,21 @@ from .. import distributed as shards
 from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
 from ..kernels import resampling as rs
-from ..models.ising import Replicas, downsample, method_param, side_param, uniform_spins
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+                            uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, View
 
 LATTICE_VIEW_MAX = 64      # the one-replica lattice view is downsampled to at most this side
 HISTOGRAM_BINS = 40
 
 
 @dataclass
-class PopulationState:
+class PopulationState(LatticeState):
+    # replicas: this shard's n lattices (spins: a view of a buffer) and this rank's random
+    # stream (differs between ranks)
     L: int
     target: int                    # R0, the global target population size
-    replicas: Replicas             # this shard's n lattices (spins: a view of a buffer) and
-                                   # this rank's random stream (differs between ranks)
     ancestors: torch.Tensor        # int64 (n,): global id of each replica's beta = 0 ancestor
     energy: torch.Tensor           # float32 (n,): energy of each replica now
     buffers: ReplicaBuffers        # [spins, ancestors] rows: the live pair and the spare one
@@ -82,11 +83,10 @@ class PopulationState:
     window_flips: torch.Tensor | None = None
     window_updates: int = 0
     nonfinite_steps: int = 0
-    notes: list = field(default_factory=list)
     device: torch.device | None = None
 
 
-class PopulationTopic(Topic):
+class PopulationTopic(LatticeTopic):
     name = "population"
     title = "Population annealing"
     order = 40
@@ -277,8 +277,7 @@ class PopulationTopic(Topic):
             "lines": {"exact <E>/N": ([exact_u, exact_u], [0.0, float(counts.max())])}}}
         if state.replicas.spins.shape[0] > 0:
             views["lattice"] = downsample(state.replicas.spins[0], LATTICE_VIEW_MAX).tolist()
-        notes, state.notes = state.notes, []
-        return Frame(scalars=scalars, views=views, notes=notes,
+        return Frame(scalars=scalars, views=views, notes=state.take_notes(),
                      done=state.beta >= float(p["beta_max"]))
 
     def is_done(self, state: PopulationState, p: Mapping[str, Any]) -> bool:
@@ -286,9 +285,6 @@ class PopulationTopic(Topic):
 
     def work_per_step(self, state: PopulationState, p: Mapping[str, Any]) -> float:
         return float(state.population * state.L * state.L * int(p["sweeps_per_step"]))
-
-    def work_unit(self) -> str:
-        return "spin updates"
 
 
 TOPIC = PopulationTopic()

@@ -31,20 +31,19 @@ to agree with the learned g at the first rung. Units: J = 1, h = 0, natural log.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_differences
-from ..models.ising import (Replicas, disorder_seed_param, exact_log_z, method_param,
-                            model_couplings, model_param, side_param, uniform_spins)
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
+                            method_param, model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View, finite_or_none
+from ..topic import Frame, View, finite_or_none
 
 @dataclass
-class TemperState:
-    replicas: Replicas              # the R chains' lattices, couplings and random stream
+class TemperState(LatticeState):    # replicas: the R chains' lattices, couplings and random stream
     betas: torch.Tensor             # float64 (K,) the ladder, on the device
     betas32: torch.Tensor           # float32 (K,) for the sweep kernel
     rung: torch.Tensor              # int64 (R,) each chain's rung k
@@ -60,11 +59,10 @@ class TemperState:
     generator: torch.Generator      # the rung moves' uniforms (the same one the sweeps draw from)
     g_exact: list[float] | None
     t: int = 0
-    notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
 
 
-class TemperingTopic(Topic):
+class TemperingTopic(LatticeTopic):
     name = "tempering"
     title = "Tempering"
     order = 21
@@ -181,18 +179,10 @@ class TemperingTopic(Topic):
             state.notes.append("learn_weights " + ("on" if p["learn_weights"] else "off: g frozen")
                                + "; rung histogram and acceptance restarted")
 
-    def work_per_step(self, state: TemperState, p: Mapping[str, Any]) -> float:
-        return float(state.replicas.spins.numel())
-
-    def work_unit(self) -> str:
-        return "spin updates"
-
     def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
         L = state.replicas.spins.shape[-1]
         n = L * L
-        frame = Frame()
-        frame.notes.extend(state.notes)
-        state.notes.clear()
+        frame = Frame(notes=state.take_notes())
         betas = state.betas.tolist()
         g = state.g.tolist()
         visits = state.visits.tolist()
