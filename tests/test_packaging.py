@@ -65,3 +65,69 @@ def test_engine_sources_never_import_ui_packages():
                 if mod in ("textual", "rich", "plotext", "textual_plotext"):
                     bad.append(f"{path.relative_to(ROOT)}: {s}")
     assert not bad, bad
+
+
+def _engine_imports() -> dict[str, set[str]]:
+    """Engine module (dotted, under ``engine``) -> the engine modules it imports, anywhere in
+    its source (a function-level import closes a loop as well as a top-level one)."""
+    import ast
+
+    root = ROOT / "engine"
+    modules: dict[str, Path] = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(rel[:-1] if rel[-1] == "__init__" else rel)
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            for t in targets:
+                t = t.removeprefix("mletui.")
+                if t in modules and t != name:
+                    found.add(t)
+        graph[name] = found
+    return graph
+
+
+def test_engine_has_no_import_loop():
+    graph = _engine_imports()
+    loops: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                loops.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    # a package importing its own submodules (a registry) is not a loop through them
+    loops = [c for c in loops if not all(m.startswith(c[0] + ".") or m == c[0] for m in c)]
+    assert not loops, [" -> ".join(c) for c in loops]
+
+
+def test_no_topic_module_imports_another():
+    """Shared numerics live in a module named for the mechanism (engine/models, engine/gmm.py
+    ...), never in a topic that others borrow from."""
+    graph = _engine_imports()
+    topics = {m for m in graph if m.startswith("engine.topics.")}
+    bad = sorted(f"{a} imports {b}" for a in topics for b in graph[a] if b in topics)
+    assert not bad, bad
