@@ -131,3 +131,27 @@ def test_no_topic_module_imports_another():
     topics = {m for m in graph if m.startswith("engine.topics.")}
     bad = sorted(f"{a} imports {b}" for a in topics for b in graph[a] if b in topics)
     assert not bad, bad
+
+
+def test_a_wheel_builds_quietly_and_ships_the_styles_and_presets(tmp_path):
+    """A regular build (pip wheel, this venv's setuptools, no network) prints no setuptools
+    warning (data folders taken for packages "would be ignored") and the wheel holds the
+    stylesheet the app loads through CSS_PATH and every built-in preset."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", "build", "exports", ".pytest_cache"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path / "dist"), str(src)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = out.stdout + out.stderr
+    assert "warning" not in log.lower() and "would be ignored" not in log, log[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("mletui-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "mletui/assets/mletui.tcss" in names
+    presets = {p.name for p in (ROOT / "assets" / "presets").glob("*.toml")}
+    assert presets and {f"mletui/assets/presets/{p}" for p in presets} <= names
+    assert not any(n.startswith(("engine/", "tui/")) for n in names), "no top-level engine or tui"
