@@ -231,10 +231,14 @@ class _Progress:
 
 
 def _fmt(v: Any) -> str:
+    """A value in the run summary and the bench table: 6 significant digits; no value is a
+    dash (ASCII on an ASCII terminal)."""
+    from .charset import glyphs
+
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.6g}"
     if v is None:
-        return "—"
+        return glyphs().text("—")
     return str(v)
 
 

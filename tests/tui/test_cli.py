@@ -156,3 +156,14 @@ def test_topics_in_ascii_mode_spell_greek_letters_out(monkeypatch, capsys):
     greek = [p.help for t in all_topics().values() for p in t.params if not p.help.isascii()]
     for text in greek:  # e.g. kfac's "Tikhonov damping λ" reads "Tikhonov damping lambda"
         assert to_ascii(text) in out and "?" not in to_ascii(text), text
+
+
+def test_run_observes_at_the_topics_default_every_unless_told(tmp_path, monkeypatch):
+    from mletui.engine.topics import get_topic
+
+    monkeypatch.setattr(type(get_topic("ising")), "every", 3)
+    out = tmp_path / "run.jsonl"
+    assert main(["run", "ising", "--steps", "7", "--set", "L=8", "--jsonl", str(out)]) == 0
+    assert [json.loads(x)["step"] for x in out.read_text().splitlines()[1:]] == [3, 6, 7]
+    assert main(["run", "ising", "--steps", "2", "--every", "1", "--set", "L=8", "--jsonl", str(out)]) == 0
+    assert [json.loads(x)["step"] for x in out.read_text().splitlines()[1:]] == [1, 2]

@@ -607,5 +607,13 @@ def test_a_preset_opens_its_topic_with_its_values_under_the_typed_overrides(tmp_
     async def refused(pilot):
         assert bad.pane.runner is None
         assert bad.pane.error == "preset: beta must be >= 0, got -1"
+        # without a runner the panel still edits through Topic.resolve, refusals included
+        panel = bad.pane.param_panel
+        await select_param(pilot, bad, "beta")
+        await type_value(pilot, panel, "0.3")
+        assert panel.values["beta"] == 0.3 and "beta = 0.3" in panel.message
+        await select_param(pilot, bad, "L")
+        await type_value(pilot, panel, "7")
+        assert "L must be even" in panel.message and panel.values["L"] == 64
 
     drive(bad, refused)
