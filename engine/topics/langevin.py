@@ -354,17 +354,23 @@ class LangevinTopic(Topic):
             state.notes.append(
                 f"{diverged} of {n} chains diverged (non-finite) by step {state.steps}"
                 + (f": step_size {float(p['step_size']):.3g} too large for {p['method']}" if state.net is None else "")
-                + "; they stay in every statistic (divergence, variance ratio, histograms)")
+                + "; they stay in every statistic (divergence, variance_ratio, histograms)")
             state.diverged_seen = diverged
+        infinite = [name for name in ("divergence", "variance_ratio") if not math.isfinite(scalars[name])]
+        if infinite and diverged:
+            state.notes.append(f"{' and '.join(infinite)} infinite: {diverged} of {n} chains diverged")
         if state.chain_steps_per_s is not None:
             scalars["chain_steps_per_s"] = state.chain_steps_per_s
+        # every series a view names is a scalar of every frame: None where it does not apply
+        scalars.update(acceptance=None, ess_per_chain=None, ess_window=None, ess_per_s=None,
+                       loss=None, divergence_final=None)
         if state.net is None:
-            if p["method"] == "mala" and state.acceptance is not None:
+            if p["method"] == "mala":
                 scalars["acceptance"] = state.acceptance
             w = state.trace_filled
             if w >= 32:
                 window = torch.roll(state.trace, -state.trace_row, 0)[TRACE_STEPS - w:]
-                ess = multichain_ess(window)      # NaN (omitted) when a tracked chain diverged
+                ess = multichain_ess(window)      # NaN (None) when a tracked chain diverged
                 if math.isfinite(ess):
                     scalars["ess_per_chain"] = ess  # per chain, in the window of w steps
                     scalars["ess_window"] = w
@@ -377,8 +383,7 @@ class LangevinTopic(Topic):
             level = min(state.pass_step // per_level, state.sigmas.numel() - 1)
             scalars["sigma"] = float(state.sigmas[level])
             scalars["passes"] = state.passes
-            if state.divergence_final is not None:
-                scalars["divergence_final"] = state.divergence_final
+            scalars["divergence_final"] = state.divergence_final
         arrays = {"mean": mean.tolist(), "covariance": cov.tolist(),
                   "mean_exact": mean_exact.tolist(), "covariance_exact": cov_exact.tolist()}
         cov_ula = t.ula_covariance(float(p["step_size"])) \
@@ -442,12 +447,12 @@ class LangevinTopic(Topic):
                                                      {"exact": ex["line_x"]})
         names = ["x", "y"][: t.dim]
         rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i]),
-                 float(state.mean_exact[i]) if cov_ula is not None else ""] for i in range(t.dim)]
+                 float(state.mean_exact[i]) if cov_ula is not None else None] for i in range(t.dim)]
         ce = state.covariance_exact
         for i in range(t.dim):
             for j in range(i, t.dim):
                 rows.append([f"cov {names[i]}{names[j]}", float(cov[i, j]), float(ce[i, j]),
-                             float(cov_ula[i, j]) if cov_ula is not None else ""])
+                             float(cov_ula[i, j]) if cov_ula is not None else None])
         views["moments"] = {"columns": ["", "chains", "exact", "ULA limit"], "rows": rows}
         return views
 
