@@ -176,6 +176,21 @@ def test_triton_estep_matches_twin_under_interpreter(covariance_type, dtype):
         torch.testing.assert_close(b, a, **tol, msg=lambda m: f"{name}: {m}")
 
 
+def test_tied_estep_runs_through_the_full_kernel_with_one_shared_factor():
+    """tied: the kernel (under the interpreter) and the twin both see K copies of one factor,
+    and equal the full-covariance E-step with that factor repeated."""
+    pytest.importorskip("triton")
+    x = torch.randn(200, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    log_w, means, prec = _random_mixture(3, 3, "full", torch.float64, seed=8)
+    shared = prec[0]
+    twin = gmm.estep(x, log_w, means, shared, "tied", use_kernel=False)
+    kern = gmm.estep(x, log_w, means, shared, "tied", use_kernel=True)
+    full = estep_torch(x, log_w, means, shared.expand(3, 3, 3).contiguous(), "full")
+    for a, b, c in zip(twin, kern, full):
+        torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-11)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
 def test_triton_estep_one_dimension_matches_twin():
     x = torch.randn(130, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     log_w, means, prec = _random_mixture(3, 1, "full", torch.float64, seed=6)
