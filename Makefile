@@ -22,8 +22,17 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/mletui
 
+# The references the K-FAC tests compare with (BackPACK, curvlinops). --no-deps: their
+# declared dependencies would make pip replace the CPU build of torch.
+REFERENCES = backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1 einops unfoldNd \
+             einconv linear_operator opt-einsum tqdm
+
+$(VENV)/.references: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --no-deps $(REFERENCES)
+	touch $@
+
 # pytest's exit status 5 (no tests collected) counts as a failure.
-test: setup
+test: setup $(VENV)/.references
 	$(BIN)/python -m pytest -q ; rc=$$? ; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi ; exit $$rc
 
