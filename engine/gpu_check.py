@@ -4,7 +4,8 @@ repository root). Within a 4-minute budget, each step in its own subprocess with
 timeout, so one hang loses only that step:
 
     install   pip install --no-deps --no-build-isolation --no-index -e .   (the machine's own
-              torch and Triton; no UI packages needed)
+              torch and Triton; no UI packages needed); should it fail (setuptools < 68), the
+              folders go on PYTHONPATH under their installed names instead
     device    Python, torch, Triton and the GPU; stops the check when CUDA is absent
     tests     pytest -m cuda tests/engine   (the engine tests collect without textual)
     bench     python -m mletui.engine.bench TOPIC --device cuda --quick, for every topic the
@@ -48,9 +49,10 @@ def run_step(name: str, cmd: Sequence[str], timeout: float, cwd: Path = ROOT) ->
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         status = "timeout"
+    lines = [ln for ln in (out or "").splitlines() if ln.strip()]
     return {"step": name, "command": shlex.join(cmd), "status": status, "returncode": proc.returncode,
             "seconds": round(time.monotonic() - t0, 1), "timeout": round(timeout, 1),
-            "output": (out or "")[-TAIL:]}
+            "summary": lines[-1].strip()[:200] if lines else "", "output": (out or "")[-TAIL:]}
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -73,9 +75,12 @@ def _cell(v: Any) -> str:
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# mletui gpu-check, {report['started']}", "",
              f"{report.get('device', 'device: unknown')}", "",
-             "| step | status | seconds | timeout | command |", "| --- | --- | --- | --- | --- |"]
+             "| step | status | seconds | timeout | last line | command |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for s in report["steps"]:
-        lines.append(f"| {s['step']} | {s['status']} | {s['seconds']} | {s['timeout']} | `{s['command']}` |")
+        cmd = s["command"] if "\n" not in s["command"] else s["command"].split("\n")[0] + " …"
+        lines.append(f"| {s['step']} | {s['status']} | {s['seconds']} | {s['timeout']} | "
+                     f"{_cell(s.get('summary', ''))} | `{cmd}` |")
     rows = report.get("bench", [])
     if rows:
         keys = ["topic", "case", "value", "unit", "baseline", "baseline_value", "ratio"]
@@ -118,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-install", action="store_true", help="the project is installed already")
     p.add_argument("--pytest", default="-m cuda tests/engine", help="pytest's arguments (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="the interpreter that holds torch")
+    p.add_argument("--topics", help="comma-separated topics to benchmark (default: all the registry offers)")
     args = p.parse_args(argv)
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = step("install", [py, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
                              "--quiet", "-e", str(ROOT)], 60)
         if s["status"] != "passed":
-            return 1
+            # an old setuptools cannot do an editable install of this layout: put the three
+            # folders on the path under their installed names instead (symlinks, no copy)
+            shim = folder / "mletui-path"
+            for name in ("engine", "tui", "assets"):
+                link = shim / "mletui" / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    link.symlink_to(ROOT / name, target_is_directory=True)
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim.resolve()),
+                                                                    os.environ.get("PYTHONPATH")]))
+            report["install_fallback"] = f"PYTHONPATH={shim.resolve()}"
+            write(report, folder)
     s = step("device", [py, "-c", DEVICE_PROBE, args.device], 60)
     report["device"] = s["output"].strip().splitlines()[-1] if s["output"].strip() else ""
     write(report, folder)
@@ -147,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     step("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *shlex.split(args.pytest)], 100)
     s = step("bench-list", [py, "-m", "mletui.engine.bench", "--list"], 30)
     topics = s["output"].split() if s["status"] == "passed" else []
+    if args.topics is not None:
+        wanted = [t for t in args.topics.split(",") if t]
+        topics = [t for t in topics if t in wanted]
     report["topics"] = topics
     for i, topic in enumerate(topics):
         share = (t_end - time.monotonic()) / (len(topics) - i)

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from . import Launch, triton
@@ -221,7 +221,6 @@ class Row:
     instructions: int | None = None
     seconds: float = 0.0
     error: str = ""
-    extra: dict = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         d = {"kernel": self.kernel, "specialisation": self.specialisation, "arch": self.arch,
@@ -412,8 +411,9 @@ HEADER = f"{'kernel':<24} {'specialisation':<36} {'regs':>4} {'spills':>6} {'sha
 
 
 def run_report(arch: str, as_json: bool, full: bool = False, kernel: str | None = None,
-               sass: bool = False, out=sys.stdout) -> int:
+               sass: bool = False, out=None) -> int:
     """Print the table (or JSON lines) for ``arch``; 1 when a build failed or spilled, else 0."""
+    out = out or sys.stdout
     target = ARCHS[arch]
     failed = False
     if not as_json:

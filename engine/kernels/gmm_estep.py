@@ -341,9 +341,9 @@ def _estep_launch(d: int, k: int, covariance_type: str, dtype: torch.dtype, n: i
 
 LAUNCHES = (
     _estep_launch(1, 2, "full", torch.float64, default=True),
-    _estep_launch(2, 3, "full", torch.float32, default=True),
+    _estep_launch(2, 3, "full", torch.float32),
     _estep_launch(64, 64, "full", torch.float64, default=True),
-    _estep_launch(8, 1, "diag", torch.float32, default=True),
-    *(_estep_launch(d, k, c, t) for d in ESTEP_FEATURES for c in ("full", "diag", "spherical")
+    *(_estep_launch(d, k, c, t, default=(d, k, c, t) == (8, 1, "diag", torch.float32))
+      for d in ESTEP_FEATURES for c in ("full", "diag", "spherical")
       for t in (torch.float32, torch.float64) for k in (1, 8)),
 )

@@ -107,8 +107,6 @@ def _cov_ema_launch(d: int, m: int, ones: bool, fresh: bool, default: bool = Fal
 
 
 LAUNCHES = (
-    _cov_ema_launch(64, 256, True, True, default=True),
-    _cov_ema_launch(64, 256, False, False, default=True),
-    *(_cov_ema_launch(d, m, o, f) for d, m in ((10, 128), (64, 256), (784, 1000))
-      for o in (False, True) for f in (False, True)),
+    *(_cov_ema_launch(d, m, o, f, default=(d, o, f) == (64, True, True))
+      for d, m in ((10, 128), (64, 256), (784, 1000)) for o in (False, True) for f in (False, True)),
 )
