@@ -9,7 +9,9 @@ timeout, so one hang loses only that step:
     device    Python, torch, Triton and the GPU; stops the check when CUDA is absent
     tests     pytest -m cuda tests/engine   (the engine tests collect without textual)
     bench     python -m mletui.engine.bench TOPIC --device cuda --quick, for every topic the
-              registry (engine/bench) offers, each with its share of the time left
+              registry (engine/bench) offers, each with its share of the time left (at most
+              60 s; the rows printed before a cut are kept). Quick sizes are small: on a GPU
+              they measure launch overhead more than the kernels (--full-bench for the rest)
 
 After every step it rewrites ``DIR/gpu-check.json`` (each step's command, seconds, exit status,
 output tail, and the benchmark rows) and ``DIR/gpu-check.md`` (the same as tables), so a check
@@ -124,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pytest", default="-m cuda tests/engine", help="pytest's arguments (default: %(default)s)")
     p.add_argument("--python", default=sys.executable, help="the interpreter that holds torch")
     p.add_argument("--topics", help="comma-separated topics to benchmark (default: all the registry offers)")
+    p.add_argument("--full-bench", action="store_true",
+                   help="the benchmarks' full sizes (default: --quick, small sizes that fit the budget)")
     args = p.parse_args(argv)
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,8 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["topics"] = topics
     for i, topic in enumerate(topics):
         share = (t_end - time.monotonic()) / (len(topics) - i)
-        s = step(f"bench {topic}", [py, "-m", "mletui.engine.bench", topic, "--device", args.device,
-                                    "--quick"], min(60.0, share))
+        s = step(f"bench {topic}", [py, "-m", "mletui.engine.bench", topic, "--device", args.device]
+                 + ([] if args.full_bench else ["--quick"]), min(60.0, share))
         report["bench"].extend(_json_lines(s["output"]))
         write(report, folder)
     report["seconds"] = round(args.budget - (t_end - time.monotonic()), 1)
