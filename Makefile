@@ -8,7 +8,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 
-.PHONY: setup run test test-cuda bench clean
+.PHONY: setup run test test-cuda bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,14 @@ test-cuda: setup
 
 bench: setup
 	$(BIN)/mletui bench ising
+
+# The prepared device check, on a CUDA machine with the project copied in and no network:
+# installs this checkout into the machine's own Python (--no-deps), runs the CUDA tests and the
+# quick benchmarks, each step with its own timeout, 4 minutes in all; writes DIR/gpu-check.json
+# and DIR/gpu-check.md. No venv: the GPU box's python3 holds its torch and Triton.
+gpu-check:
+	@test -n "$(DIR)" || { echo "make gpu-check: name the report folder: make gpu-check DIR=gpu-report" >&2; exit 2; }
+	$(PYTHON) engine/gpu_check.py $(DIR)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
