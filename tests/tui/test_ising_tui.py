@@ -22,11 +22,11 @@ def test_ising_pane_streams_frames_draws_every_view_and_says_no_exact_value_at_n
         for w in pane.view_widgets:
             assert "cannot draw" not in str(w.border_subtitle or "")
         trace = pane.view_widgets[[v.kind for v in TOPIC.views].index("trace")]
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
         pane.param_panel.select("h")
         await pilot.pause()
         await pilot.press("right")
         await until(pilot, lambda: runner.params["h"] > 0, what="h edit applied")
-        await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), what="no exact value")
+        await until(pilot, lambda: "no exact value" in trace.notes_text, what="no exact value")
 
     drive(app, script)
