@@ -319,12 +319,13 @@ class MletuiApp(App):
                     if rate:
                         parts.append(rate)
             parts.append(f"seed {runner.seed}")
-        self._set_line(status, Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
+        cut = "crop" if self.glyphs.ascii else "ellipsis"  # Rich's ellipsis is not ASCII
+        self._set_line(status, Text(sep.join(parts), no_wrap=True, overflow=cut))
         if runner is not None and runner.error:
             self._set_line(msg, Text(f"error: {runner.error}", style="bold red", no_wrap=True,
-                                     overflow="ellipsis"))
+                                     overflow=cut))
         else:
-            self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(self.message, no_wrap=True, overflow=cut))
 
     @staticmethod
     def _set_line(widget: Static, text: Text) -> None:

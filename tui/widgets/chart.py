@@ -42,6 +42,7 @@ AXIS = Style(dim=True)
 
 _BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int64)
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
+_BRAILLE = np.array([chr(0x2800 + i) for i in range(256)])
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,9 @@ class Chart:
             pad = 1.0 if self.integer_x or xr[0] == 0 else abs(xr[0]) * 0.1
             xr = (xr[0] - pad, xr[1] + pad)
 
+        ylabel = self.ylabel
         entries = self._legend_entries(look) if self.legend else []
-        header = 1 if self.ylabel and height >= 8 else 0
+        header = 1 if ylabel and height >= 8 else 0
         # a long x label gets a row of its own when there is height for it
         own = 1 if self.xlabel and len(self.xlabel) > max(6, width // 4) and height >= 9 else 0
         layout = self._layout(width, height - header - own, look, xr)
@@ -237,7 +239,10 @@ class Chart:
         in_header = False
         if entries:
             spot = grid.place_legend(entries)
-            room = width - (len(self.ylabel) + 2 if header else 0)
+            room = width - (len(ylabel) + 2 if header else 0)
+            if spot is None and _pack(entries, room, shorten=False) is None and \
+                    _pack(entries, width, shorten=False) is not None:
+                ylabel, room = "", width  # which line is which matters more than the y label
             if spot is None and _pack(entries, room) is not None and height - 1 - 2 - own >= 4:
                 in_header = True
                 if not header:
@@ -255,11 +260,11 @@ class Chart:
         out: list[list[tuple[str, Style | None]]] = []
         if header:
             runs: list[tuple[str, Style | None]] = []
-            if self.ylabel:
-                runs.append((self.ylabel[:width], AXIS))
+            if ylabel:
+                runs.append((ylabel[:width], AXIS))
             if in_header:
-                packed = _pack(entries, width - (len(self.ylabel) + 2 if self.ylabel else 0)) or []
-                gap = width - len(self.ylabel) - sum(len(t) for t, _ in packed)
+                packed = _pack(entries, width - (len(ylabel) + 2 if ylabel else 0)) or []
+                gap = width - len(ylabel) - sum(len(t) for t, _ in packed)
                 runs.append((" " * max(0, gap), None))
                 runs.extend(packed)
             out.append(_clip_runs(runs, width))
@@ -352,6 +357,7 @@ class _Grid:
         self.clip_mark = np.full((rows, cols), "", dtype=object)
         self.overlay: dict[tuple[int, int], tuple[str, Style | None]] = {}
         self.curves: list[Curve] = []
+        self._chars = None
 
     def _sub(self, c: Curve) -> tuple[int, int]:
         fine = self.look.braille and (not self.look.mono or c.mark == "braille")
@@ -470,36 +476,48 @@ class _Grid:
                 self.overlay[(r0 + k, c0 + j)] = (ch, style if j == 0 else None)
 
     # -- output -------------------------------------------------------------------------
-    def row_runs(self, r: int) -> list[tuple[str, Style | None]]:
-        runs: list[tuple[str, Style | None]] = []
+    def _compose(self) -> None:
+        """Every cell's character and style key (a curve index, an overlay style, or -1)."""
         look = self.look
-        for c in range(self.cols):
-            if (r, c) in self.overlay:
-                runs.append(self.overlay[(r, c)])
-                continue
-            i = int(self.owner[r, c])
-            mark = self.clip_mark[r, c]
-            if i >= 0:
-                cv = self.curves[i]
-                style = None if look.mono else Style(color=cv.colour)
-                if mark:
-                    runs.append((mark, style))
-                elif self.bits[r, c]:
-                    runs.append((chr(0x2800 + int(self.bits[r, c])), style))
-                else:
-                    runs.append((cv.mark if cv.mark != "braille" else "•", style))
-                continue
-            fill = int(self.bar[r, c])
-            if fill:
-                cv = self.curves[int(self.bar_owner[r, c])]
-                style = None if look.mono else Style(color=cv.colour)
-                if look.ascii:
-                    runs.append(("#" if fill >= 4 else " ", style))
-                else:
-                    runs.append((_EIGHTHS[fill], style))
-                continue
-            runs.append((" ", None))
-        return _merge(runs)
+        chars = np.full((self.rows, self.cols), " ", dtype="<U1")
+        key = np.full((self.rows, self.cols), -1, dtype=np.int64)
+        fill = self.bar
+        if (fill > 0).any():
+            ramp = np.array(list(" " * 4 + "#" * 5) if look.ascii else list(_EIGHTHS))
+            on = fill > 0
+            chars[on] = ramp[fill[on]]
+            key[on] = self.bar_owner[on]
+        own = self.owner >= 0
+        if own.any():
+            marks = np.array([(c.mark if c.mark != "braille" else "•") or " " for c in self.curves] + [" "])
+            dots = own & (self.bits > 0)
+            chars[dots] = _BRAILLE[self.bits[dots]]
+            plain = own & (self.bits == 0)
+            chars[plain] = marks[self.owner[plain]]
+            key[own] = self.owner[own]
+        clip = self.clip_mark != ""
+        chars[clip] = self.clip_mark[clip].astype("<U1")
+        self._styles: dict[int, Style | None] = {-1: None}
+        for i, c in enumerate(self.curves):
+            self._styles[i] = None if look.mono else Style(color=c.colour)
+        overlay_keys: dict[Style | None, int] = {}
+        for (r, c), (ch, style) in self.overlay.items():
+            k = overlay_keys.setdefault(style, -2 - len(overlay_keys))
+            self._styles[k] = style
+            chars[r, c] = ch
+            key[r, c] = k
+        self._chars, self._keys = chars, key
+
+    def row_runs(self, r: int) -> list[tuple[str, Style | None]]:
+        if getattr(self, "_chars", None) is None:
+            self._compose()
+        chars, keys = self._chars[r], self._keys[r]
+        cuts = np.flatnonzero(np.diff(keys)) + 1
+        runs = []
+        starts = [0, *cuts.tolist()]
+        ends = [*cuts.tolist(), len(keys)]
+        styles = self._styles
+        return [("".join(chars[lo:hi]), styles[int(keys[lo])]) for lo, hi in zip(starts, ends)]
 
 
 def _segments(fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -535,14 +553,17 @@ def _points(fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(fx[ok]).astype(np.int64), np.rint(fy[ok]).astype(np.int64)
 
 
-def _pack(entries, width: int) -> list[tuple[str, Style | None]] | None:
+def _pack(entries, width: int, shorten: bool = True) -> list[tuple[str, Style | None]] | None:
     """The legend on one line: "━ a  ━ b", else "━a ━b", else with the labels shortened
     word by word; None when even that does not fit."""
     labels = [label for _, label, _ in entries]
     longest = max(len(x) for x in labels)
     forms = [(2, " ", labels), (1, " ", labels), (1, "", labels)]
-    forms += [(1, "", [abbreviate(x, k) for x in labels]) for k in range(longest - 1, 2, -1)]
+    if shorten:
+        forms += [(1, "", [abbreviate(x, k) for x in labels]) for k in range(longest - 1, 2, -1)]
     for gap, space, labs in forms:
+        if len(set(labs)) < len(set(labels)):  # shortened into the same text: no use
+            continue
         runs: list[tuple[str, Style | None]] = []
         used = 0
         for k, ((sample, _, style), label) in enumerate(zip(entries, labs)):
@@ -559,7 +580,7 @@ def _pack(entries, width: int) -> list[tuple[str, Style | None]] | None:
 def _merge(runs):
     out: list[tuple[str, Style | None]] = []
     for text, style in runs:
-        if out and out[-1][1] == style:
+        if out and out[-1][1] is style:  # styles are shared objects: identity is enough
             out[-1] = (out[-1][0] + text, style)
         else:
             out.append((text, style))

@@ -74,7 +74,8 @@ def abbreviate(text: str, width: int, cut: bool = True) -> str:
 
 def strip_common(labels: Iterable[str]) -> list[str]:
     """Drop a prefix every label shares up to an underscore or space ("loss_sgd",
-    "loss_adam" -> "sgd", "adam"), when there are at least two and none becomes empty."""
+    "loss_adam" -> "sgd", "adam"), when there are at least two and each keeps at least
+    three characters ("log_z", "log_z_exact" stay)."""
     labels = list(labels)
     if len(labels) < 2:
         return labels
@@ -83,13 +84,13 @@ def strip_common(labels: Iterable[str]) -> list[str]:
     if cut <= 0:
         return labels
     out = [lab[cut + 1:] for lab in labels]
-    return labels if any(not o for o in out) else out
+    return labels if any(len(o) < 3 for o in out) else out
 
 
 def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " | ") -> str:
     """Join (label, value) parts, in priority order, into at most ``width`` characters:
-    a part whose label does not fit is shown with its label abbreviated (to 4 characters
-    at least), else left out; values are never cut."""
+    a part whose label does not fit is shown with its label abbreviated (to half its
+    length and 4 characters at least), else left out; values are never cut."""
     if width <= 0:
         return ""
 
@@ -104,6 +105,7 @@ def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " | ") -> str
         if not label:
             continue
         room = width - len(join(kept + [("", value)])) - 1
-        if room >= 4:
-            kept.append((abbreviate(label, room), value))
+        short = abbreviate(label, room) if room >= 4 else ""
+        if len(short) * 2 >= len(label):  # a label cut to less than half says nothing
+            kept.append((short, value))
     return join(kept)
