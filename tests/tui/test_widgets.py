@@ -442,3 +442,17 @@ def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():
             assert "p24" in plist.render().plain    # the row being edited stays in view
 
     asyncio.run(main())
+
+
+def test_bar_names_are_shortened_but_stay_distinct():
+    f = Frame(views={"t": {"labels": ["kfac_true", "kfac_empirical", "sgd", "adam"],
+                           "values": [4716.4, 1199.8, 300.0, 250.0]}})
+    w = widget_for(View("bars", "step time (ms)", source="t"), UNICODE)
+
+    async def script(pilot):
+        w.show(f)
+        names = [s for _, s in w.chart.xticks]
+        assert len(set(names)) == 4 and names[2:] == ["sgd", "adam"], names
+        assert w.chart.ylim is None and w.chart.curves[0].kind == "bars"
+
+    hosted(w, script, size=(27, 9))

@@ -1,6 +1,7 @@
 """Bars: ``Frame.views[source]`` is {"labels": [...], "values": [...]}, optionally
-"ylabel". Bars rise from 0, one per label; labels under the axis are abbreviated to the
-bar's width (whole labels where they fit). A non-finite value is drawn as an empty bar
+"ylabel". Bars rise from 0, one per label; names under the axis are abbreviated to the
+bar's width as far as they stay distinct, numbers kept whole; labels that would overlap
+are left out. A non-finite value is drawn as an empty bar
 and written "nan" in the subtitle."""
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ class BarsView(ChartView):
         n = max(1, len(labels))
         # room per bar: the plot is about the widget's width less a y-label column. Names
         # are shortened to it; numbers are kept whole (the axis shows those that fit)
-        per = max(1, (max(self.content_size.width, 20) - 6) // n - 1)
-        ticks = [(float(i), lab if any(c.isdigit() for c in lab) else abbreviate(lab, max(per, 3)))
+        per = max(3, (max(self.content_size.width, 20) - 6) // n - 1)
+        names = [lab for lab in labels if not any(c.isdigit() for c in lab)]
+        longest = max([len(lab) for lab in names] + [per])
+        while per < longest and len({abbreviate(lab, per) for lab in names}) < len(set(names)):
+            per += 1  # shortened names must still tell the bars apart
+        ticks = [(float(i), lab if any(c.isdigit() for c in lab) else abbreviate(lab, per))
                  for i, lab in enumerate(labels)]
         self.draw(Chart([Curve("", list(range(len(shown))), shown, kind="bars", width=0.8)],
                         ylabel=str(data.get("ylabel") or ""), xticks=ticks, xlim=(-0.5, n - 0.5),
