@@ -322,8 +322,9 @@ def test_value_and_error_are_written_to_the_errors_significant_digits():
     assert value_error(36.962, 6.2872, level=2) == "37(6)"
     assert value_error(1.2e-5, 3e-7, level=1) == "1.200(30)e-5"
     assert cell_text(None) == "-" and cell_text(math.nan) == "nan"
-    flagged = cell_text({"value": 2.9, "stderr": 0.5, "rhat": 1.8})
+    flagged = cell_text((2.9, 0.5, 1.8))
     assert "not equilibrated" in flagged and "±" not in flagged and "1.8" in flagged
+    assert cell_text((0.31, 0.01, 1.01)) == "0.310 ± 0.010"   # mixed chains: the error stands
 
 
 ISING_TABLE = (["observable", "measured", "exact L=64", "L=inf"],

@@ -1,7 +1,7 @@
 """How numbers are written on screen: compact, and non-finite values as text, never drawn.
 
-Table cells (``cell_text``) are numbers, ``(value, stderr)`` pairs, {"value", "stderr",
-"rhat"} dicts, None or short strings. A value with its standard error is written to the
+Table cells (``cell_text``) are numbers, ``(value, stderr)`` pairs, ``(value, stderr,
+rhat)`` triples, None or short strings (engine/views.py ``Cell``). A value with its standard error is written to the
 error's significant digits: ``-1.4220 ± 0.0022`` (ASCII ``+/-``), more compactly
 ``-1.4220(22)`` and ``-1.422(2)`` (the digits in brackets are the error in the last
 places shown). A split-R-hat above 1.05 (Gelman et al., Bayesian Data Analysis, 3rd ed.,
@@ -114,18 +114,18 @@ def cell_text(cell: Any, level: int = 0, ascii: bool = False) -> str:
     """One table cell at a width level (0 widest). Numbers lose digits as the level rises
     (5, 4, 3, 2 significant); a flagged R-hat becomes shorter text; strings are as given
     (the table abbreviates labels, never numbers)."""
-    if isinstance(cell, dict) and "value" in cell:
-        value, err, rhat = cell.get("value"), cell.get("stderr"), cell.get("rhat")
+    if isinstance(cell, (tuple, list)) and len(cell) == 3 and is_number(cell[0]):
+        value, err, rhat = cell
         if finite(rhat) and rhat > RHAT_LIMIT:
-            v = fmt(value, 4 - min(level, 2)) if is_number(value) else str(value)
+            v = fmt(float(value), 4 - min(level, 2))
             r = f"{rhat:.2g}" if rhat < 10 else f"{rhat:.0f}"
-            rh = "Rhat" if ascii else "R̂"
+            rh = "Rhat" if ascii else "R\u0302"
             if level == 0:
                 return f"{v} not equilibrated ({rh} = {r})"
             if level == 1:
                 return f"{v} not equil. ({rh} {r})"
             return f"{v}?({rh} {r})" if level == 2 else f"{v}?"
-        cell = (value, err) if err is not None else value
+        cell = (value, err)
     if isinstance(cell, (tuple, list)) and len(cell) == 2 and is_number(cell[0]) and \
             (cell[1] is None or is_number(cell[1])):
         return value_error(float(cell[0]), cell[1] if cell[1] is None else float(cell[1]), level, ascii)

@@ -1,7 +1,7 @@
 """Table: ``Frame.views[source]`` is {"columns": [...], "rows": [[...], ...]}.
 
-Cells are numbers, ``(value, stderr)`` pairs, {"value", "stderr", "rhat"} dicts, None or
-short strings; they are written here (numbers.cell_text), never pre-formatted by the
+Cells are numbers, ``(value, stderr)`` pairs, ``(value, stderr, rhat)`` triples, None or
+short strings (engine/views.py ``Cell``); they are written here (numbers.cell_text), never pre-formatted by the
 topic. The table fits its width without cutting a number: first fewer digits (5, 4, 3
 then 2 significant; "v ± e", then "v(ee)", "v(e)"), then shorter labels (column headers
 and the row labels of the first column abbreviated word by word, kept distinct), and
