@@ -457,3 +457,19 @@ def test_bar_names_are_shortened_but_stay_distinct():
         assert w.chart.ylim is None and w.chart.curves[0].kind == "bars"
 
     hosted(w, script, size=(27, 9))
+
+
+def test_the_view_contract_accepts_reference_curves_and_rhat_cells_and_refuses_bad_ones():
+    from mletui.engine.views import problems
+
+    trace = View("trace", "ln Z", series=("log_z",), reference=("log_z_exact",), x="beta")
+    ok = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {"log_z_exact": {"x": [0, 1], "y": [0, 2]}})
+    assert ok == []
+    bad = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {"log_z_exact": {"x": [0, 1], "y": [0]}})
+    assert bad and "equal lengths" in bad[0]
+    missing = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {})
+    assert missing and "log_z_exact" in missing[0]
+    table = View("table", "t", source="t")
+    rows = {"columns": ["obs", "value"], "rows": [["C", (2.9, 0.5, 1.8)], ["E", "1.2 +/- 0.1"]]}
+    found = problems(table, {}, {}, {"t": rows})
+    assert len(found) == 1 and "row 1" in found[0]
