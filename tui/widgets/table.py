@@ -36,9 +36,10 @@ def _shorten(label: str, width: int) -> str:
     return abbreviate(label, width, cut=False)
 
 
-# (digits level, labels shortened): fewer digits before shorter labels, but 2 significant
-# digits only after shortening (cell_text levels: 0 "v ± e", 5 digits ... 3 "v(e)", 2 digits)
-CANDIDATES = ((0, False), (1, False), (0, True), (2, False), (1, True), (3, False), (2, True), (3, True))
+# (digits level, labels shortened), tried in order (cell_text levels: 0 "v ± e" and 5
+# significant digits, 1 "v(ee)" and 4, 2 "v(e)" and 3, 3 "v(e)" and 2): one digit fewer
+# before shorter labels, but shorter labels before a second digit less, and 2 digits last
+CANDIDATES = ((0, False), (1, False), (0, True), (1, True), (2, False), (2, True), (3, False), (3, True))
 
 
 def layout(columns: list[str], rows: list[list[Any]], width: int, ascii: bool = False
