@@ -274,13 +274,20 @@ class Chart:
             r = int(round((y_hi - a) / (y_hi - y_lo) * (rows - 1)))
             if 0 <= r < rows and r not in tick_rows:
                 tick_rows[r] = s
-        vbar, tick, corner, hbar, xtick = ("|", "+", "+", "-", "+") if look.ascii else \
-            ("│", "┤", "└", "─", "┬")
+        vbar, tick = ("|", "+") if look.ascii else ("│", "┤")
         for r in range(rows):
             label = tick_rows.get(r, "")
             runs = [(f"{label:>{label_w}}", AXIS), (tick if label else vbar, AXIS)]
             runs.extend(grid.row_runs(r))
             out.append(_clip_runs(runs, width))
+        out.extend(self._x_axis(width, label_w, cols, xr, look, own))
+        return out
+
+    def _x_axis(self, width: int, label_w: int, cols: int, xr, look: Look, own: int):
+        """The axis line, the tick labels with the x label at their right (or, when it is
+        long and there is height, on a row of its own)."""
+        hbar, corner, xtick = ("-", "+", "+") if look.ascii else ("─", "└", "┬")
+        out = []
         xt = [(v, s) for v, s in self._xticks(cols, xr) if xr[0] - 1e-9 <= v <= xr[1] + 1e-9]
         axis = [hbar] * cols
         label_row = [" "] * width

@@ -20,7 +20,7 @@ from mletui.engine.topic import Frame, View
 
 from ..charset import Glyphs
 from .labels import abbreviate
-from .numbers import LEVELS, cell_text
+from .numbers import cell_text
 from .panel import ViewPanel
 
 GAP = 2
