@@ -39,8 +39,8 @@ class NaturalGradient(torch.optim.Optimizer):
     Usage: ``loss, output = opt.step_on(x, y)`` (the loss and outputs before the step)."""
 
     def __init__(self, model: nn.Module, likelihood: str | Likelihood = "categorical",
-                 damping: float = 1e-3, kl_budget: float = 1e-3, weight_decay: float = 0.0,
-                 cg_iters: int = 100, cg_tol: float = 1e-4) -> None:
+                 damping: float = 1e-3, kl_budget: float = 1e-2, weight_decay: float = 0.0,
+                 cg_iters: int = 50, cg_tol: float = 1e-4) -> None:
         if damping <= 0:
             raise ValueError(f"damping must be > 0, got {damping}")
         if kl_budget <= 0:

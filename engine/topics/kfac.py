@@ -145,7 +145,7 @@ class KFACTopic(Topic):
               help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
         Param("weight_decay", "float", D["weight_decay"], lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
         Param("kl_budget", "float", D["kl_budget"], lo=1e-8, hi=1.0, log=True,
-              help="ngd: KL budget ε of a step (½ dᵀFd = ε, F the exact Fisher of the batch)"),
+              help="ngd: KL budget ε of a step (½ dᵀFd ≤ ε, F the exact Fisher of the batch)"),
         Param("ngd_damping", "float", D["ngd_damping"], lo=1e-8, hi=1e4, log=True,
               help="ngd: damping λ of the solve (F + λI)Δ = g"),
         Param("cg_iters", "int", D["cg_iters"], lo=1, hi=10000, log=True,
