@@ -87,7 +87,7 @@ class TopicPane(Horizontal):
         self.frozen = False
         self.error: str | None = None
         self.message = ""  # the app's message line while this pane is shown
-        self.view_widgets = [widget_for(v, glyphs) for v in topic.views]
+        self.view_widgets = [widget_for(v, glyphs, topic) for v in topic.views]
         self._needs_history = any(getattr(w, "needs_history", False) for w in self.view_widgets)
         self._shown: Frame | None = None
         self._generation = -1
@@ -102,7 +102,7 @@ class TopicPane(Horizontal):
     def compose(self) -> ComposeResult:
         with Vertical(id="side"):
             yield self.param_panel
-            yield Readout(id="readout")
+            yield Readout(self.topic, id="readout")
         with ViewGrid(id="views"):
             yield from self.view_widgets
 
