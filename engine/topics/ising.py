@@ -37,6 +37,9 @@ Frame scalars (the JSONL schema):
     energy_exact, specific_heat_exact      Kaufman, this L, h = 0 (None at h != 0)
     energy_onsager, magnetization_yang     L -> infinity, h = 0 (None at h != 0)
     bad_spins         spins not equal to +1/-1 (always 0 unless memory was corrupted)
+    compiling         "compiling for L=1024, first time only" while the CPU kernels for this
+                      size are built in the background (the sweeps run eagerly meanwhile,
+                      with the same spins), else None
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class IsingTopic(LatticeTopic):
     )
 
     quick = {"L": 16, "replicas": 2, "burn_in": 2}
-    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
+    # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
+    window_scalars = ("acceptance", "compiling")
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
 
@@ -213,6 +217,7 @@ class IsingTopic(LatticeTopic):
         if frozen:                                   # an infinite scalar is named in its own frame
             state.notes.append(f"{', '.join(frozen)} = inf: every replica is frozen, not all in "
                                "the same state")
+        s["compiling"] = state.kernel_status()
         frame = Frame(scalars=s, notes=state.take_notes())
         frame.views["lattice"] = lattice.numpy()
         frame.views["m_histogram"] = {"edges": M_EDGES, "counts": m_counts}
