@@ -62,6 +62,7 @@ class AnnealingTopic(LatticeTopic):
     finite = True
     step_unit = "sweep"
     quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
+    window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
 
     params = (
         model_param(),
@@ -143,6 +144,7 @@ class AnnealingTopic(LatticeTopic):
         n = L * L
         model = p["model"]
         beta = float(state.betas[state.t])
+        compiling = state.kernel_status()
         frame = Frame(notes=state.take_notes())
 
         energy = state.energy.double() / n
@@ -187,6 +189,7 @@ class AnnealingTopic(LatticeTopic):
             "minus_delta_log_z_exact": minus_delta_exact,
             "dissipated_work": finite_or_none(dissipated),
             "nonfinite_work": nonfinite,
+            "compiling": compiling,
         }
 
         lo, hi = energy.min().item(), energy.max().item()

@@ -70,6 +70,7 @@ class TemperingTopic(LatticeTopic):
     finite = False
     step_unit = "sweep + rung move"
     quick = {"L": 4, "replicas": 8, "rungs": 4, "burn_in": 5}
+    window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
 
     params = (
         model_param(),
@@ -182,6 +183,7 @@ class TemperingTopic(LatticeTopic):
     def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
         L = state.replicas.spins.shape[-1]
         n = L * L
+        compiling = state.kernel_status()
         frame = Frame(notes=state.take_notes())
         betas = state.betas.tolist()
         g = state.g.tolist()
@@ -217,6 +219,7 @@ class TemperingTopic(LatticeTopic):
             "g_max_error": g_error,
             "round_trips": int(state.round_trips.item()),
             "nonfinite_weights": nonfinite,
+            "compiling": compiling,
         }
         frame.arrays = {
             "betas": betas,

@@ -204,6 +204,7 @@ def test_fast_twin_compiled_path_equals_eager_path(monkeypatch):
     monkeypatch.setattr(cb, "COMPILE_MIN_SITES", 1 << 40)
     f_eager = cb.sweep_fast(eager, 0.44, 0.1, "metropolis", seed=4, counter=10)
     monkeypatch.setattr(cb, "COMPILE_MIN_SITES", 1)
+    monkeypatch.setattr(cb._COMPILED, "background", False)   # compile on this call (no eager first)
     compiled = spins.clone()
     f_comp = cb.sweep_fast(compiled, 0.44, 0.1, "metropolis", seed=4, counter=10)
     assert cb._COMPILED.failed is None, cb._COMPILED.failed
