@@ -304,7 +304,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     app = MletuiApp(topic=topic.name if topic is not None else None, overrides=overrides,
                     seed=args.seed, device=device, fps=args.fps, preset_name=args.preset)
     app.run()
-    return 0
+    # The app has stopped its engines and restored the terminal; what is left is the
+    # interpreter's teardown of torch and its modules, seconds on a loaded machine, with
+    # nothing to save: leave at once so `q` exits within a second.
+    rc = app.return_code or 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -75,6 +76,13 @@ class ParamPanel(Vertical):
     """Params list + an input for exact values + a message line (help or error)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel typing a value")]
+
+    class Refused(Message):
+        """A value was refused (its ParamError's text): the pane repeats it on the event line."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
 
     def __init__(self, topic: Topic, glyphs: Glyphs, values: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
@@ -169,6 +177,8 @@ class ParamPanel(Vertical):
             return
         msg.update(Text(self.glyphs.text(text), style="bold red" if error else "dim"))
         msg.set_class(error, "error")
+        if error:
+            self.post_message(self.Refused(text))
 
     @property
     def message(self) -> str:
