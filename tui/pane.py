@@ -404,6 +404,10 @@ class TopicPane(Horizontal):
         if latest is not None and self.message in (STARTING, WAITING):
             self.message = ""
         self.param_panel.refresh_values()
+        applies = [v.applies(runner.params) for v in self.topic.views]
+        if applies != self._applies:  # an edit applied while paused changes no frame
+            self._applies = applies
+            self.layout_views()
         if latest is None or latest is self._shown:
             if self.note.display:
                 self.note.update(self._why_empty())
@@ -412,10 +416,9 @@ class TopicPane(Horizontal):
         notes = self._new_notes(history)
         if self.frozen:
             return notes
-        applies = [v.applies(runner.params) for v in self.topic.views]
         content = [c or has_content(v, latest, history) for c, v in zip(self._content, self.topic.views)]
-        if applies != self._applies or content != self._content:
-            self._applies, self._content = applies, content
+        if content != self._content:
+            self._content = content
             self.layout_views()
         self._draw(latest, history, [self.view_widgets[i] for i in self.shown])
         self.query_one(Readout).show(latest)
