@@ -28,10 +28,21 @@ VIEW_KINDS = ("lattice", "histogram", "trace", "heatmap", "table", "plot", "bars
 XY = tuple[Sequence[float], Sequence[float]]
 """A curve: x values and y values of the same length."""
 
-Cell = float | int | str | None | tuple[float, float]
-"""A table cell: a number, ``None`` (no value), a ``(value, standard error)`` pair, or a
-short text label (a row's name). Numbers are never pre-formatted: the UI formats them, so
-its digits, ASCII mode and width rules apply to every table alike."""
+Cell = float | int | str | None | tuple[float, float] | tuple[float, float, float]
+"""A table cell: a number, ``None`` (no value), a ``(value, standard error)`` pair, a
+``(value, standard error, split-R-hat)`` triple (the UI shows the value flagged "not
+equilibrated" instead of a confident error when R-hat > 1.05), or a short text label (a
+row's name). Numbers are never pre-formatted: the UI formats them, so its digits, ASCII
+mode and width rules apply to every table alike."""
+
+
+class ReferenceCurve(TypedDict):
+    """A trace reference given as a whole curve over the view's x (the exact energy over
+    the annealing schedule), in ``Frame.views[name]`` or ``Frame.arrays[name]``; drawn as
+    given, ahead of the run's history."""
+
+    x: Sequence[float]
+    y: Sequence[float]
 
 LatticeData = Sequence[Sequence[int]]
 """lattice: a 2-D array of spins (+1/-1 or 0/1), already downsampled to what a
@@ -108,8 +119,11 @@ class View:
              is the kind's entry in :data:`DATA`.
     series   for trace: scalar names drawn over the frame history; for a history-fed
              histogram: the one scalar whose recent values are binned.
-    reference scalar names drawn as reference lines on a trace (e.g. the exact value);
-             a reference whose value is None or missing is shown as "no exact value".
+    reference for trace: the exact values. A scalar name is drawn at each frame's x from
+             that frame's value (a curve when it moves with x, a line for the stretch of
+             history a constant holds; an edit starts a new stretch); None in a frame is
+             "no exact value". A name in ``Frame.views``/``Frame.arrays`` holding a
+             :class:`ReferenceCurve` is drawn as that curve.
     x        for trace: the scalar used as abscissa (default: the step).
     options  free-form hints (``logy``, ``ylabel``, ``bins``, ``width`` ...).
     when     ``when(params) -> bool``: whether the view applies to a run with these
@@ -344,9 +358,9 @@ def _cell_problem(cell: Any) -> str | None:
     if cell is None or _is_number(cell):
         return None
     if isinstance(cell, (tuple, list)):
-        if len(cell) == 2 and all(c is None or _is_number(c) for c in cell):
+        if len(cell) in (2, 3) and _is_number(cell[0]) and all(c is None or _is_number(c) for c in cell):
             return None
-        return f"cell {cell!r} is neither a number nor a (value, stderr) pair"
+        return f"cell {cell!r} is neither a number nor a (value, stderr[, rhat]) tuple"
     if isinstance(cell, str):
         if _looks_formatted(cell):
             return f"cell {cell!r} is a number written as text (give the number; the UI formats it)"
@@ -407,7 +421,8 @@ def problems(view: View, scalars: Mapping[str, Any], arrays: Mapping[str, Any],
              views: Mapping[str, Any]) -> list[str]:
     """What a frame (its scalars, arrays and view data) lacks for ``view``: a missing
     source, series, reference or x, or data of the wrong shape. Empty when it can be drawn.
-    A reference may be None (no exact value) but must be named in the scalars."""
+    A reference scalar may be None (no exact value) but must be named; a reference curve
+    needs x and y of equal lengths."""
     out: list[str] = []
     if view.source is not None:
         if view.source in views:
@@ -421,8 +436,13 @@ def problems(view: View, scalars: Mapping[str, Any], arrays: Mapping[str, Any],
         if name not in scalars and name not in arrays:
             out.append(f"view {view.title!r}: series {name!r} is not in the scalars")
     for name in view.reference:
-        if name not in scalars:
-            out.append(f"view {view.title!r}: reference {name!r} is not in the scalars")
+        curve = views.get(name, arrays.get(name))
+        if isinstance(curve, Mapping):
+            if "x" not in curve or "y" not in curve or len(curve["x"]) != len(curve["y"]):
+                out.append(f"view {view.title!r}: reference curve {name!r} needs x and y of equal lengths")
+        elif name not in scalars:
+            out.append(f"view {view.title!r}: reference {name!r} is in neither the scalars nor "
+                       "the views (as a curve)")
     if view.x is not None and view.x != "step" and view.x not in scalars:
         out.append(f"view {view.title!r}: x {view.x!r} is not in the scalars")
     if view.kind in ("trace",) and not view.series:

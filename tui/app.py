@@ -33,6 +33,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.filter import Monochrome, NoColor
 from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mletui.engine import presets, record
@@ -47,7 +48,9 @@ from .charset import glyphs as pick_glyphs
 from .keybar import KeyBar, fit
 from .pane import TopicPane
 from .screens import HelpScreen, PresetNameScreen
+from .widgets import toggle_history
 from .widgets.params import ParamList, ParamPanel
+from .widgets.readout import Readout
 
 
 SWITCH_INTERVAL_S = float(os.environ.get("MLETUI_SWITCH_INTERVAL", "0.0005"))
@@ -110,6 +113,10 @@ class MletuiApp(App):
         Binding("c", "cycle_views", "Views",
                 tooltip="show the next views (the ones that do not fit; the next view when zoomed)"),
         Binding("z", "zoom", "Zoom", tooltip="zoom one view to the whole pane, or back to the grid"),
+        Binding("h", "history", "History", show=False,
+                tooltip="traces: the recent window (autoscaled to it) or the full history"),
+        Binding("v", "values", "Values", show=False,
+                tooltip="move the arrow keys to the values list (and back to the params)"),
         Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("q", "quit", "Quit", tooltip="quit"),
         Binding("tab", "switch(1)", "Topic", priority=True, tooltip="next topic"),
@@ -137,6 +144,8 @@ class MletuiApp(App):
         $MLETUI_WARM_ENGINES, else 2). release_after: seconds after which a tab left
         loses its engine (default $MLETUI_RELEASE_AFTER, else 60; 0 or less: never)."""
         super().__init__()
+        if self.no_color:  # NO_COLOR: no colour codes at all (Textual's default sends greys)
+            self._filters = [f for f in self._filters if not isinstance(f, Monochrome)] + [NoColor()]
         self.glyphs = pick_glyphs(ascii)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.fps = float(fps) if fps and fps > 0 else 4.0
@@ -339,12 +348,13 @@ class MletuiApp(App):
         width = max(10, (status.size.width or self.size.width) - 2)
         if self.glyphs.ascii:
             parts = [(r, self.glyphs.text(t)) for r, t in parts]
+        cut = "crop" if self.glyphs.ascii else "ellipsis"  # Rich's ellipsis is not ASCII
         self._set_line(status, Text(sep.join(fit(parts, width, sep)), no_wrap=True, overflow="crop"))
         if runner is not None and runner.error:
             self._set_line(msg, Text(f"error: {runner.error}", style="bold red", no_wrap=True,
-                                     overflow="ellipsis"))
+                                     overflow=cut))
         else:
-            self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(self.message, no_wrap=True, overflow=cut))
 
     def _set_line(self, widget: Static, text: Text) -> None:
         """Update a one-line Static only when its text changed, without a layout pass;
@@ -394,6 +404,20 @@ class MletuiApp(App):
     def action_reset(self) -> None:
         if self.pane:
             self.say(self.pane.reset())
+
+    def action_history(self) -> None:
+        if self.pane:
+            self.say(toggle_history(self.pane.view_widgets))
+
+    def action_values(self) -> None:
+        if self.pane:
+            readout = self.pane.query_one(Readout)
+            if readout.has_focus:
+                self.pane.query_one(ParamList).focus()
+                self.say("arrow keys: params")
+            else:
+                readout.focus()
+                self.say("arrow keys: values (v: back to the params)")
 
     def _stamp(self) -> str:
         return time.strftime("%Y%m%d-%H%M%S")
@@ -468,6 +492,8 @@ class MletuiApp(App):
         rows.append(("1-9", "go to topic N"))
         for b in (*ParamList.BINDINGS, *ParamPanel.BINDINGS):
             rows.append((self.get_key_display(b), self.glyphs.text(f"params: {b.tooltip or b.description}")))
+        for b in Readout.BINDINGS:
+            rows.append((self.get_key_display(b), self.glyphs.text(b.tooltip or b.description)))
         return rows
 
     def action_help(self) -> None:

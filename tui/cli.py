@@ -5,6 +5,7 @@
     mletui run TOPIC --steps N [--set NAME=VALUE ...] [--preset NAME] [--seed S]
                      [--device cpu|cuda] [--jsonl PATH|-] [--every K]
     mletui bench TOPIC [--device cpu|cuda] [--quick]
+    mletui kernels [--arch sm_90|sm_80] [--json] [--full] [--kernel GLOB] [--sass]
 
 Bad input exits with status 2 and one line naming the flag and the problem; nothing
 starts on bad input. ``--set NAME=VALUE`` without ``--topic`` (or a preset) picks the one
@@ -74,6 +75,15 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", metavar="cpu|cuda", help="compute device")
     b.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     b.add_argument("--json", action="store_true", help="one JSON object per row")
+
+    k = sub.add_parser("kernels", help="build every Triton kernel ahead of time for a GPU (no GPU needed): "
+                                       "registers, spills, shared memory, occupancy")
+    k.add_argument("--arch", choices=KERNEL_ARCHS, default="sm_90",
+                   help="target: sm_90 (H100/H200, default) or sm_80 (A100)")
+    k.add_argument("--json", action="store_true", help="one JSON object per line")
+    k.add_argument("--full", action="store_true", help="every declared specialisation, not the default few")
+    k.add_argument("--kernel", metavar="GLOB", help="only kernels whose name matches, e.g. '_half*'")
+    k.add_argument("--sass", action="store_true", help="also count each build's machine instructions")
     return p
 
 
@@ -403,6 +413,20 @@ def bench_line(row: dict) -> str:
     return line
 
 
+KERNEL_ARCHS = ("sm_90", "sm_80")   # engine.kernels.aot.ARCHS (kept light: no torch import to parse flags)
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    """Ahead-of-time builds of the engine's Triton kernels (engine/kernels/aot.py): exit 1 when
+    a build failed or spilled registers."""
+    from mletui.engine.kernels import aot
+
+    try:
+        return aot.run_report(args.arch, args.json, args.full, args.kernel, args.sass)
+    except RuntimeError as exc:
+        raise UsageError(f"kernels: {exc}") from None
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     topic, params = resolve_params(args.topic, args.preset, args.sets)
     device = resolve_device_arg(args.device)
@@ -437,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "kernels":
+            return cmd_kernels(args)
         return cmd_app(args)
     except UsageError as exc:
         print(f"mletui: error: {exc}", file=sys.stderr)

@@ -130,7 +130,7 @@ class TopicPane(Horizontal):
         self.error: str | None = None
         self.message = ""  # the app's message line while this pane is shown
         self.released = False  # the engine was released; the next one starts afresh
-        self.view_widgets = [widget_for(v, glyphs) for v in topic.views]
+        self.view_widgets = [widget_for(v, glyphs, topic) for v in topic.views]
         self.note = Static("", id="views-note")
         self._content = [False] * len(self.view_widgets)   # has drawn something (this generation)
         self._applies = [v.applies(None) for v in topic.views]
@@ -150,7 +150,7 @@ class TopicPane(Horizontal):
     def compose(self) -> ComposeResult:
         with Vertical(id="side"):
             yield self.param_panel
-            yield Readout(id="readout")
+            yield Readout(self.topic, id="readout")
         with ViewGrid(id="views"):
             yield from self.view_widgets
             yield self.note

@@ -137,12 +137,7 @@ def measure_torch(spins: torch.Tensor, couplings: torch.Tensor | None = None,
 # counter >> 32), the key is the 64-bit seed: distinct (seed, counter, replica, site) never
 # share a number, for any number of sweeps. A uint32 x becomes the uniform (x >> 8) * 2^-24,
 # in [0, 1) with 24 random bits.
-try:  # triton is optional: the CPU path never needs it
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - platforms without triton wheels
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 _U24 = 1.0 / (1 << 24)
 
@@ -679,3 +674,59 @@ def measure(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     if spins.device.type == "cpu":
         return measure_fast(spins, couplings, h)
     return measure_torch(spins, couplings, h)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls a launch site above on placeholder tensors, so a build uses the signature the site
+# passes. _sweep_tiling gives 12 distinct (BLOCK_ROWS, QW) tiles over L = 4 .. 8192 (the topics'
+# range), one per power of two. Default set: the smallest tile (L=4), the Ising topic's default
+# (L=64) and the largest (L=8192), spread over the switches (DEFAULT_SWEEPS). Full set: every tile x method x
+# couplings x uniforms (96 half-sweeps), plus colour 1 (Triton makes an integer argument equal to
+# 1 a constexpr: a second build), an L not divisible by 16 (no alignment hint) and a seed past
+# 2^31 (an i64 argument): each a build a run can trigger.
+from . import Launch, placeholder  # noqa: E402
+
+SWEEP_SIDES = tuple(1 << k for k in range(2, 14))
+# Register spills the compile gate found (local memory, STL/LDL in the SASS), tolerated until
+# fixed (the gate fails once one is gone): one 8-byte value parked across the four sub-tiles.
+SWEEP_SPILLS = {"L=256 metropolis couplings uniforms": ("sm_90",), "L=8192 gibbs": ("sm_80",)}
+
+
+def _half_sweep_launch(L: int, method: str = "metropolis", couplings: bool = False,
+                       uniforms: bool = False, color: int = 0, seed: int = 12345,
+                       default: bool = False) -> Launch:
+    def call() -> torch.Tensor:
+        R = 2
+        return half_sweep_triton(placeholder(R, L, L, dtype=torch.int8), color, placeholder(R), 0.1,
+                                 method, seed=seed, counter=7,
+                                 couplings=placeholder(2, L, L) if couplings else None,
+                                 uniforms=placeholder(R, L, L // 2) if uniforms else None)
+    label = " ".join([f"L={L}", method] + ["couplings"] * couplings + ["uniforms"] * uniforms
+                     + [f"colour={color}"] * (color != 0) + [f"seed={seed:#x}"] * (seed >= 1 << 31))
+    archs = SWEEP_SPILLS.get(label, ())
+    return Launch(label, call, default, known="register spill (see SWEEP_SPILLS)" if archs else "",
+                  known_archs=archs)
+
+
+def _measure_launch(L: int, couplings: bool = False, default: bool = False) -> Launch:
+    def call() -> tuple[torch.Tensor, torch.Tensor]:
+        return measure_triton(placeholder(2, L, L, dtype=torch.int8),
+                              placeholder(2, L, L) if couplings else None, 0.1)
+    return Launch(f"L={L}" + " couplings" * couplings, call, default)
+
+
+def _uniforms_launch(L: int, default: bool = False) -> Launch:
+    return Launch(f"L={L} stream", lambda: uniforms_triton(2, L, 12345, 7, "meta"), default)
+
+
+DEFAULT_SWEEPS = {(4, "metropolis", False, False), (64, "gibbs", False, True), (8192, "metropolis", True, False)}
+
+LAUNCHES = (
+    *(_half_sweep_launch(L, m, c, u, default=(L, m, c, u) in DEFAULT_SWEEPS)
+      for L in SWEEP_SIDES for m in METHODS for c in (False, True) for u in (False, True)),
+    _half_sweep_launch(64, color=1),
+    _half_sweep_launch(100),
+    _half_sweep_launch(1024, seed=0x1234_5678_9ABC),
+    *(_measure_launch(L, c, default=(L, c) == (8192, True)) for L in SWEEP_SIDES for c in (False, True)),
+    *(_uniforms_launch(L, default=L == 4) for L in SWEEP_SIDES),
+)

@@ -52,12 +52,12 @@ def ising_frame(f):
 async def ising_after(app, pilot, runner):
     """The exact value is shown at h = 0 and replaced by "no exact value" once h > 0."""
     trace = app.pane.view_widgets[[v.kind for v in app.pane.topic.views].index("trace")]
-    await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), what="no exact value")
+    await until(pilot, lambda: "no exact value" in trace.notes_text, what="no exact value")
 
 
 async def ising_before(app, pilot):
     trace = app.pane.view_widgets[[v.kind for v in app.pane.topic.views].index("trace")]
-    await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+    await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
 
 
 def annealing_frame(f):

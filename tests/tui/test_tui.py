@@ -24,7 +24,7 @@ from mletui.tui.charset import ASCII, ascii_only, to_ascii
 from mletui.tui.pane import TopicPane, grid_shape
 from mletui.tui.widgets.lattice import LatticeView, cells, downsample
 from mletui.tui.widgets.params import ParamPanel
-from mletui.tui.widgets.plotext_view import PlotextView
+from mletui.tui.widgets.chart_view import ChartView
 from pilot import drive, until
 
 ISING = all_topics()["ising"]
@@ -399,7 +399,7 @@ def test_every_view_kind_draws_its_documented_data_and_nan_is_text_not_plotted()
         await until(pilot, lambda: pane._shown is not None and pane._shown.step > 7, what="frames")
         await pilot.press("space")
         await pilot.pause(0.2)
-        subs = {w.view.kind: str(w.border_subtitle) for w in pane.view_widgets}
+        subs = {w.view.kind: w.notes_text for w in pane.view_widgets}
         assert not any("cannot draw" in s for s in subs.values()), subs
         assert "nan not drawn" in subs["trace"], subs["trace"]
         assert "no exact value" in subs["trace"] or "energy_ref 0" in subs["trace"]
@@ -420,11 +420,11 @@ def test_trace_says_no_exact_value_when_the_reference_is_none():
     async def script(pilot):
         await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
         trace = next(w for w in app.pane.view_widgets if w.view.kind == "trace")
-        assert "no exact value" in str(trace.border_subtitle)
+        assert "no exact value" in trace.notes_text
         app.pane.param_panel.select("h")
         await type_value(pilot, app.pane.param_panel, "0")
         await pilot.press("n")
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
 
     drive(app, script)
 
@@ -449,8 +449,8 @@ def test_ascii_mode_draws_views_without_non_ascii_characters():
             await until(pilot, lambda: app_.pane._shown is not None, what="a drawn frame")
             await pilot.pause(0.1)
             for w in app_.pane.view_widgets:
-                if isinstance(w, PlotextView):
-                    text = w.render().plain
+                if isinstance(w, ChartView):
+                    text = w.text() + str(w.border_title) + str(w.border_subtitle)
                 elif isinstance(w, LatticeView) or hasattr(w, "render_line"):
                     text = "".join(seg.text for y in range(w.content_size.height)
                                    for seg in w.render_line(y)) if not hasattr(w, "update") else ""
