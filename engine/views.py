@@ -187,7 +187,8 @@ def has_content(view: View, frame: Any, history: Sequence[Any] | None = None) ->
     """Whether ``view`` has something to draw in ``frame`` (``history``: the frames a
     trace or a history-fed histogram reads; the frame alone when None): a finite point of
     some series, a histogram with counts, a non-empty lattice, table or bars, a plot with
-    a finite point or a note saying why it has none. A pane draws no frame without content."""
+    a finite point (a plot's note alone, "1-D data: see the histogram", is not content).
+    A pane draws no frame without content."""
     if view.source is None:
         frames = list(history) if history else [frame]
         return any(_finite(f.scalars.get(name)) for f in frames for name in view.series)
@@ -208,9 +209,7 @@ def has_content(view: View, frame: Any, history: Sequence[Any] | None = None) ->
         return bool(data.get("rows"))
     if kind == "bars":
         return _any_finite(data.get("values"))
-    if kind == "plot":
-        if data.get("note"):
-            return True
+    if kind == "plot":  # a note alone says why there is nothing to draw: no content
         if any(_any_finite(ys) for ys in (data.get("series") or {}).values()):
             return True
         return any(_any_finite(xy[1]) for key in ("lines", "points")

@@ -158,7 +158,8 @@ class KFACTopic(Topic):
     views = (
         View("trace", "training loss", series=tuple(f"loss_{n}" for n in RUN_NAMES),
              options={"logy": True}),
-        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES)),
+        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES),
+             when=lambda p: p["task"] == "digits_mlp"),   # the only task with classes
         View("bars", "step time (ms)", source="step_times"),
         View("table", "K-FAC state", source="kfac_state"),
         View("histogram", "spectrum of G (log10 eigenvalues)", source="g_spectrum"),

@@ -181,7 +181,8 @@ class LangevinTopic(Topic):
              reference=("divergence_floor",), options={"logy": True}),
         View("trace", "acceptance, variance ratio", series=("acceptance", "variance_ratio")),
         View("trace", "ESS per chain", series=("ess_per_chain",)),
-        View("trace", "training loss (learned score)", series=("loss",)),
+        View("trace", "training loss (learned score)", series=("loss",),
+             when=lambda p: p["score"] == "learned"),
         View("table", "moments vs exact", source="moments"),
     )
 

@@ -86,7 +86,7 @@ def test_source_fed_views_have_content_only_with_something_to_draw():
     p = View("plot", "p", source="p")
     assert not has_content(p, _frame(views={"p": {"lines": {"a": ([0, 1], [math.nan, math.inf])}}}))
     assert has_content(p, _frame(views={"p": {"lines": {"a": ([0, 1], [math.nan, 2.0])}}}))
-    assert has_content(p, _frame(views={"p": {"note": "needs 2-D data"}}))    # says why
+    assert not has_content(p, _frame(views={"p": {"note": "1-D data: see the histogram"}}))
     b = View("bars", "b", source="b")
     assert not has_content(b, _frame(views={"b": {"labels": ["x"], "values": [math.nan]}}))
     hm = View("heatmap", "z", source="z")
