@@ -232,10 +232,7 @@ def test_the_readme_scalar_table_is_the_topics_own(topic):
         pytest.skip(f"{topic.name} describes no scalars yet")
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "README.md"
-    if not path.exists():  # a copy of the package without the repository's README
-        pytest.skip("no README.md beside tests/")
-    readme = path.read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start, end = f"<!-- scalars:{topic.name} -->", f"<!-- /scalars:{topic.name} -->"
     assert start in readme and end in readme, f"README.md has no {start} ... {end} block"
     block = readme.split(start, 1)[1].split(end, 1)[0].strip()
@@ -289,9 +286,21 @@ TOPIC = Scratch()
 '''
 
 
+SCRATCH_README = """# scratch
+
+<!-- scalars:scratch -->
+| scalar | label | unit | meaning |
+|---|---|---|---|
+| `mean` | mean position | | |
+| `steps` | steps | steps | |
+| `moves_since_frame` | moves since the last frame | | |
+<!-- /scalars:scratch -->
+"""
+
+
 def test_a_topic_file_dropped_into_a_copy_of_the_package_is_listed_and_passes_the_contract(tmp_path):
-    """No registration anywhere: the file is the topic. A module that fails to import is
-    named with its reason, and the others still load."""
+    """No registration anywhere: the file is the topic (and its README table of scalars). A
+    module that fails to import is named with its reason, and the others still load."""
     import os
     import shutil
     import subprocess
@@ -304,6 +313,7 @@ def test_a_topic_file_dropped_into_a_copy_of_the_package_is_listed_and_passes_th
         shutil.copytree(root / folder, pkg / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "engine" / "topics" / "scratch.py").write_text(SCRATCH)
     (pkg / "engine" / "topics" / "broken.py").write_text("import no_such_module_for_mletui\n")
+    (tmp_path / "README.md").write_text(SCRATCH_README)  # the new topic's scalars, documented
     (tmp_path / "tests").mkdir()
     for name in ("conftest.py", "test_topic_contract.py"):
         shutil.copy(root / "tests" / name, tmp_path / "tests" / name)
