@@ -36,7 +36,7 @@ from ..datasets import GENERATORS, MAX_FEATURES, DataError, generate, load_point
 from ..device import use_triton
 from ..gmm import COVARIANCE_TYPES, INIT_ALIASES, INITS, GradientFit, as_full, precision_cholesky
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, Scalar, Topic, View
 
 DATASETS = tuple(GENERATORS) + ("file",)
 MODES = ("em", "gradient", "both")
@@ -113,6 +113,26 @@ class EMTopic(Topic):
     step_unit = "EM iteration"
     quick = {"n_points": 400}
     window_scalars = ()        # every scalar describes the fit, none a window
+    scalars = (
+        Scalar("iteration", "iteration", "", "topic steps since init (EM and/or gradient iterations)"),
+        Scalar("n_points", "points", "points", "data points fitted"),
+        Scalar("D", "dimensions", "", "data dimensions"),
+        Scalar("log_likelihood", "mean log-likelihood", "nats", "EM: mean log p(x_i) of the last E-step, before its M-step"),
+        Scalar("log_likelihood_change", "log-likelihood change", "nats", "its change over the last iteration"),
+        Scalar("converged", "converged", "", "|change| < tol in this start (scikit-learn's rule)"),
+        Scalar("n_iter", "iterations this start", "", "EM iterations in the current start"),
+        Scalar("init_index", "start", "", "which of the n_init starts is running (from 0)"),
+        Scalar("n_init", "starts", "", "starts in all"),
+        Scalar("fit_done", "fit done", "", "every start ended; the state is the best one's"),
+        Scalar("bic", "BIC", "", "Bayesian information criterion of the fit (lower is better)"),
+        Scalar("aic", "AIC", "", "Akaike information criterion of the fit (lower is better)"),
+        Scalar("reseeded", "re-seeded components", "", "components restarted on a poorly explained point"),
+        Scalar("singular_covariances", "unusable covariances", "", "M-steps refused for an unusable covariance"),
+        Scalar("divergences", "EM divergences", "", "steps whose log-likelihood was not finite"),
+        Scalar("best_log_likelihood", "best start's log-likelihood", "nats", "the highest final log-likelihood so far"),
+        Scalar("log_likelihood_gradient", "gradient MLE log-likelihood", "nats", "mean log p(x_i) of the gradient fit"),
+        Scalar("gradient_divergences", "gradient divergences", "", "gradient steps whose loss was not finite"),
+    )
     params = (
         Param("dataset", "choice", "bimodal", choices=DATASETS, live=False,
               help="built-in data (bimodal: .5N(-3,1)+.5N(3,1); bimodal_unequal: .4N(-2,1)+.6N(3,.7^2); "

@@ -46,7 +46,7 @@ from ..optim.likelihoods import get_likelihood
 from ..optim.ngd import NaturalGradient
 from ..optim.training import DEFAULTS, apply_params, make_optimizer, train_step
 from ..params import Param, ParamError, int_list
-from ..topic import Frame, Topic, View, finite_or_none
+from ..topic import Frame, Scalar, Topic, View, finite_or_none
 
 OPTIMIZERS = ("kfac", "sgd", "adam", "ngd", "compare")
 RUN_NAMES = ("kfac_true", "kfac_empirical", "sgd", "adam", "ngd")
@@ -159,7 +159,8 @@ class KFACTopic(Topic):
     views = (
         View("trace", "training loss", series=tuple(f"loss_{n}" for n in RUN_NAMES),
              options={"logy": True}),
-        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES)),
+        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES),
+             when=lambda p: p["task"] == "digits_mlp"),   # the only task with classes
         View("bars", "step time (ms)", source="step_times"),
         View("table", "K-FAC state", source="kfac_state"),
         View("histogram", "spectrum of G (log10 eigenvalues)", source="g_spectrum"),
@@ -172,6 +173,22 @@ class KFACTopic(Topic):
     quick = {"widths": (16, 4), "batch_size": 32, "t_cov": 1, "t_inv": 5, "cg_iters": 20}
     # the training loss is a mean over the steps since the last frame; step times are throughput
     window_scalars = ("loss_*", "step_time_*")
+    # per run (kfac_true, kfac_empirical, sgd, adam, ngd): the run's name fills the {}
+    scalars = (
+        Scalar("kl_budget", "KL budget (ngd)", "nats", "the natural gradient's trust region epsilon"),
+        Scalar("diverged_*", "diverged ({})", "", "the run's batch loss turned non-finite and it stopped"),
+        Scalar("loss_*", "training loss ({})", "", "mean batch loss over the steps since the last frame"),
+        Scalar("val_loss_*", "validation loss ({})", "", "loss on the validation split"),
+        Scalar("val_accuracy_*", "validation accuracy ({})", "", "digits_mlp: fraction of validation digits right"),
+        Scalar("step_time_*", "step time ({})", "ms", "mean time of one optimizer step since the last frame"),
+        Scalar("kl_step_*", "KL moved ({})", "nats", "KL between the predictive distributions before and after the step"),
+        Scalar("fisher_error_*", "Fisher error ({})", "", "||A (x) G - F|| / ||F|| against the exact Fisher (per layer with _l)"),
+        Scalar("damping_*", "damping ({})", "", "the run's current damping"),
+        Scalar("kl_*", "predicted KL ({})", "nats", "the predicted KL of the last update (kl_clip convention)"),
+        Scalar("skipped_*", "skipped updates ({})", "", "updates refused as non-finite"),
+        Scalar("cg_iterations_*", "CG iterations ({})", "", "conjugate-gradient iterations of the last step"),
+        Scalar("cg_residual_*", "CG residual ({})", "", "relative residual of the last conjugate-gradient solve"),
+    )
 
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
         if p["adaptive_damping"] and p["rescale"] != "quadratic" and \

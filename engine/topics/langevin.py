@@ -57,7 +57,7 @@ from ..exact.targets import NAMES, Target, make_target
 from ..kernels import langevin as kern
 from ..models.score import ScoreNet, dsm_loss
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, Scalar, Topic, View
 
 TRACE_STEPS = 1000        # device-side history of the tracked statistic x[0]
 TRACE_CHAINS = 128        # chains tracked for the ESS
@@ -131,6 +131,22 @@ class LangevinTopic(Topic):
     step_unit = "Langevin step of every chain"
     quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
+    scalars = (
+        Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
+        Scalar("divergence_floor", "divergence of exact samples", "", "the same for exact samples: the estimate's noise floor"),
+        Scalar("divergence_name", "divergence measure", "", "which one: ks or sliced_w1"),
+        Scalar("divergence_final", "divergence after the last pass", "", "learned score: at the end of the last annealing pass"),
+        Scalar("variance_ratio", "variance ratio", "", "trace cov(chains) / trace cov(target); ULA's bias shows here"),
+        Scalar("diverged_chains", "diverged chains", "chains", "chains whose position, log-density or score is not finite"),
+        Scalar("chain_steps_per_s", "chain steps per second", "/s", "chains x steps per second since the last frame"),
+        Scalar("acceptance", "acceptance", "", "MALA: accepted / proposed since the last frame"),
+        Scalar("ess_per_chain", "ESS per chain", "", "multi-chain effective sample size of x[0] (Stan's estimator) / chains"),
+        Scalar("ess_window", "ESS window", "steps", "steps the ESS is computed over"),
+        Scalar("ess_per_s", "ESS per second", "/s", "effective samples per second"),
+        Scalar("loss", "score-matching loss", "", "learned score: denoising score-matching loss (moving average)"),
+        Scalar("sigma", "noise level", "", "learned score: the current annealing noise level"),
+        Scalar("passes", "annealing passes", "", "learned score: annealing passes finished"),
+    )
     params = (
         Param("target", "choice", "gaussian", choices=NAMES, live=False,
               help="bimodal (1-D, 0.5 N(-3,1) + 0.5 N(3,1)) | bimodal2d | banana | ring | "
@@ -165,7 +181,8 @@ class LangevinTopic(Topic):
              reference=("divergence_floor",), options={"logy": True}),
         View("trace", "acceptance, variance ratio", series=("acceptance", "variance_ratio")),
         View("trace", "ESS per chain", series=("ess_per_chain",)),
-        View("trace", "training loss (learned score)", series=("loss",)),
+        View("trace", "training loss (learned score)", series=("loss",),
+             when=lambda p: p["score"] == "learned"),
         View("table", "moments vs exact", source="moments"),
     )
 

@@ -24,6 +24,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -124,6 +125,13 @@ class ParamPanel(Vertical):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel typing a value")]
 
+    class Refused(Message):
+        """A value was refused (its ParamError's text): the pane repeats it on the event line."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
     def __init__(self, topic: Topic, glyphs: Glyphs, values: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -223,6 +231,8 @@ class ParamPanel(Vertical):
             return
         msg.update(Text(self.glyphs.text(text), style="bold red" if error else "dim"))
         msg.set_class(error, "error")
+        if error:
+            self.post_message(self.Refused(text))
 
     @property
     def message(self) -> str:
