@@ -19,6 +19,7 @@ The log-likelihood of data is mean(log q*(x)) - ln Z, and KL(data || model) =
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Callable, Iterator
 
 import torch
@@ -28,6 +29,7 @@ from ..models.boltzmann import FVBM, RBM
 
 MAX_UNITS = 20
 CHUNK = 1 << 14
+CACHED_UNITS = 16
 
 
 def enumerated_units(model: FVBM | RBM) -> int:
@@ -49,7 +51,19 @@ def _require(model: FVBM | RBM) -> None:
 def state_chunks(n: int, spins: bool = False, device: torch.device | str = "cpu",
                  chunk: int | None = None, dtype=torch.float64) -> Iterator[torch.Tensor]:
     """All 2^n states of n units, (rows, n) chunks in index order: {0,1} or ±1 (``spins``)."""
-    chunk = chunk or CHUNK
+    if chunk is None and n <= CACHED_UNITS:
+        yield from _cached_chunks(n, spins, str(device), dtype, CHUNK)
+        return
+    yield from _make_chunks(n, spins, device, chunk or CHUNK, dtype)
+
+
+@lru_cache(maxsize=4)
+def _cached_chunks(n: int, spins: bool, device: str, dtype, chunk: int) -> tuple[torch.Tensor, ...]:
+    """The chunks of up to 2^16 states, kept (8 MiB at n = 16): fits re-enumerate every update."""
+    return tuple(_make_chunks(n, spins, device, chunk, dtype))
+
+
+def _make_chunks(n: int, spins: bool, device, chunk: int, dtype) -> Iterator[torch.Tensor]:
     shifts = torch.arange(n, device=device)
     for start in range(0, 1 << n, chunk):
         idx = torch.arange(start, min(start + chunk, 1 << n), device=device)
@@ -117,7 +131,7 @@ def moments(model: FVBM | RBM) -> tuple[float, tuple[torch.Tensor, ...]]:
     acc = _LogSum()
     if isinstance(m, FVBM):
         for log_w, S in _weighted_states(m):
-            acc.add(log_w, lambda w, S=S: [w @ (S[:, m.iu] * S[:, m.ju]), w @ S])
+            acc.add(log_w, lambda w, S=S: [m.pair_sums(S, w), w @ S])
     elif m.nh <= m.nv:
         for log_w, Z in _weighted_states(m):
             P = torch.sigmoid(Z @ m.W.T + m.b)          # p(v = 1 | z), (rows, nv)

@@ -143,10 +143,28 @@ class FVBM:
         J = self.couplings_matrix() if J is None else J
         return S @ J + self.h
 
+    def _neighbours(self, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Lattice rows as (R, L, L) spins and their right and down neighbours (periodic)."""
+        s = S.view(S.shape[0], self.L, self.L)
+        return s, torch.roll(s, -1, dims=2), torch.roll(s, -1, dims=1)
+
     def energy(self, S: torch.Tensor) -> torch.Tensor:
-        """E(s) = -(1/2 s^T J s + h^T s) per row, (M,)."""
-        pair = (S[:, self.iu] * S[:, self.ju]) @ self.theta
+        """E(s) = -(1/2 s^T J s + h^T s) per row, (M,): a matmul (dense) or the bonds (lattice)."""
+        if self.L is not None:
+            s, right, down = self._neighbours(S)
+            c = self.lattice_couplings()
+            pair = (s * (c[0] * right + c[1] * down)).sum(dim=(1, 2))
+        else:
+            pair = 0.5 * ((S @ self.couplings_matrix()) * S).sum(1)
         return -(pair + S @ self.h)
+
+    def pair_sums(self, S: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """sum_r w_r s_ri s_rj over the allowed pairs, (P,), in theta's order."""
+        if self.L is not None:
+            s, right, down = self._neighbours(S)
+            ws = w[:, None, None] * s
+            return torch.cat([(ws * right).sum(0).reshape(-1), (ws * down).sum(0).reshape(-1)])
+        return ((S * w[:, None]).T @ S)[self.iu, self.ju]
 
     def log_p_star(self, S: torch.Tensor, beta: float, h_base: torch.Tensor) -> torch.Tensor:
         """The AIS marginal (1 - beta) h_A^T s - beta E(s) (module docstring)."""
@@ -154,7 +172,8 @@ class FVBM:
 
     def stats(self, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(<s_i s_j> over the allowed pairs (P,), <s_i> (N,)), means over the rows."""
-        return (S[:, self.iu] * S[:, self.ju]).mean(0), S.mean(0)
+        w = torch.full((S.shape[0],), 1.0 / S.shape[0], dtype=S.dtype, device=S.device)
+        return self.pair_sums(S, w), S.mean(0)
 
     @staticmethod
     def ml_grad(data: tuple, model: tuple) -> list[torch.Tensor]:
