@@ -17,6 +17,7 @@ file             a user's 0/1 or ±1 rows (engine.datasets.load_binary); the las
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -88,12 +89,16 @@ def load(p: dict, seed: int = 0) -> BinaryData:
     """The data set the params name (the run's ``seed`` plays no part: planted data depend on
     teacher_seed). Cached on the params that matter, so a re-init does not redraw; the
     tensors are shared and must not be modified."""
-    return _load(tuple((k, p[k]) for k in KEYS))
+    key = tuple((k, p[k]) for k in KEYS)
+    if p["dataset"] == "file":                  # a rewritten file is a new data set
+        st = os.stat(os.path.expanduser(str(p["data"])))
+        key += (("stat", st.st_size, st.st_mtime_ns),)
+    return _load(key)
 
 
 @lru_cache(maxsize=4)
 def _load(key: tuple) -> BinaryData:
-    p = dict(key)
+    p = dict(k for k in key if k[0] != "stat")
     name = p["dataset"]
     if name in ("planted", "planted_lattice"):
         lattice = name == "planted_lattice"

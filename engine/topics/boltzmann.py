@@ -29,6 +29,7 @@ Frame scalars, unsuffixed in a single-method run and suffixed ``_<method>`` in c
     epochs, updates, wall_s                  passes over the training set, updates, update seconds
     chain_energy                             the chains' mean energy per unit now
     flip_rate, update_ms                     window: units flipped per unit per Gibbs step, ms per update
+    (wall_s and update_ms are timings: listed in window_scalars, as throughput is)
 Unsuffixed always: log_likelihood_best (-H(data) when every row is distinct: bars and stripes),
 log_likelihood_teacher (planted, where the teacher's ln Z is known), updates_per_s and
 chain_sweeps_per_s (window).
@@ -140,7 +141,7 @@ class BoltzmannTopic(Topic):
         View("plot", "chain energy per unit", source="chain_energy"),
     )
     quick = {"eval_every": 5, "ais_runs": 16, "ais_betas": 40, "chains": 20, "batch_size": 7}
-    window_scalars = ("flip_rate*", "update_ms*", "updates_per_s", "chain_sweeps_per_s")
+    window_scalars = ("flip_rate*", "update_ms*", "wall_s*", "updates_per_s", "chain_sweeps_per_s")
 
     # -- params ------------------------------------------------------------------------------
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
