@@ -196,9 +196,9 @@ class FVBM:
         f = beta (J s + h) + (1 - beta) h_base leave p*_beta invariant. Dense: sites in order;
         lattice: checkerboard colours 0 then 1. ``conditional`` maps fields to P(s_i = +1)
         (sigma(2 f) unless given; tests pass a wrong one to show the chi-square test bites)."""
-        cond = conditional or (lambda f: torch.sigmoid(2.0 * f))
         if self.L is not None:
-            return self._checkerboard(S, sweeps, stream, beta, h_base, cond)
+            return self._checkerboard(S, sweeps, stream, beta, h_base, conditional)
+        cond = conditional or (lambda f: torch.sigmoid(2.0 * f))
         J = self.couplings_matrix()
         R, N = S.shape
         for _ in range(sweeps):
@@ -211,7 +211,26 @@ class FVBM:
         return S
 
     def _checkerboard(self, S, sweeps, stream, beta, h_base, cond) -> torch.Tensor:
+        """Checkerboard heat bath. With the standard conditional and beta > 0 this is the
+        Ising kernels' sweep (per-bond couplings, per-site field h + (1 - beta)/beta h_A, so that
+        beta * field is the AIS fields above; Triton on CUDA, the fast twin on the CPU, two
+        stream counters per sweep); otherwise a PyTorch twin with the given conditional."""
         L = self.L
+        R = S.shape[0]
+        if cond is None and beta > 0:
+            field = self.h.view(L, L)
+            if h_base is not None:
+                field = field + ((1.0 - beta) / beta) * h_base.view(L, L)
+            spins = S.view(R, L, L).to(torch.int8)
+            coup = self.lattice_couplings().to(torch.float32)
+            for _ in range(sweeps):
+                counter = stream.counter
+                stream.counter += 2
+                checkerboard.sweep(spins, float(beta), field.to(torch.float32), "gibbs", seed=stream.seed,
+                                   counter=counter, couplings=coup)
+            S.copy_(spins.view(R, L * L))
+            return S
+        cond = cond or (lambda f: torch.sigmoid(2.0 * f))
         R = S.shape[0]
         coup = self.lattice_couplings()
         h_grid = self.h.view(L, L)

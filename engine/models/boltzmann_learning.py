@@ -90,6 +90,7 @@ class Learner:
     flip_sum: torch.Tensor | None = None
     flip_steps: int = 0
     opt: torch.optim.Optimizer | None = None
+    bufs: list | None = None        # the fused rbm update's momentum buffers
     last_loss: torch.Tensor | None = None
     evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
 
@@ -136,11 +137,39 @@ class Learner:
         neg = m.gibbs(X.clone(), p["k"], self.stream)
         return None, m.ml_grad(data, m.stats(neg))
 
+    def fused(self) -> bool:
+        """The rbm's sampling methods under SGD on the CPU take one fused update (fewer ops:
+        per-update dispatch is what costs at small batches); CUDA keeps the kernel path."""
+        return (isinstance(self.model, RBM) and self.method in SAMPLING and not self.lbfgs
+                and self.model.W.device.type == "cpu")
+
+    def _fused_update(self, X: torch.Tensor, p: dict) -> torch.Tensor | None:
+        m = self.model
+        if self.bufs is None:
+            self.bufs = [torch.zeros_like(t) for t in m.parameters()]
+        pcd = self.method == "pcd"
+        steps = p["gibbs_steps"] if pcd else p["k"]
+        v0 = self.chains if pcd else X
+        R = v0.shape[0]
+        uh = self.stream.rand((steps, R, m.nh), torch.float32, v0.device)
+        uv = self.stream.rand((steps, R, m.nv), torch.float32, v0.device)
+        vn, flips, energy = rbm_sgd_update(m.W, m.b, m.c, *self.bufs, X, v0, uh, uv,
+                                           p["lr"], p["momentum"], p["weight_decay"])
+        if pcd:
+            self.chains = vn
+            self.flip_sum += flips / (vn.numel() * steps)
+            self.flip_steps += 1
+            return energy
+        return None
+
     def update(self, X: torch.Tensor, p: dict) -> None:
         """One parameter update on the batch X (model units); then the display chains move."""
         t0 = time.perf_counter()
         params = self.model.parameters()
-        if self.lbfgs:
+        energy = None
+        if self.fused():
+            energy = self._fused_update(X, p)
+        elif self.lbfgs:
             wd = p["weight_decay"]
 
             def closure():
@@ -163,7 +192,9 @@ class Learner:
         self.wall_s += time.perf_counter() - t0
         if self.method != "pcd":
             self.chains = self._advance(self.chains, p["gibbs_steps"])
-        self.energy_ring[self.updates % ENERGY_HISTORY] = energy_per_unit(self.model, self.chains)
+        if energy is None:
+            energy = energy_per_unit(self.model, self.chains)
+        self.energy_ring[self.updates % ENERGY_HISTORY] = energy
         self.updates += 1
 
     def _advance(self, chains: torch.Tensor, steps: int) -> torch.Tensor:
@@ -188,6 +219,42 @@ class Learner:
         ring = self.energy_ring.tolist()
         first = self.updates - n
         return list(range(first + 1, self.updates + 1)), [ring[u % ENERGY_HISTORY] for u in range(first, self.updates)]
+
+
+def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.Tensor,
+                   bb: torch.Tensor, bc: torch.Tensor, vd: torch.Tensor, v0: torch.Tensor,
+                   uh: torch.Tensor, uv: torch.Tensor, lr: float, mom: float, wd: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One fused PCD / CD update of an rbm, in place: len(uh) block-Gibbs steps from the
+    chains v0 with the given uniforms (z = u < sigma(c + v W), v = u < sigma(b + W z)), then
+    SGD with momentum on the loss gradient <.>_chains - <.>_data (Rao-Blackwellised hidden
+    statistics), torch.optim.SGD's convention. Means over rows are matrix-vector products
+    (one BLAS call each: at batch 10 every op's dispatch is what costs). Returns the new
+    chains, the number of units they flipped (0-d) and their mean free energy per unit F(v)/nv
+    at the parameters before the update (0-d)."""
+    dt = W.dtype
+    v = v0
+    for k in range(uh.shape[0]):
+        h = (uh[k] < torch.sigmoid(torch.addmm(c, v, W))).to(dt)
+        v = (uv[k] < torch.sigmoid(torch.addmm(b, h, W.T))).to(dt)
+    flips = torch.ne(v, v0).sum()
+    R, M = v.shape[0], vd.shape[0]
+    wr = torch.full((R,), 1.0 / R, dtype=dt, device=v.device)
+    wm = torch.full((M,), 1.0 / M, dtype=dt, device=v.device)
+    an = torch.addmm(c, v, W)
+    pd = torch.sigmoid(torch.addmm(c, vd, W))
+    pn = torch.sigmoid(an)
+    energy = -(torch.dot(torch.mv(v.T, wr), b) + torch.nn.functional.softplus(an).sum() / R) / W.shape[0]
+    gW = torch.addmm(torch.mm(vd.T, pd), v.T, pn, beta=-1.0 / M, alpha=1.0 / R)
+    if wd:
+        gW.add_(W, alpha=wd)
+    bW.mul_(mom).add_(gW)
+    bb.mul_(mom).add_(torch.addmv(torch.mv(vd.T, wm), v.T, wr, beta=-1.0))
+    bc.mul_(mom).add_(torch.addmv(torch.mv(pd.T, wm), pn.T, wr, beta=-1.0))
+    W.sub_(bW, alpha=lr)
+    b.sub_(bb, alpha=lr)
+    c.sub_(bc, alpha=lr)
+    return v, flips, energy
 
 
 def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:

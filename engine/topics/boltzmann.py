@@ -73,7 +73,7 @@ class State:
     eval_stream: Stream
     base: FVBM | RBM                        # the initialisation every run started from
     device: torch.device
-    order: torch.Tensor | None = None
+    shuffled: torch.Tensor | None = None    # the training rows in this epoch's order
     cursor: int = 0
     updates: int = 0
     samples: int = 0
@@ -230,13 +230,14 @@ class BoltzmannTopic(Topic):
         if size >= M:
             state.samples += M
             return state.train
-        if state.order is None or state.cursor + size > M:
-            state.order = torch.randperm(M, generator=state.batch_gen).to(state.device)
+        if state.shuffled is None or state.cursor + size > M:   # a new epoch: one gather, then slices
+            order = torch.randperm(M, generator=state.batch_gen).to(state.device)
+            state.shuffled = state.train.index_select(0, order)
             state.cursor = 0
-        idx = state.order[state.cursor:state.cursor + size]
+        batch = state.shuffled[state.cursor:state.cursor + size]
         state.cursor += size
         state.samples += size
-        return state.train[idx]
+        return batch
 
     def step(self, state: State, p: Mapping[str, Any]) -> None:
         X = self._batch(state, p["batch_size"])

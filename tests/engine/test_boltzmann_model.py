@@ -209,6 +209,15 @@ def test_checkerboard_gibbs_on_4x4_lattice_matches_exact_pair_moments():
     se = 1.0 / math.sqrt(S.shape[0])                   # |s_i s_j| = 1: sd <= 1
     assert float((got_pairs - pairs).abs().max()) < 4.5 * se
     assert float((got_means - means).abs().max()) < 4.5 * se
+    # annealed: p*_beta with base fields is the fvbm (beta theta, beta h + (1 - beta) h_A)
+    base = torch.linspace(-0.5, 0.5, 16, dtype=torch.float64)
+    target = m.like(0.4 * m.theta, 0.4 * m.h + 0.6 * base)
+    _, (pairs, means) = exact.moments(target)
+    S = _spins(8000, 16, 16)
+    m.gibbs(S, 30, Stream.new(17, "cpu"), beta=0.4, h_base=base)
+    got_pairs, got_means = m.stats(S)
+    assert float((got_pairs - pairs).abs().max()) < 4.5 * se
+    assert float((got_means - means).abs().max()) < 4.5 * se
 
 
 def test_exact_samples_follow_the_enumerated_law():
@@ -235,3 +244,35 @@ def test_annealed_gibbs_leaves_the_intermediate_law_invariant():
     V = r.gibbs(V, 20, Stream.new(23, "cpu"), beta=0.4, b_base=b_base)
     counts = torch.bincount(_index(V), minlength=16).to(torch.float64)
     assert _chi_square_p(counts, probs) > 1e-4
+
+
+def test_fused_rbm_update_equals_the_generic_gibbs_and_sgd_step():
+    from mletui.engine.kernels import boltzmann as kb
+    from mletui.engine.models.boltzmann_learning import rbm_sgd_update
+
+    ref = _rbm(6, 4, 30)
+    fused = ref.clone()
+    opt = torch.optim.SGD([{"params": [ref.W], "weight_decay": 0.01}, {"params": [ref.b, ref.c], "weight_decay": 0.0}],
+                          lr=0.1, momentum=0.5)
+    bufs = [torch.zeros_like(t) for t in fused.parameters()]
+    g = torch.Generator().manual_seed(31)
+    v_ref = v_fused = _bits(9, 6, 32)
+    for update in range(3):
+        X = _bits(12, 6, 33 + update)
+        uh, uv = torch.rand(2, 9, 4, generator=g), torch.rand(2, 9, 6, generator=g)
+        V = v_ref
+        for k in range(2):
+            Z, _ = kb.sample_layer_torch(V @ ref.W, ref.c, uniforms=uh[k])
+            V, _ = kb.sample_layer_torch(Z @ ref.W.T, ref.b, uniforms=uv[k])
+        energy_ref = float(ref.free_energy(V).mean()) / 6           # at the parameters before the step
+        for t, grad in zip(ref.parameters(), ref.ml_grad(ref.stats(X), ref.stats(V))):
+            t.grad = grad
+        opt.step()
+        flips_ref = float((V != v_ref).to(torch.float64).mean() / 2)
+        v_ref = V
+        v_fused, flips, energy = rbm_sgd_update(fused.W, fused.b, fused.c, *bufs, X, v_fused, uh, uv, 0.1, 0.5, 0.01)
+        assert torch.equal(v_fused, v_ref)
+        assert float(flips) / (9 * 6 * 2) == pytest.approx(flips_ref)
+        assert float(energy) == pytest.approx(energy_ref, rel=1e-12)
+        for a, b in zip(fused.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
