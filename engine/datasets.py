@@ -8,7 +8,8 @@ whitespace-separated text of floats (one optional header line, ``#`` comments). 
 taken from the file. Bad content raises :class:`DataError` (a ParamError) with one line
 saying which problem and how many rows, so nothing is fitted on bad data:
 NaN/inf rows, a wrong shape (ragged rows, 0-D or 3-D+ arrays), non-numeric values,
-pickled object arrays, an empty file.
+pickled object arrays, an empty file. ``load_binary`` reads the same formats as 0/1 or ±1
+rows for the Boltzmann topic (engine.boltzmann_data), with the same one-line refusals.
 """
 
 from __future__ import annotations
@@ -208,14 +209,20 @@ def _load_text(path: str, name: str) -> np.ndarray:
     return arr
 
 
-def validate_points(arr: np.ndarray, name: str = "data") -> np.ndarray:
-    """An array of points -> float64 (N, D), or DataError naming the problem and how many rows."""
+def _numeric(arr: np.ndarray, name: str, expected: str) -> np.ndarray:
+    """The array if it holds real numbers (never Python objects); DataError otherwise."""
     arr = np.asarray(arr)
     if arr.dtype == object:
         raise DataError(f"data: {name} holds Python objects; refused (mletui never unpickles)")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
             or arr.dtype == np.bool_):
-        raise DataError(f"data: {name} holds {arr.dtype} values; expected real numbers")
+        raise DataError(f"data: {name} holds {arr.dtype} values; expected {expected}")
+    return arr
+
+
+def validate_points(arr: np.ndarray, name: str = "data") -> np.ndarray:
+    """An array of points -> float64 (N, D), or DataError naming the problem and how many rows."""
+    arr = _numeric(arr, name, "real numbers")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -253,12 +260,7 @@ def load_binary(path: str) -> np.ndarray:
 def validate_binary(arr: np.ndarray, name: str = "data") -> np.ndarray:
     """Rows of 0/1 or of ±1 values -> float64 0/1 (N, D), or DataError naming the problem and
     how many rows have it (non-binary values, NaN, a mix of 0 and -1, a wrong shape, no rows)."""
-    arr = np.asarray(arr)
-    if arr.dtype == object:
-        raise DataError(f"data: {name} holds Python objects; refused (mletui never unpickles)")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-            or arr.dtype == np.bool_):
-        raise DataError(f"data: {name} holds {arr.dtype} values; expected 0/1 or -1/+1")
+    arr = _numeric(arr, name, "0/1 or -1/+1")
     if arr.ndim != 2:
         raise DataError(f"data: wrong shape {tuple(arr.shape)} in {name}: expected N rows x D binary columns")
     n, d = arr.shape

@@ -7,19 +7,9 @@ import torch
 from mletui.engine.topics.boltzmann import TOPIC
 from mletui.tui.app import MletuiApp
 from mletui.tui.cli import main
-from pilot import drive, until
+from pilot import drive, type_value, until
 
 BIG_FVBM = {**TOPIC.quick, "model": "fvbm", "dataset": "digits", "method": "pcd"}
-
-
-async def _type(pilot, panel, text):
-    from textual.widgets import Input
-
-    await pilot.press("enter")
-    box = panel.query_one("#param-input", Input)
-    await until(pilot, lambda: panel.editing and box.has_focus, what="the input to open")
-    await pilot.press("ctrl+u", *text, "enter")
-    await until(pilot, lambda: not panel.editing, what="the input to close")
 
 
 def test_boltzmann_pane_draws_switches_method_live_and_refuses_exact_at_64_units():
@@ -37,13 +27,13 @@ def test_boltzmann_pane_draws_switches_method_live_and_refuses_exact_at_64_units
         assert frame.scalars["log_likelihood_kind"] == "ais"
         panel.select("method")
         await pilot.pause()
-        await _type(pilot, panel, "exact")
+        await type_value(pilot, panel, "exact")
         await until(pilot, lambda: "enumerates at most 20 units" in panel.message, what="the refusal")
         assert "N = 64" in panel.message and panel.query_one("#param-message").has_class("error")
         assert runner.params["method"] == "pcd"
         steps = runner.steps
         await until(pilot, lambda: runner.steps > steps + 2, what="the run to go on")
-        await _type(pilot, panel, "pl")
+        await type_value(pilot, panel, "pl")
         await until(pilot, lambda: runner.params["method"] == "pl", what="the switch applied")
         steps = runner.steps
         await until(pilot, lambda: runner.steps > steps + 2, what="steps under pl")
