@@ -7,14 +7,13 @@ every torch call hands the GIL back and waits for it again while the UI runs. In
 process of its own the engine keeps its GIL; what is left is the CPU time the UI takes.
 
 The child runs an ordinary :class:`~mletui.engine.runner.Runner` and forwards its frames
-(pickled, small by the Frame contract) and status over a pipe; the parent keeps the
-latest frame, a bounded history and the status fields, so code written against Runner
-(``latest``, ``frames()``, ``status``, ``steps``, ``steps_per_s``, ``work_per_s``,
-``generation``, ``error``, ``params``, ``seed``, ``set``, ``pending_value``, ``pause``,
-``resume``, ``step_once``, ``reset``, ``stop``) works unchanged. Edits are validated in
-the parent (ParamError at once, as with Runner) and applied by the child's Runner
-between two steps. The topic object is pickled to the child (module-level topics are
-pickled by reference to their class).
+(pickled, small by the Frame contract), the frames its record added, and its status over
+a pipe; the parent keeps the latest frame, a bounded history, a mirror of the record and
+the status fields. Both classes share their controls (:class:`~mletui.engine.runner.RunnerBase`)
+and satisfy :class:`~mletui.engine.runner.RunnerLike`, so the app does not know which it
+has. Edits are validated in the parent (ParamError at once, as with Runner) and applied by
+the child's Runner between two steps. The topic object is pickled to the child
+(module-level topics are pickled by reference to their class).
 """
 
 from __future__ import annotations
@@ -23,30 +22,30 @@ import multiprocessing as mp
 import sys
 import threading
 import types
-import time
-from collections import deque
 from typing import Any, Mapping
 
 import torch
 
-from .device import resolve_device
-from .runner import DONE, ERROR, PAUSED, RUNNING, Runner, checked_edit, new_seed
+from .runner import Runner, RunnerBase, Status
 from .topic import Frame, Topic
 
 _POLL_S = 0.02  # the child forwards new frames and status at most this often
 
 
 def _child(topic: Topic, params: dict[str, Any], seed: int, device: str, history: int,
-           observe_hz: float, paused: bool, conn) -> None:
+           observe_hz: float, record_every: int, record_frames: int, paused: bool, conn) -> None:
     """The engine process: a Runner, a command loop, and a forwarder of frames/status."""
     try:
-        runner = Runner(topic, params, seed=seed, device=device, history=history, observe_hz=observe_hz)
+        runner = Runner(topic, params, seed=seed, device=device, history=history, observe_hz=observe_hz,
+                        record_every=record_every, record_frames=record_frames)
         runner.start(paused=paused)
     except Exception as exc:  # report and leave
-        conn.send(("status", {"status": ERROR, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}))
+        conn.send(("update", {"status": Status.ERROR,
+                              "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}, [], []))
         return
     last: Frame | None = None
     last_gen = -1
+    last_seq = 0
     status_key: Any = None
     try:
         while True:
@@ -57,15 +56,21 @@ def _child(topic: Topic, params: dict[str, Any], seed: int, device: str, history
                     return
                 try:
                     if cmd == "set":
-                        runner.set(*args)
+                        for name, value in args[0].items():
+                            runner.set(name, value)
                     elif cmd == "reset":
                         runner.reset(*args)
                     else:
                         getattr(runner, {"pause": "pause", "resume": "resume", "step": "step_once"}[cmd])()
                 except Exception as exc:  # validated in the parent already; never kill the loop
                     conn.send(("note", f"{cmd}: {exc}"))
-            frames = runner.frames()
-            gen = runner.generation
+            with runner._lock:
+                frames = list(runner.history)
+                gen = runner.generation
+                if gen != last_gen:
+                    last_seq = 0
+                recorded = runner.record.since(last_seq)
+                last_seq = runner.record.seq
             new: list[Frame] = []
             if gen != last_gen:
                 new = frames
@@ -86,37 +91,22 @@ def _child(topic: Topic, params: dict[str, Any], seed: int, device: str, history
             }
             key = (status["status"], status["error"], status["steps"], gen, status["seed"], status["paused"],
                    repr(status["params"]))
-            if new or key != status_key:
-                conn.send(("update", status, new))
+            if new or recorded or key != status_key:
+                conn.send(("update", status, new, recorded))
                 status_key = key
     except (EOFError, BrokenPipeError, OSError):
         runner.stop()
 
 
-class ProcessRunner:
+class ProcessRunner(RunnerBase):
     """A Runner whose engine lives in a spawned process (same interface as Runner)."""
 
     def __init__(self, topic: Topic, params: Mapping[str, Any] | None = None, seed: int | None = None,
                  device: torch.device | str | None = None, history: int = 2000,
-                 observe_hz: float = 20.0) -> None:
-        self.topic = topic
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.params: dict[str, Any] = topic.resolve(params)
-        self.seed = new_seed() if seed is None else int(seed)
-        self.history: deque[Frame] = deque(maxlen=history)
-        self._history_len = history
-        self.observe_hz = observe_hz
-        self.latest: Frame | None = None
-        self.status = PAUSED
-        self.error: str | None = None
-        self.steps = 0
-        self.steps_per_s = 0.0
-        self.work_per_s = 0.0
-        self.generation = 0
+                 observe_hz: float = 20.0, record_every: int | None = None,
+                 record_frames: int = 2048) -> None:
+        super().__init__(topic, params, seed, device, history, observe_hz, record_every, record_frames)
         self.notes: list[str] = []
-        self._paused = True
-        self._pending: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self._conn = None
         self._proc: mp.Process | None = None
         self._reader: threading.Thread | None = None
@@ -128,11 +118,11 @@ class ProcessRunner:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._conn = parent
-        self._paused = paused
-        self.status = PAUSED if paused else RUNNING
+        self._starting(paused)
         self._proc = ctx.Process(target=_child, name=f"mletui-{self.topic.name}", daemon=True,
                                  args=(self.topic, dict(self.params), self.seed, str(self.device),
-                                       self._history_len, self.observe_hz, paused, child))
+                                       self.history.maxlen, self.observe_hz, self.record.first_every,
+                                       self.record.capacity, paused, child))
         # spawn re-runs the parent's __main__ in the child unless it is hidden: a script that
         # starts the app without an `if __name__ == "__main__"` guard would start it again there.
         # Also: a running Textual app replaces sys.stdout/stderr with objects whose fileno()
@@ -155,18 +145,18 @@ class ProcessRunner:
         self._reader.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._send("stop")
+        self._command("stop")
         if self._proc is not None:
             self._proc.join(timeout)
             if self._proc.is_alive():
                 self._proc.terminate()
                 self._proc.join(1.0)
 
-    def _send(self, *msg: Any) -> None:
+    def _command(self, cmd: str, *args: Any) -> None:
         if self._conn is None:
             return
         try:
-            self._conn.send(msg)
+            self._conn.send((cmd, *args))
         except (BrokenPipeError, OSError):
             pass
 
@@ -177,23 +167,25 @@ class ProcessRunner:
                 kind, *rest = conn.recv()
             except (EOFError, OSError):
                 with self._lock:
-                    if self.status not in (DONE, ERROR) and self._proc is not None \
+                    if not self.status.final and self._proc is not None \
                             and self._proc.exitcode not in (None, 0):
-                        self.status = ERROR
+                        self.status = Status.ERROR
                         self.error = f"engine process exited with code {self._proc.exitcode}"
                 return
             if kind == "note":
                 self.notes.append(rest[0])
                 continue
-            status = rest[0]
-            frames = rest[1] if len(rest) > 1 else []
+            status, frames, recorded = rest
             with self._lock:
                 gen = status.get("generation", self.generation)
                 if gen != self.generation:
                     self.history.clear()
+                    self.record.clear()
                     self.latest = None
                     self.generation = gen
                 self.history.extend(frames)
+                for f in recorded:
+                    self.record.add(f)
                 if frames:
                     self.latest = frames[-1]
                 for key in ("status", "error", "steps", "steps_per_s", "work_per_s", "seed"):
@@ -204,53 +196,3 @@ class ProcessRunner:
                 if "params" in status:
                     self.params = status["params"]
                     self._pending = {k: v for k, v in self._pending.items() if self.params.get(k) != v}
-
-    # -- control (same semantics as Runner) -------------------------------------------
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    def pause(self) -> None:
-        self._paused = True
-        if self.status == RUNNING:
-            self.status = PAUSED
-        self._send("pause")
-
-    def resume(self) -> None:
-        if self.status in (DONE, ERROR):
-            return
-        self._paused = False
-        self.status = RUNNING
-        self._send("resume")
-
-    def toggle(self) -> None:
-        self.resume() if self._paused else self.pause()
-
-    def step_once(self) -> None:
-        if self._paused and self.status not in (DONE, ERROR):
-            self._send("step")
-
-    def reset(self, seed: int | None = None) -> int:
-        seed = new_seed() if seed is None else int(seed)
-        if self.status in (DONE, ERROR):
-            self.status = PAUSED if self._paused else RUNNING
-            self.error = None
-        self._send("reset", seed)
-        return seed
-
-    def set(self, name: str, value: Any) -> Any:
-        """Validate now (ParamError changes nothing) and send the typed value."""
-        with self._lock:
-            typed, changes = checked_edit(self.topic, self.params, self._pending, name, value)
-            self._pending.update(changes)
-        for key, val in changes.items():
-            self._send("set", key, val)
-        return typed
-
-    def pending_value(self, name: str) -> Any:
-        with self._lock:
-            return self._pending.get(name, self.params[name])
-
-    def frames(self) -> list[Frame]:
-        with self._lock:
-            return list(self.history)

@@ -12,44 +12,34 @@ Launched by ``mletui`` (tui/cli.py) as
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 
 from mletui.engine import presets, record
 from mletui.engine.device import describe_device, resolve_device
 from mletui.engine.params import ParamError
+from mletui.engine.runner import Status
 from mletui.engine.topic import Topic
-from mletui.engine.topics import all_topics
+from mletui.engine.topics import all_topics, failed_topics
 
 from .charset import glyphs as pick_glyphs
 from .pane import TopicPane
+from .screens import HelpScreen, PresetNameScreen
 from .widgets.params import ParamList, ParamPanel
 
 
 SWITCH_INTERVAL_S = float(os.environ.get("MLETUI_SWITCH_INTERVAL", "0.0005"))
-
-
-def _stylesheet() -> str:
-    try:
-        return resources.files("mletui.assets").joinpath("mletui.tcss").read_text(encoding="utf-8")
-    except Exception:  # a checkout that is not installed
-        return (Path(__file__).resolve().parent.parent / "assets" / "mletui.tcss").read_text(encoding="utf-8")
 
 
 def export_dir() -> Path:
@@ -73,57 +63,23 @@ def work_rate(work_per_s: float, unit: str) -> str:
     return f"{work_per_s:.3g} {unit}/s"
 
 
-class HelpScreen(ModalScreen):
-    """Every binding, generated from the same lists that feed the footer."""
-
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close help")]
-
-    def __init__(self, rows: list[tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.rows = rows
-
-    def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, pad_edge=False)
-        table.add_column("key", style="bold", no_wrap=True)
-        table.add_column("action")
-        for key, desc in self.rows:
-            table.add_row(key, desc)
-        with VerticalScroll(id="help-box") as box:
-            box.border_title = "keys (escape closes)"
-            yield Static(table, id="help-table")
-
-    def action_dismiss(self) -> None:
-        self.dismiss()
-
-
-class PresetNameScreen(ModalScreen[str | None]):
-    """Asks for a preset name; dismisses with the name, or None on escape."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, topic: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.topic = topic
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="preset-box") as box:
-            box.border_title = f"save {self.topic} params as preset"
-            yield Input(placeholder="name (letters, digits, - and _)", id="preset-name")
-            yield Static("Enter saves, Escape cancels", id="preset-hint")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+def not_loaded(failed: Mapping[str, str]) -> str:
+    """One line naming the topic modules that failed to import, and the first reason."""
+    if not failed:
+        return ""
+    names = ", ".join(failed)
+    first = next(iter(failed))
+    more = f" ({first}: {failed[first]})" if len(failed) > 1 else f": {failed[first]}"
+    return f"topic{'s' if len(failed) > 1 else ''} {names} not loaded{more}"
 
 
 class MletuiApp(App):
     TITLE = "mletui"
-    CSS = _stylesheet()
+    # Relative to this file, in a checkout (tui/ beside assets/) and installed alike
+    # (mletui/tui beside mletui/assets).
+    CSS_PATH = "../assets/mletui.tcss"
+    # Width classes on the screen, for the stylesheet's sizes (the side column).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer keeps its room
 
     BINDINGS = [
@@ -169,15 +125,15 @@ class MletuiApp(App):
         found = list(topics) if topics is not None else list(all_topics().values())
         self.topics = {t.name: t for t in found}
         self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
+        self.presets: dict[str, dict[str, Any]] = {}  # topic -> the loaded preset's values
         self.panes: dict[str, TopicPane] = {}
         self.active: str | None = None
-        self._message = ""  # until a pane is shown; then each pane keeps its own line
+        # until a pane is shown; then each pane keeps its own line
+        self._message = not_loaded(failed_topics()) if topics is None else ""
         if preset_name:
             try:
                 preset = presets.load(preset_name)
-                merged = dict(preset.params)
-                merged.update(self.overrides.get(preset.topic, {}))
-                self.overrides[preset.topic] = merged
+                self.presets[preset.topic] = dict(preset.params)
                 topic = topic or preset.topic
                 self.message = f"preset {preset.name} loaded"
             except ParamError as exc:
@@ -194,11 +150,13 @@ class MletuiApp(App):
         initial = f"tab-{self.initial}" if self.initial else None
         with TabbedContent(initial=initial or "", id="topics"):
             for i, (name, topic) in enumerate(self.topics.items(), start=1):
-                pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name), seed=self.seed,
-                                 device=self.device, start_paused=self.start_paused, id=f"pane-{name}")
+                pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name),
+                                 preset=self.presets.get(name), seed=self.seed, device=self.device,
+                                 start_paused=self.start_paused, id=f"pane-{name}")
                 pane.runner_kind = self.runner_kind or "thread"
                 self.panes[name] = pane
-                label = f"{i} {topic.title or name}" if i <= 9 else (topic.title or name)
+                title = self.glyphs.text(topic.title or name)
+                label = f"{i} {title}" if i <= 9 else title
                 with TabPane(label, id=f"tab-{name}"):
                     yield pane
         yield Static("", id="message")
@@ -304,7 +262,7 @@ class MletuiApp(App):
             parts.append(f"{pane.topic.name} {state}")
             parts.append(f"step {runner.steps}")
             if self.show_rates:
-                if runner.status == "running":
+                if runner.status is Status.RUNNING:
                     parts.append(f"{runner.steps_per_s:.4g} steps/s")
                     rate = work_rate(runner.work_per_s, pane.topic.work_unit())
                     if rate:
@@ -317,9 +275,11 @@ class MletuiApp(App):
         else:
             self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
 
-    @staticmethod
-    def _set_line(widget: Static, text: Text) -> None:
-        """Update a one-line Static only when its text changed, without a layout pass."""
+    def _set_line(self, widget: Static, text: Text) -> None:
+        """Update a one-line Static only when its text changed, without a layout pass;
+        in ASCII mode the text is spelled in ASCII (charset.Glyphs.text)."""
+        if self.glyphs.ascii:
+            text.plain = self.glyphs.text(text.plain)
         key = (text.plain, str(text.style))
         if getattr(widget, "_mletui_key", None) != key:
             widget._mletui_key = key
@@ -372,7 +332,7 @@ class MletuiApp(App):
         if pane is None or pane.runner is None:
             return None
         runner = pane.runner
-        frames = runner.frames()
+        frames = runner.recorded()  # the regular record since the last reset, not the UI's frames
         if not frames:
             self.say("nothing to export yet")
             return None
@@ -412,7 +372,7 @@ class MletuiApp(App):
             if not name:
                 self.say("preset not saved")
                 return
-            values = dict(pane.runner.params) if pane.runner else pane.param_panel._values
+            values = dict(pane.runner.params) if pane.runner else pane.param_panel.values
             try:
                 path = presets.save(name, topic, record.plain(values))
             except (ParamError, OSError) as exc:
@@ -433,10 +393,10 @@ class MletuiApp(App):
         for b in self.BINDINGS:
             if b.action.startswith("goto"):
                 continue
-            rows.append((self.get_key_display(b), b.tooltip or b.description))
+            rows.append((self.get_key_display(b), self.glyphs.text(b.tooltip or b.description)))
         rows.append(("1-9", "go to topic N"))
         for b in (*ParamList.BINDINGS, *ParamPanel.BINDINGS):
-            rows.append((self.get_key_display(b), f"params: {b.tooltip or b.description}"))
+            rows.append((self.get_key_display(b), self.glyphs.text(f"params: {b.tooltip or b.description}")))
         return rows
 
     def action_help(self) -> None:

@@ -61,7 +61,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("topic", metavar="TOPIC")
     r.add_argument("--steps", type=int, required=True, metavar="N", help="number of steps (a finite schedule may end sooner)")
     r.add_argument("--jsonl", metavar="PATH|-", help="write frames as JSON lines to PATH, or '-' for stdout")
-    r.add_argument("--every", type=int, default=1, metavar="K", help="write a frame every K steps (default 1)")
+    r.add_argument("--every", type=int, metavar="K",
+                   help="write a frame every K steps (default: the topic's, see Topic.every)")
 
     b = sub.add_parser("bench", help="measure a topic's throughput against its baseline")
     b.add_argument("topic", metavar="TOPIC")
@@ -83,11 +84,14 @@ def _split_set(item: str) -> tuple[str, str]:
 
 
 def resolve_params(topic_name: str | None, preset: str | None, sets: Sequence[str]):
-    """-> (topic, typed params). Raises UsageError with one line on any bad input."""
+    """-> (topic, typed params), through ``Topic.resolve`` (defaults, the preset's values,
+    then the ``--set`` texts, last one of a name winning). Raises UsageError with one line
+    naming the flag on any bad input."""
     from mletui.engine import presets as presets_mod
     from mletui.engine.params import ParamError
     from mletui.engine.topics import get_topic
 
+    texts = dict(_split_set(item) for item in sets)
     try:
         preset_obj = presets_mod.load(preset) if preset else None
         if preset_obj is not None and topic_name is not None and preset_obj.topic != topic_name:
@@ -96,28 +100,17 @@ def resolve_params(topic_name: str | None, preset: str | None, sets: Sequence[st
         if name is None:
             return None, {}
         topic = get_topic(name)
-        typed: dict[str, Any] = {}
-        if preset_obj is not None:
-            for k, v in preset_obj.params.items():
-                try:
-                    typed[k] = topic.param(k).validate(v)
-                except ParamError as exc:
-                    raise UsageError(f"--preset {preset}: {exc}") from None
-        texts: dict[str, str] = {}
-        for item in sets:
-            k, v = _split_set(item)
-            try:
-                typed[k] = topic.param(k).parse(v)
-            except ParamError as exc:
-                raise UsageError(f"--set {item}: {exc}") from None
-            texts[k] = v
-        try:
-            params = topic.check({**topic.default_params(), **typed}, tuple(typed))
-        except ParamError as exc:
-            raise UsageError(f"--set: {exc}") from None
-        return topic, params
     except ParamError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        params = topic.resolve(texts=texts, preset=preset_obj.params if preset_obj else None)
+    except ParamError as exc:
+        if exc.layer == "preset":
+            raise UsageError(f"--preset {preset}: {exc}") from None
+        if exc.layer == "texts":
+            raise UsageError(f"--set {exc.param}={texts[exc.param]}: {exc}") from None
+        raise UsageError(f"--set: {exc}") from None
+    return topic, params
 
 
 def resolve_device_arg(name: str | None):
@@ -132,24 +125,31 @@ def resolve_device_arg(name: str | None):
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_topics(as_json: bool) -> int:
-    from mletui.engine.topics import all_topics
+    """The registered topics and their params; a topic module that failed to import is
+    named on stderr with the reason (exit status 0: the others are usable)."""
+    from mletui.engine.topics import all_topics, failed_topics
 
+    from .charset import glyphs
+
+    text = glyphs().text
     topics = all_topics()
     if as_json:
         out = [{"name": t.name, "title": t.title, "finite": t.finite, "step": t.step_unit,
                 "params": [p.describe() for p in t.params]} for t in topics.values()]
         print(json.dumps(out, indent=2))
-        return 0
-    for t in topics.values():
-        kind = "finite schedule" if t.finite else "runs until stopped"
-        print(f"{t.name} — {t.title} (one step = one {t.step_unit}; {kind})")
-        rows = [p.describe() for p in t.params]
-        w = [max(len(str(r[k])) for r in rows) for k in ("name", "type", "default", "range")]
-        for r in rows:
-            live = "live" if r["live"] else "re-init"
-            print(f"  {r['name']:<{w[0]}}  {r['type']:<{w[1]}}  {r['default']:<{w[2]}}  "
-                  f"{r['range']:<{w[3]}}  {live:<7}  {r['help']}")
-        print()
+    else:
+        for t in topics.values():
+            kind = "finite schedule" if t.finite else "runs until stopped"
+            print(text(f"{t.name} — {t.title} (one step = one {t.step_unit}; {kind})"))
+            rows = [p.describe() for p in t.params]
+            w = [max(len(str(r[k])) for r in rows) for k in ("name", "type", "default", "range")]
+            for r in rows:
+                live = "live" if r["live"] else "re-init"
+                print(text(f"  {r['name']:<{w[0]}}  {r['type']:<{w[1]}}  {r['default']:<{w[2]}}  "
+                           f"{r['range']:<{w[3]}}  {live:<7}  {r['help']}"))
+            print()
+    for name, why in failed_topics().items():
+        print(f"mletui: topic {name} not loaded: {why}", file=sys.stderr)
     return 0
 
 
@@ -164,9 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    if args.every < 1:
+    if args.every is not None and args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     topic, params = resolve_params(args.topic, args.preset, args.sets)
+    every = topic.every if args.every is None else args.every
     device = resolve_device_arg(args.device)
     seed = 0 if args.seed is None else args.seed
     writer = None
@@ -176,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"--jsonl {args.jsonl}: cannot write: {exc.strerror}") from None
 
-    frames = run(topic, steps=args.steps, params=params, seed=seed, device=device, every=args.every)
+    frames = run(topic, steps=args.steps, params=params, seed=seed, device=device, every=every)
     last = None
     progress = None
     try:
@@ -230,10 +231,14 @@ class _Progress:
 
 
 def _fmt(v: Any) -> str:
+    """A value in the run summary and the bench table: 6 significant digits; no value is a
+    dash (ASCII on an ASCII terminal)."""
+    from .charset import glyphs
+
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.6g}"
     if v is None:
-        return "—"
+        return glyphs().text("—")
     return str(v)
 
 
@@ -252,8 +257,11 @@ def _summary(topic, frame) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mletui.engine.topics import get_topic
+    """The rows of ``engine/bench/<topic>.py`` (the registry ``engine.bench``). An unknown
+    topic, or one without a benchmark module, exits 2 with the registry's one line."""
+    from mletui.engine.bench import bench
     from mletui.engine.params import ParamError
+    from mletui.engine.topics import get_topic
 
     try:
         topic = get_topic(args.topic)
@@ -261,7 +269,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     device = resolve_device_arg(args.device)
     try:
-        rows = topic.bench(device, quick=args.quick)
+        rows = bench(topic.name, device, quick=args.quick)
+    except ParamError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         print(f"# mletui {_version()} bench {topic.name} on {device} "
               f"({time.strftime('%Y-%m-%d')})", flush=True)
         for row in rows:
@@ -277,8 +288,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if extra:
                 line += "  " + " ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
             print(line, flush=True)
-    except NotImplementedError as exc:
-        raise UsageError(str(exc)) from None
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return 0

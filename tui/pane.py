@@ -1,10 +1,14 @@
 """TopicPane: one topic's tab — its parameter panel, a readout of the latest scalars, and
-one widget per View in a grid that reflows with the terminal size.
+one widget per View in a grid that reflows with its own size.
 
-The pane owns the topic's Runner, created the first time the pane is shown. The app's
-timer calls ``tick()`` on the visible pane only: it reads ``runner.latest`` (never
-waits on the engine), redraws the views when the frame changed (not when frozen), and
-clears them when ``runner.generation`` says the run was re-initialised.
+Sizes live in assets/mletui.tcss (the side column's width per breakpoint); only the
+grid's shape, which depends on how many views there are, is computed here.
+
+The pane owns the topic's runner (anything :class:`~engine.runner.RunnerLike`), created
+the first time the pane is shown. The app's timer calls ``tick()`` on the visible pane
+only: it reads ``runner.latest`` (never waits on the engine), redraws the views when the
+frame changed (not when frozen), and clears them when ``runner.generation`` says the run
+was re-initialised.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from textual.containers import Container, Horizontal, Vertical
 
 from mletui.engine.params import ParamError
 from mletui.engine.process_runner import ProcessRunner
-from mletui.engine.runner import Runner
+from mletui.engine.runner import Runner, RunnerLike
 from mletui.engine.topic import Frame, Topic
 
 from .charset import Glyphs
@@ -49,10 +53,28 @@ def grid_shape(n: int, width: int, height: int) -> tuple[int, int]:
     return best
 
 
+class ViewGrid(Container):
+    """The views, in a grid whose rows and columns follow its size (``grid_shape``)."""
+
+    def on_resize(self) -> None:
+        self.reflow()
+
+    def reflow(self) -> None:
+        width, height = self.size.width, self.size.height
+        if width <= 0:
+            return
+        cols, rows = grid_shape(len(self.children), width, height)
+        self.styles.grid_size_columns = cols
+        self.styles.grid_size_rows = rows
+
+
 class TopicPane(Horizontal):
     def __init__(self, topic: Topic, glyphs: Glyphs, overrides: Mapping[str, Any] | None = None,
                  seed: int | None = None, device: torch.device | None = None,
-                 start_paused: bool = False, runner_kind: str = "thread", **kwargs: Any) -> None:
+                 start_paused: bool = False, runner_kind: str = "thread",
+                 preset: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """overrides: typed values over the defaults (and over ``preset``'s values);
+        both go through ``Topic.resolve``, and a refusal is the pane's error."""
         super().__init__(**kwargs)
         self.runner_kind = runner_kind
         self.topic = topic
@@ -60,7 +82,7 @@ class TopicPane(Horizontal):
         self.overrides = dict(overrides or {})
         self.seed = seed
         self.device = device
-        self.runner: Runner | None = None
+        self.runner: RunnerLike | None = None
         self.user_paused = start_paused
         self.frozen = False
         self.error: str | None = None
@@ -71,47 +93,30 @@ class TopicPane(Horizontal):
         self._generation = -1
         self._noted_step = -1
         try:
-            values = topic.resolve(self.overrides)
+            values = topic.resolve(self.overrides, preset=preset)
         except ParamError as exc:
             values = topic.default_params()
-            self.error = str(exc)
+            self.error = f"preset: {exc}" if exc.layer == "preset" else str(exc)
         self.param_panel = ParamPanel(topic, glyphs, values, id="params")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="side"):
             yield self.param_panel
             yield Readout(id="readout")
-        with Container(id="views"):
+        with ViewGrid(id="views"):
             yield from self.view_widgets
 
-    def on_mount(self) -> None:
-        self.reflow()
-
-    def on_resize(self) -> None:
-        self.reflow()
-
-    def reflow(self) -> None:
-        """Side column width and the views grid's shape for the current size."""
-        width, height = self.size.width, self.size.height
-        if width <= 0:
-            return
-        side = self.query_one("#side")
-        side_w = 26 if width < 100 else 32
-        side.styles.width = side_w
-        grid = self.query_one("#views")
-        cols, rows = grid_shape(len(self.view_widgets), width - side_w, height)
-        grid.styles.grid_size_columns = cols
-        grid.styles.grid_size_rows = rows
-
     # -- the runner ---------------------------------------------------------------
-    def ensure_runner(self) -> Runner | ProcessRunner | None:
-        """The topic's runner, created on first use: in a spawned process ("process", what
-        the app uses on a terminal: the engine keeps its own GIL) or a thread of this one."""
+    def ensure_runner(self) -> RunnerLike | None:
+        """The topic's runner, created on first use with the panel's values: in a spawned
+        process ("process", what the app uses on a terminal: the engine keeps its own GIL)
+        or a thread of this one."""
         if self.runner is None and self.error is None:
+            params = self.param_panel.values
             try:
+                runner: RunnerLike | None
                 if self.runner_kind == "process":
-                    runner: Any = ProcessRunner(self.topic, params=self.overrides, seed=self.seed,
-                                                device=self.device)
+                    runner = ProcessRunner(self.topic, params=params, seed=self.seed, device=self.device)
                     try:
                         runner.start(paused=self.user_paused)
                         self.message = STARTING
@@ -121,7 +126,7 @@ class TopicPane(Horizontal):
                 else:
                     runner = None
                 if runner is None:
-                    runner = Runner(self.topic, params=self.overrides, seed=self.seed, device=self.device)
+                    runner = Runner(self.topic, params=params, seed=self.seed, device=self.device)
                     runner.start(paused=self.user_paused)
             except ParamError as exc:
                 self.error = str(exc)

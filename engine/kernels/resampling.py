@@ -13,14 +13,14 @@ Conventions (natural log, k_B = 1):
     log weight  ln w_j = -dbeta (E_j - E_min), shifted by the minimum energy so the
                 largest weight is exactly 1 (a shift by the maximum energy overflows).
     ln Q        ln[(1/R) sum_j exp(-dbeta E_j)] = -dbeta E_min + ln(sum_j w_j) - ln R,
-                so ln Z(beta') = ln Z(beta) + ln Q (R the current population size).
+                so ln Z(beta') = ln Z(beta) + ln Q (R the current population size). For
+                any log-weights l_j shifted by s (w_j = exp(l_j - s)): s + ln(sum w) - ln R.
     tau_j       expected number of copies = R0 w_j / sum_k w_k (R0 the target size).
     counts      int64 (R,), copies of each replica, >= 0.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -115,16 +115,12 @@ def parents(counts: torch.Tensor, total: int) -> torch.Tensor:
     return torch.repeat_interleave(src, counts, output_size=int(total))
 
 
-def log_q(energy_min: torch.Tensor | float, dbeta: torch.Tensor | float,
-          weight_total: torch.Tensor | float, population: torch.Tensor | float) -> torch.Tensor:
-    """ln Q = -dbeta E_min + ln(sum w) - ln R (the shifted form of ALGORITHMS.md), float64."""
-    e = torch.as_tensor(energy_min, dtype=torch.float64)
-    db = torch.as_tensor(dbeta, dtype=torch.float64, device=e.device)
+def log_q(shift: torch.Tensor | float, weight_total: torch.Tensor | float,
+          population: torch.Tensor | float) -> torch.Tensor:
+    """ln Q = shift + ln(sum w) - ln R, float64: the log mean of the weights exp(l_j) whose
+    shifted logs l_j - shift gave ``weight_total`` = sum w (for energies shift = -dbeta E_min,
+    the shifted form of ALGORITHMS.md)."""
+    e = torch.as_tensor(shift, dtype=torch.float64)
     s = torch.as_tensor(weight_total, dtype=torch.float64, device=e.device)
     r = torch.as_tensor(population, dtype=torch.float64, device=e.device)
-    return -db * e + torch.log(s) - torch.log(r)
-
-
-def log_mean_exp(x: torch.Tensor) -> float:
-    """ln mean exp(x) of a float64 vector, for checks: logsumexp(x) - ln n."""
-    return float(torch.logsumexp(x.to(torch.float64), 0)) - math.log(x.numel())
+    return e + torch.log(s) - torch.log(r)

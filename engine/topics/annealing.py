@@ -18,153 +18,54 @@ at the start: the replicas start from uniform spins, which are exact only at bet
 (ln Z(0) = N ln 2), so a schedule from ``beta_start`` > 0 gives no ln Z estimate.
 Jensen gives the second law <W> >= -ln(Z_t / Z_0); the gap shrinks as the schedule slows.
 
-Schedules (T steps):
-    linear     beta_t = beta_start + (beta_end - beta_start) t / T
-    geometric  from beta_start > 0: beta_t = beta_start (beta_end / beta_start)^(t / T);
-               from beta_start = 0 a geometric ladder cannot start at 0, so the first step
-               goes 0 -> beta_1 = beta_end / T (the first step of the linear schedule) and
-               steps 1..T are geometric from beta_1 to beta_end.
+Schedules (T steps, engine.annealing.beta_schedule): linear or geometric in beta; a
+geometric schedule from beta_start = 0 takes its first step to beta_end / T.
 
-Models (periodic L x L torus, J = 1 units, h = 0, natural log):
-    ferromagnet  J_ij = 1; ground state -2 per spin; exact ln Z from Kaufman.
-    spinglass    2D +-J Edwards-Anderson: each bond +1 or -1 with probability 1/2, drawn
-                 from ``disorder_seed`` (the same disorder for every replica); no exact value.
+Models (engine.models.ising; periodic L x L torus, J = 1 units, h = 0, natural log): the
+ferromagnet (exact ln Z from Kaufman) and the 2D +-J Edwards-Anderson spin glass, whose
+bonds are drawn from ``disorder_seed`` (the same disorder for every replica).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..exact.ising import kaufman
-from ..kernels import checkerboard
+from ..annealing import SCHEDULES, ais_estimate, beta_schedule
+from ..models.ising import (GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
+                            exact_energy_per_spin, exact_log_z, method_param, model_couplings,
+                            model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View, finite_or_none
-
-MODELS = ("ferromagnet", "spinglass")
-SCHEDULES = ("linear", "geometric")
-GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
-
-
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
-
-
-# -- the model ---------------------------------------------------------------------------
-def edwards_anderson_couplings(L: int, disorder_seed: int,
-                               device: torch.device | str = "cpu") -> torch.Tensor:
-    """+-J couplings of the 2D Edwards-Anderson spin glass, float32 (2, L, L) in the
-    checkerboard layout (``[0]`` right bonds, ``[1]`` down bonds), each +1 or -1 with
-    probability 1/2, a function of (L, disorder_seed) only (drawn on the CPU)."""
-    gen = torch.Generator(device="cpu").manual_seed(int(disorder_seed))
-    signs = torch.randint(0, 2, (2, L, L), generator=gen, dtype=torch.int64) * 2 - 1
-    return signs.to(device=device, dtype=torch.float32)
-
-
-def model_couplings(model: str, L: int, disorder_seed: int,
-                    device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """The ``couplings`` argument of the checkerboard kernels: None (uniform J = 1) for
-    the ferromagnet, the seeded +-J bonds for the spin glass."""
-    if model == "ferromagnet":
-        return None
-    if model == "spinglass":
-        return edwards_anderson_couplings(L, disorder_seed, device)
-    raise ParamError(f"model must be one of {'|'.join(MODELS)}, got {model!r}")
-
-
-def exact_log_z(model: str, L: int, beta: float) -> float | None:
-    """ln Z(beta) of the L x L torus (J = 1, h = 0): Kaufman's closed form for the
-    ferromagnet, None for the spin glass (no exact value)."""
-    if model != "ferromagnet":
-        return None
-    return finite_or_none(kaufman(float(beta), int(L))[0])
-
-
-def exact_energy_per_spin(model: str, L: int, beta: float) -> float | None:
-    """Equilibrium <E>/N = -d ln Z / d beta / N from Kaufman (ferromagnet), else None."""
-    if model != "ferromagnet":
-        return None
-    return finite_or_none(kaufman(float(beta), int(L))[1])
-
-
-# -- the schedule --------------------------------------------------------------------------
-def beta_schedule(schedule: str, beta_start: float, beta_end: float, sweeps: int) -> np.ndarray:
-    """beta_0 .. beta_T (T = ``sweeps``), float64; see the module docstring."""
-    t = np.arange(sweeps + 1, dtype=np.float64)
-    if schedule == "linear":
-        betas = beta_start + (beta_end - beta_start) * t / sweeps
-    elif schedule == "geometric":
-        if beta_start > 0:
-            betas = beta_start * (beta_end / beta_start) ** (t / sweeps)
-        elif sweeps == 1:
-            betas = np.array([0.0, beta_end])
-        else:
-            beta_1 = beta_end / sweeps
-            betas = np.empty(sweeps + 1)
-            betas[0] = 0.0
-            betas[1:] = beta_1 * (beta_end / beta_1) ** ((t[1:] - 1) / (sweeps - 1))
-    else:
-        raise ParamError(f"schedule must be one of {'|'.join(SCHEDULES)}, got {schedule!r}")
-    betas[0], betas[-1] = beta_start, beta_end  # exact end points, no rounding drift
-    return betas
-
-
-# -- AIS estimate ----------------------------------------------------------------------------
-def ais_log_mean_weight(work: torch.Tensor) -> tuple[float, float, float]:
-    """From the works W_r (R,): ln mean exp(-W) in log space, its standard error (delta
-    method: sd(w) / (sqrt(R) mean(w)), w = exp(-W)), and the effective sample size of the
-    weights as a fraction of R, (sum w)^2 / (R sum w^2). Host floats (one sync)."""
-    r = work.numel()
-    logw = -work.double()
-    shift = torch.max(logw)
-    w = torch.exp(logw - shift)
-    mean_w = w.mean()
-    log_mean = (torch.log(mean_w) + shift).item()
-    if r > 1:
-        stderr = (w.std(unbiased=True) / (math.sqrt(r) * mean_w)).item()
-    else:
-        stderr = float("nan")
-    ess = (w.sum() ** 2 / (r * (w * w).sum())).item()
-    return log_mean, stderr, ess
-
+from ..topic import Frame, View, finite_or_none
 
 @dataclass
-class AnnealState:
-    spins: torch.Tensor            # int8 (R, L, L)
-    couplings: torch.Tensor | None  # float32 (2, L, L) or None
+class AnnealState(LatticeState):   # replicas: the R lattices, their couplings and random stream
     betas: np.ndarray              # the schedule beta_0 .. beta_T (host)
     work: torch.Tensor             # float64 (R,): accumulated Jarzynski work
     energy: torch.Tensor           # float32 (R,): E(s_t), cached for the next step's work
     best_energy: torch.Tensor      # float32 (R,): lowest energy each replica has visited
     flips: torch.Tensor            # int64 (R,): spins flipped during the last sweep
-    generator: torch.Generator
-    seed: int
     t: int = 0                     # steps done; beta_t = betas[t]
-    counter: int = 0               # random-stream counter (one per half-sweep)
     exact_log_z0: float | None = None
-    notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
 
 
-class AnnealingTopic(Topic):
+class AnnealingTopic(LatticeTopic):
     name = "annealing"
     title = "Annealing"
     order = 20
     summary = "simulated annealing of the Ising ferromagnet / +-J spin glass, with Jarzynski (AIS) ln Z"
     finite = True
     step_unit = "sweep"
+    quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
 
     params = (
-        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
-              help="ferromagnet (J=1, exact Kaufman ln Z) or 2D +-J Edwards-Anderson spin glass"),
-        Param("L", "int", 16, lo=4, hi=1024, step=2, live=False, check=_even,
-              help="lattice side (periodic L x L torus, even)"),
+        model_param(),
+        side_param(16),
         Param("replicas", "int", 512, lo=1, hi=1 << 20, log=True, live=False,
               help="independent annealing chains, one batch"),
         Param("schedule", "choice", "linear", choices=SCHEDULES, live=False,
@@ -175,10 +76,8 @@ class AnnealingTopic(Topic):
               help="final inverse temperature"),
         Param("anneal_sweeps", "int", 1000, lo=1, hi=10_000_000, log=True, live=False,
               help="number of beta steps T, one sweep each"),
-        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
-              help="single-spin moves at each beta: metropolis or gibbs (heat bath)"),
-        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
-              help="seed of the spin glass's +-J bonds"),
+        method_param(),
+        disorder_seed_param(),
         Param("bins", "int", 40, lo=4, hi=200, help="bins of the energy histogram"),
     )
 
@@ -207,17 +106,17 @@ class AnnealingTopic(Topic):
         L, r = int(p["L"]), int(p["replicas"])
         gen = torch.Generator(device=device).manual_seed(int(seed))
         # uniform spins: exact samples of beta = 0
-        spins = (torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
-        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
-        energy, _ = checkerboard.measure(spins, couplings)
+        replicas = Replicas(uniform_spins(r, L, gen),
+                            model_couplings(p["model"], L, int(p["disorder_seed"]), device),
+                            seed=int(seed), generator=gen)
+        energy, _ = replicas.measure()
         betas = beta_schedule(p["schedule"], float(p["beta_start"]), float(p["beta_end"]),
                               int(p["anneal_sweeps"]))
         state = AnnealState(
-            spins=spins, couplings=couplings, betas=betas,
+            replicas=replicas, betas=betas,
             work=torch.zeros(r, dtype=torch.float64, device=device),
             energy=energy, best_energy=energy.clone(),
             flips=torch.zeros(r, dtype=torch.int64, device=device),
-            generator=gen, seed=int(seed),
             exact_log_z0=exact_log_z(p["model"], L, float(betas[0])),
         )
         if betas[0] > 0:
@@ -231,31 +130,20 @@ class AnnealingTopic(Topic):
         beta_prev, beta = float(state.betas[state.t]), float(state.betas[state.t + 1])
         # work of the jump beta_{t-1} -> beta_t at fixed state: energy BEFORE the moves
         state.work += (beta - beta_prev) * state.energy.double()
-        flips = checkerboard.sweep(state.spins, beta, 0.0, p["method"], state.seed, state.counter,
-                                   state.couplings, state.generator)
-        state.counter += 2
-        state.flips = flips.to(torch.int64)
-        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        state.flips = state.replicas.sweep(beta, p["method"]).to(torch.int64)
+        state.energy, _ = state.replicas.measure()
         torch.minimum(state.best_energy, state.energy, out=state.best_energy)
         state.t += 1
 
     def is_done(self, state: AnnealState, p: Mapping[str, Any]) -> bool:
         return state.t >= len(state.betas) - 1
 
-    def work_per_step(self, state: AnnealState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
-
-    def work_unit(self) -> str:
-        return "spin updates"
-
     def observe(self, state: AnnealState, p: Mapping[str, Any]) -> Frame:
-        L = state.spins.shape[-1]
+        L = state.replicas.spins.shape[-1]
         n = L * L
         model = p["model"]
         beta = float(state.betas[state.t])
-        frame = Frame()
-        frame.notes.extend(state.notes)
-        state.notes.clear()
+        frame = Frame(notes=state.take_notes())
 
         energy = state.energy.double() / n
         nonfinite = int((~torch.isfinite(state.work)).sum().item())
@@ -267,9 +155,10 @@ class AnnealingTopic(Topic):
 
         log_z = log_z_stderr = ess = minus_delta = None
         if state.betas[0] == 0.0 and nonfinite == 0:
-            log_mean, log_z_stderr, ess = ais_log_mean_weight(state.work)
-            log_z = n * math.log(2.0) + log_mean
-            minus_delta = -log_mean
+            ais = ais_estimate(-state.work)  # the log-weight of a chain is minus its work
+            log_z = n * math.log(2.0) + ais.log_mean_weight
+            log_z_stderr, ess = ais.stderr, ais.ess_fraction
+            minus_delta = -ais.log_mean_weight
         log_z_exact = exact_log_z(model, L, beta)
         minus_delta_exact = None
         if log_z_exact is not None and state.exact_log_z0 is not None:
@@ -314,75 +203,6 @@ class AnnealingTopic(Topic):
             frame.arrays["final_energy_edges"] = edges
             frame.arrays["final_energy_counts"] = hist["counts"]
         return frame
-
-    # -- benchmark -------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Annealing steps (work + sweep at a new beta + energy + best) against the plain
-        Ising sweep (checkerboard.sweep at a fixed beta) on the same batch, same run."""
-        yield from bench_against_plain_sweep(
-            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "anneal_sweeps": 8 * sweeps},
-            label="metropolis")
-
-
-def bench_against_plain_sweep(topic: Topic, device: torch.device, quick: bool, params, label: str,
-                              rounds: int = 7) -> Iterator[dict[str, Any]]:
-    """Rows for ``mletui bench``: ``topic.step`` against the plain checkerboard sweep at a
-    fixed beta on a batch of the same shape, timed interleaved in the same run (best of
-    ``rounds``). ``params(L, R, sweeps)`` gives the topic's overrides for a case. On the CPU
-    the timing runs on one torch thread (steadier on a shared machine; said in the case)."""
-    if quick:
-        cases = [(16, 64, 3)]
-    elif device.type == "cuda":
-        cases = [(16, 65536, 50), (64, 4096, 50), (256, 256, 50)]
-    else:
-        cases = [(16, 4096, 5), (64, 256, 5), (128, 64, 5)]
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        for L, r, sweeps in cases:
-            p = topic.resolve(params(L, r, sweeps))
-            state = topic.init(p, device, seed=1)
-            spins = state.spins.clone()
-            gen = torch.Generator(device=device).manual_seed(2)
-
-            def plain() -> None:
-                for i in range(sweeps):
-                    checkerboard.sweep(spins, 0.44, 0.0, "metropolis", 2, 2 * i, None, gen)
-
-            def stepped() -> None:
-                for _ in range(sweeps):
-                    topic.step(state, p)
-
-            plain(), stepped()  # warm up
-            t_plain, t_topic = best_times([plain, stepped], device, rounds)
-            updates = r * L * L * sweeps
-            rate, base = updates / t_topic / 1e9, updates / t_plain / 1e9
-            where = " 1 thread" if device.type == "cpu" else ""
-            yield {"case": f"L={L} R={r} {label}{where}", "value": round(rate, 4), "unit": "flips/ns",
-                   "baseline": "plain Ising sweep (checkerboard.sweep, fixed beta)",
-                   "baseline_value": round(base, 4), "ratio": round(rate / base, 3),
-                   "replica_sweeps_per_s": round(r * sweeps / t_topic, 1),
-                   "baseline_replica_sweeps_per_s": round(r * sweeps / t_plain, 1)}
-    finally:
-        torch.set_num_threads(threads)
-
-
-def best_times(fns, device: torch.device, repeats: int = 5) -> list[float]:
-    """Best wall time of each of ``fns`` over ``repeats`` rounds, the functions interleaved
-    within each round (so a load that comes and goes hits them alike); CUDA is
-    synchronised around each call."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
 
 
 TOPIC = AnnealingTopic()

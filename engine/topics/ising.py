@@ -25,30 +25,22 @@ Frame scalars (the JSONL schema):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
-from ..kernels import checkerboard
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+                            uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, View
 
 LATTICE_VIEW_MAX = 128  # the lattice view is downsampled on the device to at most this size
 
 
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard), got {value}")
-
-
 @dataclass
-class IsingState:
-    spins: torch.Tensor            # int8 (R, L, L)
-    seed: int
-    counter: int = 0               # random-stream counter, +2 per sweep
+class IsingState(LatticeState):    # replicas: the R lattices (int8 (R, L, L)) and their stream
     sweeps: int = 0                # sweeps since init
     since_edit: int = 0            # sweeps since init or the last live edit
     samples: int = 0               # sweeps accumulated in the running sums
@@ -59,7 +51,7 @@ class IsingState:
     exact_cache: dict = field(default_factory=dict)
 
 
-class IsingTopic(Topic):
+class IsingTopic(LatticeTopic):
     name = "ising"
     title = "Ising MCMC"
     order = 10
@@ -67,13 +59,12 @@ class IsingTopic(Topic):
     step_unit = "sweep"
     finite = False
     params = (
-        Param("L", "int", 64, "lattice side (even; periodic L x L)", lo=4, hi=8192, log=True,
-              live=False, check=_even),
+        side_param(64, hi=8192, log=True),
         Param("beta", "float", 0.44, "inverse temperature (beta_c = 0.4407)", lo=0.0, hi=5.0,
               step=0.01),
         Param("h", "float", 0.0, "external field (exact values only at h = 0)", lo=-5.0, hi=5.0,
               step=0.05),
-        Param("method", "choice", "metropolis", "spin update rule", choices=checkerboard.METHODS),
+        method_param(),
         Param("replicas", "int", 8, "independent lattices updated in one batch", lo=1, hi=4096,
               log=True, live=False),
         Param("burn_in", "int", 100, "sweeps before running means start (after each edit too)",
@@ -89,6 +80,9 @@ class IsingTopic(Topic):
              reference=("energy_exact",), x="sweeps"),
         View("table", "measured vs exact", source="measured_vs_exact"),
     )
+
+    quick = {"L": 16, "replicas": 2, "burn_in": 2}
+    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
 
@@ -108,24 +102,21 @@ class IsingTopic(Topic):
         if p.get("start", "random") == "cold":
             spins = torch.ones((R, L, L), dtype=torch.int8, device=device)
         else:
-            bits = torch.randint(0, 2, (R, L, L), generator=gen, device=device, dtype=torch.int8)
-            spins = bits * 2 - 1
-        state = IsingState(spins=spins, seed=int(seed) & 0x7FFFFFFF)
+            spins = uniform_spins(R, L, gen)
+        state = IsingState(replicas=Replicas(spins, seed=int(seed) & 0x7FFFFFFF))
         state.window_flips = torch.zeros(R, dtype=torch.int64, device=device)
         state.sums = torch.zeros(6, R, dtype=torch.float64, device=device)
         return state
 
     def step(self, state: IsingState, p: Mapping[str, Any]) -> None:
-        flips = checkerboard.sweep(state.spins, float(p["beta"]), float(p["h"]), p["method"],
-                                   seed=state.seed, counter=state.counter)
-        state.counter += 2
+        flips = state.replicas.sweep(float(p["beta"]), p["method"], float(p["h"]))
         state.sweeps += 1
         state.since_edit += 1
         state.window_sweeps += 1
         state.window_flips += flips
         if state.since_edit > int(p["burn_in"]):
-            energy, mag = checkerboard.measure(state.spins, h=float(p["h"]))
-            n = float(state.spins.shape[1] * state.spins.shape[2])
+            energy, mag = state.replicas.measure(float(p["h"]))
+            n = float(state.replicas.spins.shape[1] * state.replicas.spins.shape[2])
             e = energy.to(torch.float64) / n
             m = mag.to(torch.float64) / n
             am = m.abs()
@@ -138,20 +129,17 @@ class IsingTopic(Topic):
         state.samples = 0
         state.since_edit = 0
 
-    def work_per_step(self, state: IsingState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
-
     def work_unit(self) -> str:
         return "flips/ns"
 
     def observe(self, state: IsingState, p: Mapping[str, Any]) -> Frame:
-        spins = state.spins
+        spins = state.replicas.spins
         R, L, _ = spins.shape
         N = L * L
         beta, h = float(p["beta"]), float(p["h"])
-        energy, mag = checkerboard.measure(spins, h=h)
+        energy, mag = state.replicas.measure(h)
         bad = (spins.abs() != 1).sum()
-        lattice = _downsample(spins[0], LATTICE_VIEW_MAX)
+        lattice = downsample(spins[0], LATTICE_VIEW_MAX)
         # one device-to-host copy for everything (the lattice view rides along as float64)
         packed = torch.cat((energy.to(torch.float64) / N, mag.to(torch.float64) / N,
                             state.window_flips.to(torch.float64), bad.to(torch.float64).reshape(1),
@@ -178,10 +166,9 @@ class IsingTopic(Topic):
         s.update(_running_stats(sums, state.samples, beta, N))
         s.update(self._exact(state, beta, h, L))
         s["bad_spins"] = n_bad
-        notes = []
         if n_bad:
-            notes.append(f"{n_bad} spins are not +1/-1: the lattice is corrupted")
-        frame = Frame(scalars=s, notes=notes)
+            state.notes.append(f"{n_bad} spins are not +1/-1: the lattice is corrupted")
+        frame = Frame(scalars=s, notes=state.take_notes())
         frame.views["lattice"] = lattice.numpy()
         frame.views["measured_vs_exact"] = _table(s, L)
         return frame
@@ -201,129 +188,6 @@ class IsingTopic(Topic):
                        "magnetization_yang": yang_magnetization(beta)}
             state.exact_cache = {key: got}
         return dict(got)
-
-    # -- benchmark ---------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Flips/ns of ``checkerboard.sweep`` (Triton on CUDA, the fast twin on the CPU) against
-        the naive eager checkerboard (float spins, torch.roll, torch.rand, a mask per colour) on
-        the same L x L lattice in the same run. Engine and baseline sweeps alternate and each
-        figure is the median over its sweeps, so a load change on a shared machine hits both.
-        The engine's warm-up (torch.compile / Triton JIT) and its peak host and device memory
-        are taken before any baseline runs. Last row: the topic's whole step (sweep + energy +
-        running sums) against the bare sweep, at the largest L."""
-        sizes = (32, 64) if quick else (1024, 4096)
-        min_time = 0.05 if quick else 4.0
-        threads = torch.get_num_threads()
-        host_at_start = _peak_host_mib()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        warmup: dict[tuple[int, str], float] = {}
-        for L in sizes:                                    # engine only: warm-up and memory
-            for method in checkerboard.METHODS:
-                spins = _bench_spins(L, device)
-                t0 = time.perf_counter()
-                for i in range(2):
-                    checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=2 * i)
-                _sync(device)
-                warmup[(L, method)] = time.perf_counter() - t0
-                del spins
-        peak_host = _peak_host_mib()
-        peak_device = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-        for L in sizes:
-            for method in checkerboard.METHODS:
-                spins = _bench_spins(L, device)
-                state = {"s": spins.to(torch.float32), "counter": 4}
-                masks = checkerboard.colour_masks(L, device)
-
-                def engine() -> None:
-                    checkerboard.sweep(spins, 0.44, 0.0, method, seed=1, counter=state["counter"])
-                    state["counter"] += 2
-
-                def naive() -> None:
-                    state["s"] = checkerboard.sweep_naive(state["s"], 0.44, 0.0, method, masks)
-
-                rate, base = _paired_flips_per_ns(engine, naive, L * L, device, min_time)
-                del state, masks, spins
-                row = {"case": f"L={L} {method} sweep", "value": round(rate, 4), "unit": "flips/ns",
-                       "baseline": "naive eager checkerboard (float spins, roll, rand, colour masks)",
-                       "baseline_value": round(base, 4), "ratio": round(rate / base, 2),
-                       "threads": threads, "warmup_s": round(warmup[(L, method)], 2),
-                       "engine": "triton" if checkerboard.use_triton(device) else
-                       ("fast twin (compiled)" if L * L // 2 >= checkerboard.COMPILE_MIN_SITES
-                        and checkerboard._COMPILED.failed is None else "fast twin (eager)")}
-                if L == sizes[-1] and method == checkerboard.METHODS[0]:
-                    row["peak_host_mib"] = round(peak_host, 1)
-                    row["host_mib_at_start"] = round(host_at_start, 1)
-                    if peak_device is not None:
-                        row["peak_device_mib"] = round(peak_device, 1)
-                yield row
-        # the whole topic step (what the status bar's flips/ns shows) at the largest L
-        L = sizes[-1]
-        p = self.resolve({"L": L, "replicas": 1, "burn_in": 0})
-        st = self.init(p, device, seed=1)
-        self.step(st, p)
-        sw = _bench_spins(L, device)
-        ctr = [0]
-
-        def bare() -> None:
-            checkerboard.sweep(sw, p["beta"], 0.0, p["method"], seed=1, counter=ctr[0])
-            ctr[0] += 2
-
-        rate, base = _paired_flips_per_ns(lambda: self.step(st, p), bare, L * L, device, min_time)
-        yield {"case": f"L={L} topic step (sweep + energy + running sums)", "value": round(rate, 4),
-               "unit": "flips/ns", "baseline": "bare checkerboard.sweep", "baseline_value": round(base, 4),
-               "ratio": round(rate / base, 2), "threads": threads}
-
-
-def _bench_spins(L: int, device: torch.device) -> torch.Tensor:
-    g = torch.Generator(device=device).manual_seed(0)
-    return torch.randint(0, 2, (1, L, L), generator=g, device=device, dtype=torch.int8) * 2 - 1
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _paired_flips_per_ns(fn: Any, baseline: Any, sites: int, device: torch.device,
-                         min_time: float) -> tuple[float, float]:
-    """Spin updates per nanosecond of ``fn`` and ``baseline`` (one sweep of ``sites`` spins per
-    call), timed alternately call by call until ``min_time`` seconds and at least 3 pairs have
-    passed; each rate is taken from the median call time."""
-    fn(), baseline()
-    _sync(device)
-    t_fn: list[float] = []
-    t_base: list[float] = []
-    start = time.perf_counter()
-    while len(t_fn) < 3 or time.perf_counter() - start < min_time:
-        for f, out in ((fn, t_fn), (baseline, t_base)):
-            t0 = time.perf_counter()
-            f()
-            _sync(device)
-            out.append(time.perf_counter() - t0)
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return sites / med(t_fn) / 1e9, sites / med(t_base) / 1e9
-
-
-def _peak_host_mib() -> float:
-    """Peak resident set size of this process (ru_maxrss, KiB on Linux)."""
-    try:
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    except Exception:  # pragma: no cover - not on Linux
-        return float("nan")
-
-
-def _downsample(lattice: torch.Tensor, size: int) -> torch.Tensor:
-    """(L, L) int8 spins -> at most (size, size) int8 +1/-1, by the sign of block sums
-    (ties go to +1), computed on the device."""
-    L = lattice.shape[0]
-    if L <= size:
-        return lattice.clone()
-    k = -(-L // size)
-    rows = L // k
-    block = lattice[: rows * k, : rows * k].to(torch.float32).reshape(rows, k, rows, k).sum(dim=(1, 3))
-    return torch.where(block >= 0, 1, -1).to(torch.int8)
 
 
 def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str, Any]:
@@ -358,25 +222,26 @@ def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str,
     return out
 
 
-def _fmt(x: Any, err: Any = None) -> str:
-    if x is None:
-        return "-"
-    if err is None:
-        return f"{x:.5f}"
-    return f"{x:.5f} +/- {err:.5f}"
+def _measured(value: float | None, stderr: float | None) -> float | tuple[float, float] | None:
+    """A table cell: (value, stderr), the value alone when it has no error bar, None for none."""
+    if value is None or stderr is None:
+        return value
+    return (value, stderr)
 
 
 def _table(s: Mapping[str, Any], L: int) -> dict[str, Any]:
+    """Measured vs exact: cells are numbers, (value, stderr) pairs or None (no value); the
+    UI formats them."""
     return {
         "columns": ["observable", "measured", f"exact L={L}", "L=inf"],
         "rows": [
-            ["energy/spin", _fmt(s["energy_mean"], s["energy_stderr"]), _fmt(s["energy_exact"]),
-             _fmt(s["energy_onsager"])],
-            ["|m|", _fmt(s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), "-",
-             _fmt(s["magnetization_yang"])],
-            ["C/spin", _fmt(s["specific_heat"], s["specific_heat_stderr"]),
-             _fmt(s["specific_heat_exact"]), "-"],
-            ["acceptance", _fmt(s["acceptance"]), "-", "-"],
+            ["energy/spin", _measured(s["energy_mean"], s["energy_stderr"]), s["energy_exact"],
+             s["energy_onsager"]],
+            ["|m|", _measured(s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
+             s["magnetization_yang"]],
+            ["C/spin", _measured(s["specific_heat"], s["specific_heat_stderr"]),
+             s["specific_heat_exact"], None],
+            ["acceptance", s["acceptance"], None, None],
         ],
     }
 

@@ -43,42 +43,35 @@ Frame scalars (the JSONL schema):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from .. import distributed as shards
+from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
-from ..kernels import checkerboard
 from ..kernels import resampling as rs
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+                            uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, View
 
 LATTICE_VIEW_MAX = 64      # the one-replica lattice view is downsampled to at most this side
 HISTOGRAM_BINS = 40
-CAPACITY_FACTOR = 1.25     # buffer rows per shard, as a multiple of its share of R0
-
-
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard), got {value}")
 
 
 @dataclass
-class PopulationState:
+class PopulationState(LatticeState):
+    # replicas: this shard's n lattices (spins: a view of a buffer) and this rank's random
+    # stream (differs between ranks)
     L: int
     target: int                    # R0, the global target population size
-    spins: torch.Tensor            # int8 (n, L, L): this shard's replicas (view of a buffer)
     ancestors: torch.Tensor        # int64 (n,): global id of each replica's beta = 0 ancestor
     energy: torch.Tensor           # float32 (n,): energy of each replica now
-    buffers: list                  # [[spins_a, anc_a], [spins_b, anc_b]]: capacity buffers
-    current: int                   # which buffer pair holds the live population
+    buffers: ReplicaBuffers        # [spins, ancestors] rows: the live pair and the spare one
     log_z: torch.Tensor            # float64 0-d on the device: ln Z(beta) estimate
     generator: torch.Generator
-    seed: int                      # this rank's random stream (differs between ranks)
     run_seed: int = 0              # the run's seed (the same on every rank)
     beta: float = 0.0
     dbeta: float = 0.0
@@ -87,16 +80,13 @@ class PopulationState:
     ess_fraction: torch.Tensor | None = None
     steps: int = 0
     sweeps: int = 0
-    counter: int = 0               # random-stream counter for the sweeps, +2 per sweep
     window_flips: torch.Tensor | None = None
     window_updates: int = 0
     nonfinite_steps: int = 0
-    notes: list = field(default_factory=list)
-    timing: dict | None = None     # bench only: seconds spent in reweight+resample / sweeps
     device: torch.device | None = None
 
 
-class PopulationTopic(Topic):
+class PopulationTopic(LatticeTopic):
     name = "population"
     title = "Population annealing"
     order = 40
@@ -104,8 +94,7 @@ class PopulationTopic(Topic):
     step_unit = "annealing step"
     finite = True
     params = (
-        Param("L", "int", 16, "lattice side (even; periodic L x L)", lo=4, hi=1024, log=True,
-              live=False, check=_even),
+        side_param(16, log=True),
         Param("replicas", "int", 4096, "target population size R0 (split over torchrun ranks)",
               lo=2, hi=1 << 22, log=True, live=False),
         Param("beta_max", "float", 1.0, "anneal from beta = 0 up to here (beta_c = 0.4407)",
@@ -114,7 +103,7 @@ class PopulationTopic(Topic):
               lo=1e-5, hi=1.0, log=True),
         Param("sweeps_per_step", "int", 10, "MCMC sweeps per replica after each resampling",
               lo=1, hi=10_000, log=True),
-        Param("method", "choice", "metropolis", "spin update rule", choices=checkerboard.METHODS),
+        method_param(),
         Param("resampling", "choice", "nearest",
               "nearest: floor(tau)+Bernoulli (size fluctuates); multinomial: exactly R0 draws",
               choices=rs.RESAMPLING),
@@ -122,6 +111,8 @@ class PopulationTopic(Topic):
         Param("ess_target", "float", 0.9, "ESS fraction kept by the adaptive step",
               lo=0.05, hi=0.999, step=0.05),
     )
+    quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
+    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
              reference=("log_z_exact_per_spin",), x="beta"),
@@ -145,47 +136,30 @@ class PopulationTopic(Topic):
         gen = torch.Generator(device=device)
         rank_seed = (int(seed) * 1_000_003 + 7919 * me) & 0x7FFFFFFFFFFF
         gen.manual_seed(rank_seed)
-        buffers = [[torch.empty((cap, L, L), dtype=torch.int8, device=device),
-                    torch.empty((cap,), dtype=torch.int64, device=device)] for _ in range(2)]
-        spins = buffers[0][0][:n]
-        spins.copy_(torch.randint(0, 2, (n, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1)
-        ancestors = buffers[0][1][:n]
-        torch.arange(bounds[me], bounds[me + 1], device=device, out=ancestors)
-        energy, _ = checkerboard.measure(spins)
+        spins = uniform_spins(n, L, gen)
+        ancestors = torch.arange(bounds[me], bounds[me + 1], device=device)
+        buffers = ReplicaBuffers([spins, ancestors], cap)
+        spins, ancestors = buffers.live(n)
+        replicas = Replicas(spins, seed=rank_seed & 0x7FFFFFFF)
+        energy, _ = replicas.measure()
         state = PopulationState(
-            L=L, target=R0, spins=spins, ancestors=ancestors, energy=energy, buffers=buffers,
-            current=0, log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
-            generator=gen, seed=rank_seed & 0x7FFFFFFF, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
+            L=L, target=R0, replicas=replicas, ancestors=ancestors, energy=energy, buffers=buffers,
+            log_z=torch.tensor(L * L * math.log(2.0), dtype=torch.float64, device=device),
+            generator=gen, run_seed=int(seed) & 0x7FFFFFFF, population=R0,
             sizes=[bounds[k + 1] - bounds[k] for k in range(world)], device=device)
         state.ess_fraction = torch.tensor(1.0, dtype=torch.float64, device=device)
         state.window_flips = torch.zeros((), dtype=torch.int64, device=device)
         return state
 
     def step(self, state: PopulationState, p: Mapping[str, Any]) -> None:
-        beta_max = float(p["beta_max"])
-        if state.beta >= beta_max:
+        if state.beta >= float(p["beta_max"]):
             return
-        timing = state.timing
-        t0 = _now(state) if timing is not None else 0.0
-        self._reweight_and_resample(state, p, beta_max)
-        if timing is not None:
-            t1 = _now(state)
-            timing["resample_s"] += t1 - t0
-        n_sweeps = int(p["sweeps_per_step"])
-        for _ in range(n_sweeps):
-            # (seed, counter) streams keyed by replica row: a parent's copies draw different numbers
-            flips = checkerboard.sweep(state.spins, state.beta, 0.0, p["method"], seed=state.seed,
-                                       counter=state.counter)
-            state.counter += 2
-            state.window_flips += flips.sum(dtype=torch.int64)
-        state.sweeps += n_sweeps
-        state.window_updates += n_sweeps * state.spins.shape[0] * state.L * state.L
-        state.energy, _ = checkerboard.measure(state.spins)
-        state.steps += 1
-        if timing is not None:
-            timing["sweep_s"] += _now(state) - t1
+        self.reweight_and_resample(state, p)
+        self.move(state, p)
 
-    def _reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any], beta_max: float) -> None:
+    def reweight_and_resample(self, state: PopulationState, p: Mapping[str, Any]) -> None:
+        """Steps 1 and 2: raise beta, add ln Q to ln Z, resample to R0 (rebalancing the shards)."""
+        beta_max = float(p["beta_max"])
         dev = state.device
         world = shards.world_size()
         me = shards.rank() if world > 1 else 0
@@ -200,26 +174,13 @@ class PopulationTopic(Topic):
                 reduce=lambda t: shards.all_reduce(t, "sum"))
         else:
             dbeta = step_cap
-        log_w = rs.shifted_log_weights(energy, dbeta, e_min)
-        local_sums = rs.weight_sums(log_w)
-        sums = shards.all_reduce(local_sums.clone(), "sum")
-        weight_total, population = sums[0], sums[2]
-        ln_q = rs.log_q(e_min, dbeta, weight_total, population)
-        state.ess_fraction = rs.ess_fraction_of(sums)
-        R0 = state.target
-        if p["resampling"] == "nearest":
-            counts = rs.nearest_counts(rs.expected_copies(log_w, weight_total, R0), state.generator)
-        else:
-            draws = R0
-            if world > 1:
-                # each shard's number of draws: multinomial over shard weight sums, the same
-                # host draw on every rank (seeded by the run seed and step), then local draws
-                block = shards.all_gather(local_sums[0].reshape(1)).reshape(-1).double().cpu().numpy()
-                rng = np.random.default_rng([state.run_seed, state.steps, 0x5EED])
-                draws = int(rng.multinomial(R0, block / block.sum())[me])
-            counts = rs.multinomial_counts(log_w, draws, state.generator)
+        # log-ratio of replica j: -dbeta E_j, at the energy before any move at the new beta
+        rw = reweight(rs.shifted_log_weights(energy, dbeta, e_min), -dbeta * e_min)
+        state.ess_fraction = rw.ess_fraction
+        counts = copy_counts(rw, state.target, p["resampling"], state.generator,
+                             key=(state.run_seed, state.steps))
         db = dbeta if isinstance(dbeta, torch.Tensor) else torch.tensor(dbeta, dtype=torch.float64, device=dev)
-        info = torch.stack([counts.sum().to(torch.float64), db.to(torch.float64), ln_q])
+        info = torch.stack([counts.sum().to(torch.float64), db.to(torch.float64), rw.log_q])
         rows = shards.all_gather(info).tolist()          # the one host sync of the step
         sizes = [int(r[0]) for r in rows]
         step_db, ln_q_host = rows[0][1], rows[0][2]
@@ -231,30 +192,27 @@ class PopulationTopic(Topic):
             state.beta = min(beta_max, state.beta + step_db)
             state.dbeta = step_db
             return
-        state.log_z = state.log_z + ln_q
-        mine = shards.even_bounds(sum(sizes), world)
-        need = mine[me + 1] - mine[me]
-        spare = state.buffers[1 - state.current]
-        if need > spare[0].shape[0]:
-            cap = int(math.ceil(CAPACITY_FACTOR * need))
-            for pair in state.buffers:
-                for i, t in enumerate(pair):
-                    grown = torch.empty((cap,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
-                    pair[i] = grown
-            state.buffers[state.current][0][:state.spins.shape[0]].copy_(state.spins)
-            state.buffers[state.current][1][:state.ancestors.shape[0]].copy_(state.ancestors)
-            state.spins = state.buffers[state.current][0][:state.spins.shape[0]]
-            state.ancestors = state.buffers[state.current][1][:state.ancestors.shape[0]]
-            spare = state.buffers[1 - state.current]
-        idx = rs.parents(counts, sizes[me])
-        state.spins, state.ancestors = shards.gather_rebalanced(
-            [state.spins, state.ancestors], idx, sizes, spare)
-        state.current = 1 - state.current
+        state.log_z = state.log_z + rw.log_q
+        parents = rs.parents(counts, sizes[me])
+        state.replicas.spins, state.ancestors = state.buffers.resample(
+            [state.replicas.spins, state.ancestors], parents, sizes)
         state.sizes = sizes
         state.population = sum(sizes)
         state.dbeta = step_db
         new_beta = state.beta + step_db
         state.beta = beta_max if beta_max - new_beta < 1e-12 else new_beta
+
+    def move(self, state: PopulationState, p: Mapping[str, Any]) -> None:
+        """Step 3: ``sweeps_per_step`` sweeps of every replica at the new beta, then the energies."""
+        n_sweeps = int(p["sweeps_per_step"])
+        for _ in range(n_sweeps):
+            # (seed, counter) streams keyed by replica row: a parent's copies draw different numbers
+            flips = state.replicas.sweep(state.beta, p["method"])
+            state.window_flips += flips.sum(dtype=torch.int64)
+        state.sweeps += n_sweeps
+        state.window_updates += n_sweeps * state.replicas.spins.shape[0] * state.L * state.L
+        state.energy, _ = state.replicas.measure()
+        state.steps += 1
 
     def observe(self, state: PopulationState, p: Mapping[str, Any]) -> Frame:
         L, N = state.L, state.L * state.L
@@ -317,10 +275,9 @@ class PopulationTopic(Topic):
         views: dict[str, Any] = {"energy_histogram": {
             "edges": edges, "counts": counts.tolist(),
             "lines": {"exact <E>/N": ([exact_u, exact_u], [0.0, float(counts.max())])}}}
-        if state.spins.shape[0] > 0:
-            views["lattice"] = _downsample(state.spins[0], LATTICE_VIEW_MAX)
-        notes, state.notes = state.notes, []
-        return Frame(scalars=scalars, views=views, notes=notes,
+        if state.replicas.spins.shape[0] > 0:
+            views["lattice"] = downsample(state.replicas.spins[0], LATTICE_VIEW_MAX).tolist()
+        return Frame(scalars=scalars, views=views, notes=state.take_notes(),
                      done=state.beta >= float(p["beta_max"]))
 
     def is_done(self, state: PopulationState, p: Mapping[str, Any]) -> bool:
@@ -328,101 +285,6 @@ class PopulationTopic(Topic):
 
     def work_per_step(self, state: PopulationState, p: Mapping[str, Any]) -> float:
         return float(state.population * state.L * state.L * int(p["sweeps_per_step"]))
-
-    def work_unit(self) -> str:
-        return "spin updates"
-
-    # -- benchmark ---------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Population annealing steps (reweight + resample + 10 sweeps) against the plain
-        checkerboard sweep of a population of the same size, in the same run.
-
-        value: spin updates per ns of whole annealing steps; baseline: spin updates per ns
-        of plain sweeps of the same (R, L, L) population; ratio = value / baseline (1 = nothing
-        lost to reweighting and resampling). Extra: replica-sweeps/s and the share of a
-        step's time spent reweighting and resampling."""
-        if quick:
-            cases = [(8, 1 << 8, 2)]
-        else:
-            cases = [(16, 1 << 14, 6), (16, 1 << 15, 5), (16, 1 << 16, 4), (16, 1 << 17, 3),
-                     (16, 1 << 18, 3), (64, 1 << 14, 4)]
-        sweeps = 10
-        for L, R, rounds in cases:
-            yield bench_case(self, device, L, R, rounds, sweeps)
-
-
-def bench_case(topic: PopulationTopic, device: torch.device, L: int, R: int, rounds: int,
-               sweeps: int, resampling: str = "nearest") -> dict[str, Any]:
-    """One benchmark row (see PopulationTopic.bench).
-
-    A population is annealed to beta = 0.4 in one step, then ``rounds`` rounds alternate
-    (a) ``sweeps`` plain checkerboard sweeps of a copy of the population at the same beta
-    (the baseline: the foundation kernel alone) and (b) one whole annealing step (reweight,
-    resample, the same number of sweeps). Each figure is the best round, so a neighbour's
-    load spike on a shared machine hits neither side more than the other. Host wall clock,
-    with a device sync at every boundary."""
-    N = L * L
-    p = topic.resolve({"L": L, "replicas": R, "sweeps_per_step": sweeps, "dbeta": 0.005,
-                       "beta_max": 1.0, "resampling": resampling})
-    state = topic.init(p, device, 1)
-    # to beta = 0.4, then warm-up steps: the fast CPU twin compiles for the first population
-    # size and once more with dynamic shapes when the size changes (nearest resampling)
-    topic.step(state, {**p, "dbeta": 0.4, "sweeps_per_step": 1})
-    for _ in range(2):
-        topic.step(state, {**p, "sweeps_per_step": 1})
-    checkerboard.sweep(state.spins.clone(), state.beta, 0.0, "metropolis", seed=3, counter=1 << 19)
-    best_plain = best_step = math.inf
-    share = 0.0
-    counter = 1 << 20
-    for _ in range(rounds):
-        spins = state.spins.clone()
-        _sync(device)
-        t = time.perf_counter()
-        for _ in range(sweeps):
-            checkerboard.sweep(spins, state.beta, 0.0, "metropolis", seed=3, counter=counter)
-            counter += 2
-        _sync(device)
-        best_plain = min(best_plain, (time.perf_counter() - t) / (R * N * sweeps))
-        del spins
-        n = state.population
-        state.timing = {"resample_s": 0.0, "sweep_s": 0.0}
-        _sync(device)
-        t = time.perf_counter()
-        topic.step(state, p)
-        _sync(device)
-        step_s = time.perf_counter() - t
-        if step_s / (n * N * sweeps) < best_step:
-            best_step = step_s / (n * N * sweeps)
-            share = state.timing["resample_s"] / step_s
-    value, plain = 1e-9 / best_step, 1e-9 / best_plain
-    return {"case": f"L={L} R=2^{int(round(math.log2(R)))} {resampling}", "value": round(value, 5),
-            "unit": "flips/ns", "baseline": "plain sweep", "baseline_value": round(plain, 5),
-            "ratio": round(value / plain, 3),
-            "replica_sweeps_per_s": round(value * 1e9 / N, 1),
-            "resample_share": round(share, 4),
-            "step_s": round(best_step * R * N * sweeps, 3)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _now(state: PopulationState) -> float:
-    if state.device is not None:
-        _sync(state.device)
-    return time.perf_counter()
-
-
-def _downsample(spins: torch.Tensor, side: int) -> list:
-    """One replica's spins as a nested list of +1/-1, block-majority downsampled to <= side."""
-    L = spins.shape[-1]
-    if L <= side:
-        return spins.to(torch.int64).tolist()
-    f = int(math.ceil(L / side))
-    m = L // f * f
-    s = spins[:m, :m].to(torch.float32).reshape(m // f, f, m // f, f).mean(dim=(1, 3))
-    return torch.where(s >= 0, 1, -1).tolist()
 
 
 TOPIC = PopulationTopic()

@@ -31,61 +31,19 @@ to agree with the learned g at the first rung. Units: J = 1, h = 0, natural log.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
-from ..kernels import checkerboard
+from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_differences
+from ..models.ising import (LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
+                            method_param, model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View, finite_or_none
-from .annealing import MODELS, bench_against_plain_sweep, exact_log_z, model_couplings
-
-SPACINGS = ("linear", "geometric")
-
-
-def _even(value: int) -> None:
-    if value % 2:
-        raise ParamError(f"L must be even (checkerboard sublattices), got {value}")
-
-
-def beta_ladder(spacing: str, beta_min: float, beta_max: float, rungs: int) -> np.ndarray:
-    """beta_0 = beta_min < ... < beta_{K-1} = beta_max, linear or geometric, float64."""
-    if spacing == "linear":
-        betas = np.linspace(beta_min, beta_max, rungs)
-    elif spacing == "geometric":
-        betas = beta_min * (beta_max / beta_min) ** (np.arange(rungs) / (rungs - 1))
-    else:
-        raise ParamError(f"spacing must be one of {'|'.join(SPACINGS)}, got {spacing!r}")
-    betas[0], betas[-1] = beta_min, beta_max
-    return betas
-
-
-def fill_unmeasured(mean: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
-    """Rungs with no measurement take the nearest measured rung's value (the lower one on a
-    tie); all-unmeasured gives zeros. On the device, no host sync. (K,) -> (K,)."""
-    k = mean.numel()
-    idx = torch.arange(k, device=mean.device)
-    below = torch.where(measured, idx, torch.full_like(idx, -1)).cummax(0).values
-    above = torch.where(measured, idx, torch.full_like(idx, k)).flip(0).cummin(0).values.flip(0)
-    has_below, has_above = below >= 0, above < k
-    use_below = has_below & (~has_above | (idx - below <= above - idx))
-    src = torch.where(use_below, below, above).clamp(0, k - 1)
-    filled = mean[src]
-    return torch.where(has_below | has_above, filled, torch.zeros_like(mean))
-
-
-def trapezoid_weights(betas: torch.Tensor, mean_energy: torch.Tensor) -> torch.Tensor:
-    """g_0 = 0, g_{k+1} = g_k + (<E>_{k+1} + <E>_k)(beta_{k+1} - beta_k) / 2. float64 (K,)."""
-    steps = 0.5 * (mean_energy[1:] + mean_energy[:-1]) * (betas[1:] - betas[:-1])
-    return torch.cat([torch.zeros(1, dtype=steps.dtype, device=steps.device), torch.cumsum(steps, 0)])
-
+from ..topic import Frame, View, finite_or_none
 
 @dataclass
-class TemperState:
-    spins: torch.Tensor             # int8 (R, L, L)
-    couplings: torch.Tensor | None
+class TemperState(LatticeState):    # replicas: the R chains' lattices, couplings and random stream
     betas: torch.Tensor             # float64 (K,) the ladder, on the device
     betas32: torch.Tensor           # float32 (K,) for the sweep kernel
     rung: torch.Tensor              # int64 (R,) each chain's rung k
@@ -98,28 +56,24 @@ class TemperState:
     accepts: torch.Tensor           # float64 (K-1,)
     end_seen: torch.Tensor          # int8 (R,): 0 none, -1 last end was the bottom, +1 the top
     round_trips: torch.Tensor       # int64 () bottom -> top -> bottom trips completed
-    generator: torch.Generator
-    seed: int
+    generator: torch.Generator      # the rung moves' uniforms (the same one the sweeps draw from)
     g_exact: list[float] | None
     t: int = 0
-    counter: int = 0
-    notes: list[str] = field(default_factory=list)
     warned_nonfinite: bool = False
 
 
-class TemperingTopic(Topic):
+class TemperingTopic(LatticeTopic):
     name = "tempering"
     title = "Tempering"
     order = 21
     summary = "simulated tempering on a beta ladder, weights g_k learned by the trapezoid rule"
     finite = False
     step_unit = "sweep + rung move"
+    quick = {"L": 4, "replicas": 8, "rungs": 4, "burn_in": 5}
 
     params = (
-        Param("model", "choice", "ferromagnet", choices=MODELS, live=False,
-              help="ferromagnet (exact -ln Z from Kaufman) or 2D +-J Edwards-Anderson spin glass"),
-        Param("L", "int", 8, lo=4, hi=1024, step=2, live=False, check=_even,
-              help="lattice side (periodic L x L torus, even)"),
+        model_param(),
+        side_param(8),
         Param("replicas", "int", 64, lo=1, hi=1 << 20, log=True, live=False,
               help="independent tempering chains, one batch"),
         Param("beta_min", "float", 0.2, lo=1e-3, hi=10.0, step=0.05, live=False,
@@ -129,14 +83,12 @@ class TemperingTopic(Topic):
         Param("rungs", "int", 16, lo=2, hi=256, live=False, help="number of rungs K on the ladder"),
         Param("spacing", "choice", "linear", choices=SPACINGS, live=False,
               help="rungs evenly spaced in beta (linear) or in ln beta (geometric)"),
-        Param("method", "choice", "metropolis", choices=checkerboard.METHODS,
-              help="single-spin moves at fixed beta: metropolis or gibbs (heat bath)"),
+        method_param(),
         Param("learn_weights", "bool", True,
               help="update g from the rungs' mean energies; off freezes g (restarts the histogram)"),
         Param("burn_in", "int", 200, lo=0, hi=10_000_000, log=True, live=False,
               help="sweeps at fixed rungs before rung moves and energy averaging begin"),
-        Param("disorder_seed", "int", 1, lo=0, hi=2**31 - 1, live=False,
-              help="seed of the spin glass's +-J bonds"),
+        disorder_seed_param(),
     )
 
     views = (
@@ -155,11 +107,12 @@ class TemperingTopic(Topic):
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> TemperState:
         L, r, k = int(p["L"]), int(p["replicas"]), int(p["rungs"])
         gen = torch.Generator(device=device).manual_seed(int(seed))
-        spins = torch.randint(0, 2, (r, L, L), generator=gen, device=device, dtype=torch.int8) * 2 - 1
-        couplings = model_couplings(p["model"], L, int(p["disorder_seed"]), device)
+        replicas = Replicas(uniform_spins(r, L, gen),
+                            model_couplings(p["model"], L, int(p["disorder_seed"]), device),
+                            seed=int(seed), generator=gen)
         ladder = beta_ladder(p["spacing"], float(p["beta_min"]), float(p["beta_max"]), k)
         betas = torch.tensor(ladder, dtype=torch.float64, device=device)
-        energy, _ = checkerboard.measure(spins, couplings)
+        energy, _ = replicas.measure()
         g_exact = None
         if p["model"] == "ferromagnet":
             log_z = [exact_log_z("ferromagnet", L, float(b)) for b in ladder]
@@ -167,13 +120,13 @@ class TemperingTopic(Topic):
                 g_exact = [-(v - log_z[0]) for v in log_z]
         zeros = lambda n: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
         state = TemperState(
-            spins=spins, couplings=couplings, betas=betas, betas32=betas.to(torch.float32),
+            replicas=replicas, betas=betas, betas32=betas.to(torch.float32),
             rung=torch.arange(r, device=device) % k, g=zeros(k), energy=energy,
             energy_sum=zeros(k), energy_count=zeros(k), visits=zeros(k),
             attempts=zeros(k - 1), accepts=zeros(k - 1),
             end_seen=torch.zeros(r, dtype=torch.int8, device=device),
             round_trips=torch.zeros((), dtype=torch.int64, device=device),
-            generator=gen, seed=int(seed), g_exact=g_exact,
+            generator=gen, g_exact=g_exact,
         )
         if r < k:
             state.notes.append(f"{r} chains for {k} rungs: unvisited rungs borrow their "
@@ -184,10 +137,8 @@ class TemperingTopic(Topic):
         k = state.betas.numel()
         # 1. a sweep of every chain at its own beta_k
         beta_r = state.betas32[state.rung]
-        checkerboard.sweep(state.spins, beta_r, 0.0, p["method"], state.seed, state.counter,
-                           state.couplings, state.generator)
-        state.counter += 2
-        state.energy, _ = checkerboard.measure(state.spins, state.couplings)
+        state.replicas.sweep(beta_r, p["method"])
+        state.energy, _ = state.replicas.measure()
         state.t += 1
         if state.t <= int(p["burn_in"]):
             return
@@ -199,7 +150,7 @@ class TemperingTopic(Topic):
         if p["learn_weights"]:
             measured = state.energy_count > 0
             mean = state.energy_sum / state.energy_count.clamp(min=1.0)
-            state.g = trapezoid_weights(state.betas, fill_unmeasured(mean, measured))
+            state.g = trapezoid_log_z_differences(state.betas, fill_unmeasured(mean, measured))
         # 4. rung moves k -> k +- 1
         u = torch.rand((2,) + state.rung.shape, device=state.rung.device, generator=state.generator,
                        dtype=torch.float64)
@@ -228,18 +179,10 @@ class TemperingTopic(Topic):
             state.notes.append("learn_weights " + ("on" if p["learn_weights"] else "off: g frozen")
                                + "; rung histogram and acceptance restarted")
 
-    def work_per_step(self, state: TemperState, p: Mapping[str, Any]) -> float:
-        return float(state.spins.numel())
-
-    def work_unit(self) -> str:
-        return "spin updates"
-
     def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
-        L = state.spins.shape[-1]
+        L = state.replicas.spins.shape[-1]
         n = L * L
-        frame = Frame()
-        frame.notes.extend(state.notes)
-        state.notes.clear()
+        frame = Frame(notes=state.take_notes())
         betas = state.betas.tolist()
         g = state.g.tolist()
         visits = state.visits.tolist()
@@ -293,14 +236,6 @@ class TemperingTopic(Topic):
             "labels": [f"{labels[i]}-{labels[i + 1]}" for i in range(len(acceptance))],
             "values": [a if a is not None else 0.0 for a in acceptance]}
         return frame
-
-    # -- benchmark ---------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Tempering steps (per-replica-beta sweep + energy + weights + rung move) against
-        the plain Ising sweep at one fixed beta on the same batch, in the same run."""
-        yield from bench_against_plain_sweep(
-            self, device, quick, lambda L, r, sweeps: {"L": L, "replicas": r, "burn_in": 0},
-            label=f"K={self.param('rungs').default} metropolis")
 
 
 TOPIC = TemperingTopic()

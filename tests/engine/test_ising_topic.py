@@ -123,12 +123,12 @@ def test_lattice_view_is_downsampled_to_at_most_128_and_holds_spins():
     assert set(lat.ravel().tolist()) <= {-1, 1}
     p, state = _init(L=64, replicas=1)
     lat = TOPIC.observe(state, p).views["lattice"]
-    assert (torch.as_tensor(lat) == state.spins[0]).all()   # small lattices are shown as they are
+    assert (torch.as_tensor(lat) == state.replicas.spins[0]).all()   # small lattices are shown as they are
 
 
 def test_a_corrupted_lattice_is_reported_not_plotted_silently():
     p, state = _init(L=8, replicas=2)
-    state.spins[1, 3, 3] = 0
+    state.replicas.spins[1, 3, 3] = 0
     f = TOPIC.observe(state, p)
     assert f.scalars["bad_spins"] == 1
     assert any("not +1/-1" in n for n in f.notes)
@@ -138,12 +138,39 @@ def test_measured_vs_exact_table_names_the_exact_values():
     p, state = _init(L=8, replicas=4, burn_in=0, beta=0.6)
     for _ in range(3):
         TOPIC.step(state, p)
-    table = TOPIC.observe(state, p).views["measured_vs_exact"]
-    assert table["columns"][0] == "observable" and len(table["rows"]) == 4
-    assert f"{exact.kaufman_energy(0.6, 8):.5f}" in table["rows"][0][2]
+    f = TOPIC.observe(state, p)
+    table, s = f.views["measured_vs_exact"], f.scalars
+    assert table["columns"] == ["observable", "measured", "exact L=8", "L=inf"] and len(table["rows"]) == 4
+    energy, m, c, acc = table["rows"]
+    # cells are numbers, (value, stderr) pairs or None: the UI formats them
+    assert energy == ["energy/spin", (s["energy_mean"], s["energy_stderr"]), exact.kaufman_energy(0.6, 8),
+                      exact.onsager_energy(0.6)]
+    assert m == ["|m|", (s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
+                 exact.yang_magnetization(0.6)]
+    assert c == ["C/spin", (s["specific_heat"], s["specific_heat_stderr"]), exact.kaufman_specific_heat(0.6, 8),
+                 None]
+    assert acc == ["acceptance", s["acceptance"], None, None] and 0 < s["acceptance"] < 1
+    # one replica: no error bar, so the measured cell is the value alone; before any sample, None
+    p, state = _init(L=8, replicas=1, burn_in=0, beta=0.6)
+    TOPIC.step(state, p)
+    row = TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0]
+    assert isinstance(row[1], float) and row[1] == TOPIC.observe(state, p).scalars["energy_mean"]
+    p, state = _init(L=8, replicas=2, burn_in=5)
+    assert TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0][1] is None
 
 
 def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():
     with pytest.raises(ParamError, match="replicas x L\\^2"):
         TOPIC.resolve({"L": 8192, "replicas": 64})
     assert TOPIC.resolve({"L": 4096, "replicas": 8})["L"] == 4096
+
+
+def test_bench_rows_are_the_sweeps_per_size_and_method_then_the_topic_step():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["ising"](torch.device("cpu"), quick=True))
+    assert [r["case"] for r in rows] == ["L=32 metropolis sweep", "L=32 gibbs sweep", "L=64 metropolis sweep",
+                                         "L=64 gibbs sweep", "L=64 topic step (sweep + energy + running sums)"]
+    base = {"case", "value", "unit", "baseline", "baseline_value", "ratio", "threads"}
+    assert all(base <= set(r) and r["unit"] == "flips/ns" and r["value"] > 0 for r in rows)
+    assert {"peak_host_mib", "host_mib_at_start", "warmup_s", "engine"} <= set(rows[2])

@@ -149,7 +149,7 @@ def test_log_q_is_the_log_mean_of_weights_without_overflow():
         e_min = energy.min()
         log_w = rs.shifted_log_weights(energy, dbeta, e_min)
         s = rs.weight_sums(log_w)
-        got = float(rs.log_q(e_min, dbeta, s[0], s[2]))
+        got = float(rs.log_q(-dbeta * e_min, s[0], s[2]))
         assert math.isfinite(got)
         want = float(np.logaddexp.reduce((-dbeta * energy).numpy())) - math.log(4)
         assert got == pytest.approx(want, rel=1e-13, abs=1e-9)
@@ -227,7 +227,7 @@ WORKER = textwrap.dedent("""
     state = TOPIC.init(p, torch.device("cpu"), 99)
     for _ in range(15):
         TOPIC.step(state, p)
-        n = torch.tensor([state.spins.shape[0]])
+        n = torch.tensor([state.replicas.spins.shape[0]])
         sizes = distributed.all_gather(n).reshape(-1).tolist()
         out["uneven"] = max(out["uneven"], max(sizes) - min(sizes))
         assert sum(sizes) == state.population
@@ -289,17 +289,29 @@ def test_buffers_grow_when_the_population_outgrows_them_and_nothing_is_lost():
     p = TOPIC.resolve({**CONFIG, "replicas": 200, "dbeta": 0.1})
     state = TOPIC.init(p, torch.device("cpu"), 4)
     # no slack at all: the first nearest fluctuation above R0 must grow both buffer pairs
-    n = state.spins.shape[0]
-    state.buffers = [[t[:n].clone() for t in pair] for pair in state.buffers]
-    state.spins, state.ancestors = state.buffers[0][0], state.buffers[0][1]
+    n = state.replicas.spins.shape[0]
+    buffers = state.buffers
+    buffers.pairs = [[t[:n].clone() for t in pair] for pair in buffers.pairs]
+    state.replicas.spins, state.ancestors = buffers.pairs[buffers.current]
     grew = False
     for _ in range(10):
         TOPIC.step(state, p)
-        grew = grew or state.buffers[0][0].shape[0] > n
-        assert state.spins.shape[0] == state.population == state.ancestors.shape[0]
-        assert bool(((state.spins == 1) | (state.spins == -1)).all())
+        grew = grew or buffers.pairs[0][0].shape[0] > n
+        assert state.replicas.spins.shape[0] == state.population == state.ancestors.shape[0]
+        assert bool(((state.replicas.spins == 1) | (state.replicas.spins == -1)).all())
         assert bool(((state.ancestors >= 0) & (state.ancestors < 200)).all())
-        energy, _ = checkerboard.measure(state.spins)
+        energy, _ = checkerboard.measure(state.replicas.spins)
         assert torch.equal(energy, state.energy)
     assert grew
     assert math.isfinite(float(state.log_z))
+
+
+def test_bench_row_times_whole_steps_against_plain_sweeps_and_the_resampling_share():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["population"](torch.device("cpu"), quick=True))
+    assert [r["case"] for r in rows] == ["L=8 R=2^8 nearest"]
+    row = rows[0]
+    assert set(row) == {"case", "value", "unit", "baseline", "baseline_value", "ratio",
+                        "replica_sweeps_per_s", "resample_share", "step_s"}
+    assert 0 < row["resample_share"] < 1 and row["value"] > 0 and row["step_s"] > 0

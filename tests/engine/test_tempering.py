@@ -13,8 +13,8 @@ import torch
 from mletui.engine.exact.ising import enumerate_energy, enumerate_log_z
 from mletui.engine.params import ParamError
 from mletui.engine.runner import run
-from mletui.engine.topics.tempering import (TOPIC, beta_ladder, fill_unmeasured,
-                                             trapezoid_weights)
+from mletui.engine.annealing import beta_ladder, fill_unmeasured, trapezoid_log_z_differences
+from mletui.engine.topics.tempering import TOPIC
 
 CPU = torch.device("cpu")
 
@@ -58,7 +58,7 @@ def test_learned_g_differences_agree_with_exact_log_z_differences(learned):
     g = np.array(frame.arrays["g"])
     exact = exact_g(betas)
     # the trapezoid rule on the exact energies: the discretisation part of the error
-    trap = trapezoid_weights(torch.tensor(betas, dtype=torch.float64),
+    trap = trapezoid_log_z_differences(torch.tensor(betas, dtype=torch.float64),
                              torch.tensor([16 * enumerate_energy(4, b) for b in betas],
                                           dtype=torch.float64)).numpy()
     assert np.abs(trap - exact).max() < 0.03
@@ -107,7 +107,7 @@ def test_with_zero_weights_rungs_are_visited_in_proportion_to_z():
 def test_trapezoid_rule_of_exact_energies_converges_to_log_z_differences():
     betas = beta_ladder("geometric", 0.05, 1.0, 201)
     energies = torch.tensor([16 * enumerate_energy(4, b) for b in betas], dtype=torch.float64)
-    g = trapezoid_weights(torch.tensor(betas), energies).numpy()
+    g = trapezoid_log_z_differences(torch.tensor(betas), energies).numpy()
     assert np.abs(g - exact_g(betas)).max() < 2e-3
 
 
@@ -159,3 +159,13 @@ def test_non_finite_weights_are_reported_and_their_rung_moves_rejected():
     f = TOPIC.observe(state, p)
     assert f.scalars["nonfinite_weights"] == 2 and f.arrays["g"][2] is None
     assert any("not finite" in n for n in f.notes)
+
+
+def test_bench_row_compares_tempering_steps_with_the_plain_sweep():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["tempering"](CPU, quick=True))
+    assert [r["case"] for r in rows] == ["L=16 R=64 K=16 metropolis 1 thread"]
+    assert set(rows[0]) == {"case", "value", "unit", "baseline", "baseline_value", "ratio",
+                            "replica_sweeps_per_s", "baseline_replica_sweeps_per_s"}
+    assert rows[0]["value"] > 0 and rows[0]["baseline_value"] > 0

@@ -107,3 +107,63 @@ def test_ctrl_c_closes_the_file_and_exits_130(tmp_path):
     assert len(lines) >= 3
     for line in lines:
         json.loads(line)
+
+
+def test_set_and_preset_errors_name_the_flag_they_came_from(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLETUI_PRESETS", str(tmp_path))
+    (tmp_path / "hot.toml").write_text('topic = "ising"\n[params]\nbeta = -2.0\n')
+    assert main(["run", "--steps", "1", "ising", "--set", "beta=-1"]) == 2
+    assert _err_line(capsys).startswith("mletui: error: --set beta=-1: beta must be >= 0")
+    assert main(["run", "ising", "--steps", "1", "--preset", "hot"]) == 2
+    assert _err_line(capsys).startswith("mletui: error: --preset hot: beta must be >= 0")
+    # a --set over the preset's bad value wins: the last layer decides
+    assert main(["run", "ising", "--steps", "1", "--preset", "hot", "--set", "beta=0.3",
+                 "--set", "L=8", "--jsonl", str(tmp_path / "x.jsonl")]) == 2
+    assert "--preset hot" in _err_line(capsys), "the preset's own value is still refused"
+
+
+def test_bench_asks_the_bench_registry_and_a_topic_without_a_module_exits_2(monkeypatch, capsys):
+    """``mletui bench`` reads engine/bench/<topic>.py through engine.bench; here the registry
+    is replaced by one benchmark, so the test does not depend on which modules exist."""
+    import mletui.engine.bench as registry
+
+    def rows(device, quick=False):
+        assert quick and device.type == "cpu"
+        yield {"case": "L=32 metropolis", "value": 2.5, "unit": "flips/ns", "baseline": "torch",
+               "baseline_value": 0.5, "ratio": 5.0, "peak_host_mib": 12.0}
+
+    monkeypatch.setattr(registry, "benchmarks", lambda: {"ising": rows})
+    assert main(["bench", "ising", "--quick", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# mletui") and "bench ising on cpu" in out[0]
+    assert "L=32 metropolis" in out[1] and "ratio 5x" in out[1] and "peak_host_mib=12" in out[1]
+    assert main(["bench", "ising", "--quick", "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[1])["ratio"] == 5.0
+    assert main(["bench", "em", "--quick"]) == 2
+    assert _err_line(capsys) == "mletui: error: em has no benchmark (benchmarked: ising)"
+    assert main(["bench", "nosuch"]) == 2
+    assert "unknown topic 'nosuch'" in _err_line(capsys)
+
+
+def test_topics_in_ascii_mode_spell_greek_letters_out(monkeypatch, capsys):
+    monkeypatch.setenv("MLETUI_ASCII", "1")
+    assert main(["topics"]) == 0
+    out = capsys.readouterr().out
+    assert out.isascii()
+    from mletui.engine.topics import all_topics
+    from mletui.tui.charset import to_ascii
+
+    greek = [p.help for t in all_topics().values() for p in t.params if not p.help.isascii()]
+    for text in greek:  # e.g. kfac's "Tikhonov damping λ" reads "Tikhonov damping lambda"
+        assert to_ascii(text) in out and "?" not in to_ascii(text), text
+
+
+def test_run_observes_at_the_topics_default_every_unless_told(tmp_path, monkeypatch):
+    from mletui.engine.topics import get_topic
+
+    monkeypatch.setattr(type(get_topic("ising")), "every", 3)
+    out = tmp_path / "run.jsonl"
+    assert main(["run", "ising", "--steps", "7", "--set", "L=8", "--jsonl", str(out)]) == 0
+    assert [json.loads(x)["step"] for x in out.read_text().splitlines()[1:]] == [3, 6, 7]
+    assert main(["run", "ising", "--steps", "2", "--every", "1", "--set", "L=8", "--jsonl", str(out)]) == 0
+    assert [json.loads(x)["step"] for x in out.read_text().splitlines()[1:]] == [1, 2]

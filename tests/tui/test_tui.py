@@ -40,7 +40,8 @@ class ToyTopic(Topic):
     order = 1000
     params = (Param("rate", "float", 1.0, "growth", lo=0.0, hi=10.0, step=0.5),
               Param("nan_every", "int", 0, "NaN energy every k steps (0: never)", lo=0, hi=100),
-              Param("size", "int", 4, "state size", lo=1, hi=64, live=False))
+              Param("size", "int", 4, "state size", lo=1, hi=64, live=False),
+              Param("beta", "float", 0.5, "inverse temperature β ≥ 0 (λ unused)", lo=0.0))
     views = (
         View("trace", "energy", series=("energy",), reference=("energy_ref",)),
         View("histogram", "counts", source="hist"),
@@ -251,7 +252,10 @@ def test_export_writes_jsonl_and_csv_that_parse_with_params_in_the_header(tmp_pa
     assert len(frames) > 5
     assert all(r["topic"] == "ising" and "energy_per_spin" in r for r in frames)
     assert "lattice" not in frames[-1], "view-only data stays out of exports"
-    assert [r["step"] for r in frames] == sorted(r["step"] for r in frames)
+    # the runner's record, not the UI-rate frames: one every k steps from the start
+    steps = [r["step"] for r in frames]
+    every = steps[1] - steps[0]
+    assert steps == list(range(0, every * len(steps), every)), steps[:10]
     rows = list(csv.reader(csvs[0].open()))
     assert rows[0][:3] == ["topic", "step", "time_s"] and "energy_per_spin" in rows[0]
     assert len(rows) == len(frames) + 1
@@ -449,6 +453,42 @@ def test_ascii_mode_draws_views_without_non_ascii_characters():
     assert to_ascii("┌─┐│⠁█") == "+-+|*#"
 
 
+def test_ascii_mode_spells_greek_letters_in_help_texts_titles_and_status():
+    app = _toy_app(ascii=True, start_paused=True)
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane.runner.latest is not None, what="the first frame")
+        await select_param(pilot, app, "beta")
+        assert app.pane.param_panel.message == "beta: inverse temperature beta >= 0 (lambda unused) [0, inf]"
+        app.say("step size δ halved")
+        assert str(app.query_one("#message").render()) == "step size delta halved"
+        app.pane.param_panel.select("size")
+        await pilot.pause()
+        assert app.pane.param_panel.message.isascii()
+
+    drive(app, script)
+    assert to_ascii("αβ ∇²") == "alphabeta grad^2"
+
+
+def test_a_topic_module_that_failed_to_import_is_named_on_the_message_line(monkeypatch):
+    import mletui.tui.app as app_module
+
+    assert app_module.not_loaded({}) == ""
+    assert app_module.not_loaded({"broken": "SyntaxError: invalid syntax (broken.py, line 3)"}) \
+        == "topic broken not loaded: SyntaxError: invalid syntax (broken.py, line 3)"
+    assert app_module.not_loaded({"a": "ImportError: x", "b": "NameError: y"}) \
+        == "topics a, b not loaded (a: ImportError: x)"
+    monkeypatch.setattr(app_module, "failed_topics", lambda: {"broken": "ImportError: no module named zz"})
+    app = MletuiApp(topic="ising", overrides=SMALL, seed=1, device=torch.device("cpu"), start_paused=True)
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane is not None and app.pane.runner is not None, what="the pane")
+        assert app.message == "topic broken not loaded: ImportError: no module named zz"
+        assert list(app.panes) == list(all_topics()), "the other topics still load"
+
+    drive(app, script, size=(80, 24))
+
+
 @pytest.mark.parametrize("env,expect", [
     ({"LANG": "C"}, True),
     ({"LC_ALL": "C", "LANG": "en_US.UTF-8"}, True),
@@ -534,3 +574,35 @@ def test_an_engine_error_is_shown_in_the_status_area_and_the_app_goes_on():
         await until(pilot, lambda: app.active == "toy" and app.panes["toy"].runner.steps > 2, what="the other topic")
 
     drive(app, script)
+
+
+def test_a_preset_opens_its_topic_with_its_values_under_the_typed_overrides(tmp_path, monkeypatch):
+    """The app merges a preset through Topic.resolve: defaults < preset < overrides; a bad
+    preset value is the pane's one-line error and no runner starts."""
+    monkeypatch.setenv("MLETUI_PRESETS", str(tmp_path))
+    (tmp_path / "cold.toml").write_text('topic = "ising"\n[params]\nbeta = 0.7\nL = 16\nreplicas = 2\n')
+    (tmp_path / "bad.toml").write_text('topic = "ising"\n[params]\nbeta = -1.0\n')
+    app = MletuiApp(topics=[ISING, TOY], overrides={"ising": {"L": 8}}, preset_name="cold", seed=1,
+                    device=torch.device("cpu"), start_paused=True)
+
+    async def script(pilot):
+        runner = app.pane.runner
+        assert app.active == "ising" and "preset cold loaded" in app.message
+        assert runner.params["beta"] == 0.7 and runner.params["L"] == 8 and runner.params["replicas"] == 2
+
+    drive(app, script)
+    bad = MletuiApp(topics=[ISING], preset_name="bad", seed=1, device=torch.device("cpu"), start_paused=True)
+
+    async def refused(pilot):
+        assert bad.pane.runner is None
+        assert bad.pane.error == "preset: beta must be >= 0, got -1"
+        # without a runner the panel still edits through Topic.resolve, refusals included
+        panel = bad.pane.param_panel
+        await select_param(pilot, bad, "beta")
+        await type_value(pilot, panel, "0.3")
+        assert panel.values["beta"] == 0.3 and "beta = 0.3" in panel.message
+        await select_param(pilot, bad, "L")
+        await type_value(pilot, panel, "7")
+        assert "L must be even" in panel.message and panel.values["L"] == 64
+
+    drive(bad, refused)

@@ -96,6 +96,14 @@ class ParamPanel(Vertical):
         self.show_help()
 
     # -- values ----------------------------------------------------------------
+    @property
+    def values(self) -> dict[str, Any]:
+        """The full parameter set shown: the runner's (edits pending included), or the
+        panel's own while there is no runner."""
+        if self.runner is not None:
+            return {p.name: self.value(p.name) for p in self.topic.params}
+        return dict(self._values)
+
     def value(self, name: str) -> Any:
         if self.runner is not None:
             try:
@@ -159,7 +167,7 @@ class ParamPanel(Vertical):
             msg = self.query_one("#param-message", Static)
         except Exception:
             return
-        msg.update(Text(text, style="bold red" if error else "dim"))
+        msg.update(Text(self.glyphs.text(text), style="bold red" if error else "dim"))
         msg.set_class(error, "error")
 
     @property
@@ -170,11 +178,11 @@ class ParamPanel(Vertical):
     def _apply(self, p: Param, value: Any) -> bool:
         """Validate and queue one value (typed or text). Shows the outcome; True if accepted."""
         try:
-            if self.runner is None:
-                typed = p.parse(value) if isinstance(value, str) else p.validate(value)
-                merged = dict(self._values)
-                merged[p.name] = typed
-                self._values = self.topic.check(merged, (p.name,))
+            if self.runner is None:  # the same path as a runner's edit: Topic.resolve
+                edit = {p.name: value}
+                self._values = self.topic.resolve(texts=edit, base=self._values) \
+                    if isinstance(value, str) else self.topic.resolve(edit, base=self._values)
+                typed = self._values[p.name]
             else:
                 typed = self.runner.set(p.name, value)
         except ParamError as exc:
