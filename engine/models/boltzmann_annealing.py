@@ -17,8 +17,9 @@ population; the estimate and its standard error combine the P values of Z_p as A
 its weights. Diagnostics: the mean ESS / R of the step weights and the surviving families
 (distinct beta = 0 ancestors) per population, as fractions of R.
 
-The generic pieces — ``logmeanexp``, ``ess_fraction``, ``log_mean_weight`` (with its standard
-error) and ``resample`` — are one small function each, for any energy.
+The estimate and its standard error are engine.annealing's ``ais_estimate`` (for AIS's
+weights and for the P populations' Z_p alike); the populations' per-step log-mean-exp, ESS
+and multinomial resampling are the same formulas batched along rows (``_rows_*``).
 
 Base models: rbm, b_A = logit of the training pixel means smoothed by (count + 1) / (M + 2),
 W = 0, c = 0, so ln Z_A = sum_i softplus(b_A,i) + nh ln 2; fvbm, independent spins with
@@ -35,37 +36,31 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as nnf
 
+from .. import annealing as shared
 from .boltzmann import FVBM, RBM, Stream
 
 POPULATIONS = 8
 
 
-# -- the generic pieces ----------------------------------------------------------------------
-def logmeanexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """ln mean exp(x) along ``dim``, stably (float64)."""
-    x = x.to(torch.float64)
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
-def ess_fraction(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """(sum w)^2 / (n sum w^2) along ``dim``: 1 for equal weights, 1/n for one dominant."""
+# -- row-wise forms for P independent populations at once ----------------------------------
+# engine.annealing's log_mean_exp, ess_fraction and copy counts take one population (R,);
+# these are the same formulas along dim 1 of (P, R), so the P populations step in one batch.
+def _rows_log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
+    """ln mean_j exp(l_pj) per row of (P, R) log-weights, float64 (P,)."""
     lw = log_w.to(torch.float64)
-    return torch.exp(2 * torch.logsumexp(lw, dim) - torch.logsumexp(2 * lw, dim)) / lw.shape[dim]
+    return torch.logsumexp(lw, 1) - math.log(lw.shape[1])
 
 
-def log_mean_weight(log_w: torch.Tensor) -> tuple[float, float]:
-    """(ln mean w, sd(w) / (sqrt(R) mean w)) of R log-weights: an importance-sampling estimate
-    of ln Z and its standard error carried to the log."""
-    lw = log_w.to(torch.float64).reshape(-1)
-    R = lw.numel()
-    w = torch.exp(lw - lw.max())
-    se = float(w.std(unbiased=True) / (math.sqrt(R) * w.mean())) if R > 1 else math.nan
-    return float(logmeanexp(lw, 0)), se
+def _rows_ess_fraction(log_w: torch.Tensor) -> torch.Tensor:
+    """(sum w)^2 / (R sum w^2) per row, float64 (P,)."""
+    lw = log_w.to(torch.float64)
+    return torch.exp(2 * torch.logsumexp(lw, 1) - torch.logsumexp(2 * lw, 1)) / lw.shape[1]
 
 
-def resample(log_w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per row of log-weights (P, R): R multinomial draws with probabilities proportional to w,
-    as indices into the row, int64 (P, R) (inverse CDF against the float64 cumulative sum)."""
+def _rows_multinomial(log_w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per row, R multinomial draws with probabilities proportional to w, as indices into the
+    row, int64 (P, R) (inverse CDF against the float64 cumulative sum, as
+    engine.kernels.resampling.multinomial_counts draws them)."""
     lw = log_w.to(torch.float64)
     cdf = torch.cumsum(torch.exp(lw - lw.max(dim=1, keepdim=True).values), dim=1)
     u = torch.rand(lw.shape, dtype=torch.float64, device=lw.device, generator=generator) * cdf[:, -1:]
@@ -141,8 +136,8 @@ def ais(model: FVBM | RBM, train: torch.Tensor, runs: int, steps: int, stream: S
         log_w += path.log_ratio(X, betas[k - 1], betas[k])
         if k < len(betas) - 1:
             X = path.move(X, betas[k], stream)
-    lm, se = log_mean_weight(log_w)
-    return log_z_a + lm, se
+    est = shared.ais_estimate(log_w)
+    return log_z_a + est.log_mean_weight, est.stderr
 
 
 @dataclass
@@ -168,13 +163,13 @@ def population_annealing(model: FVBM | RBM, train: torch.Tensor, replicas: int, 
     ess_sum = torch.zeros((), dtype=torch.float64, device=dev)
     for k in range(1, len(betas)):
         lw = path.log_ratio(X, betas[k - 1], betas[k]).view(P, R)
-        log_z += logmeanexp(lw, 1)
-        ess_sum += ess_fraction(lw, 1).mean()
-        idx = resample(lw, stream.generator)
+        log_z += _rows_log_mean_exp(lw)
+        ess_sum += _rows_ess_fraction(lw).mean()
+        idx = _rows_multinomial(lw, stream.generator)
         ancestors = torch.gather(ancestors, 1, idx)
         X = X[(idx + offsets).reshape(-1)]
         if k < len(betas) - 1:
             X = path.move(X, betas[k], stream)
-    lm, se = log_mean_weight(log_z)
+    est = shared.ais_estimate(log_z)       # the P values of Z_p combine as AIS weights do
     families = sum(int(torch.unique(ancestors[p]).numel()) for p in range(P)) / (P * R)
-    return PAResult(lm, se, float(ess_sum) / (len(betas) - 1), families)
+    return PAResult(est.log_mean_weight, est.stderr, float(ess_sum) / (len(betas) - 1), families)

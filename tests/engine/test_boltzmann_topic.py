@@ -115,15 +115,17 @@ def test_ais_and_population_annealing_within_3_standard_errors_on_64x12_rbm():
     assert 0 < pa.ess_fraction <= 1 and 0 < pa.families_fraction <= 1
 
 
-def test_ais_log_mean_weight_and_its_standard_error():
-    lw = torch.log(torch.tensor([1.0, 2.0, 3.0, 6.0], dtype=torch.float64))
-    m, se = annealing.log_mean_weight(lw)
-    assert m == pytest.approx(math.log(3.0))
-    assert se == pytest.approx(float(torch.tensor([1.0, 2, 3, 6]).std()) / (2 * 3.0))
-    assert float(annealing.ess_fraction(torch.zeros(5))) == pytest.approx(1.0)
+def test_ladder_and_the_row_wise_population_pieces():
     ladder = annealing.ladder(1000)
     assert len(ladder) == 1001 and ladder[0] == 0.0 and ladder[-1] == 1.0
     assert all(b > a for a, b in zip(ladder, ladder[1:]))
+    assert sum(b <= 0.5 for b in ladder) == 35 and sum(b > 0.9 for b in ladder) == 690
+    lw = torch.log(torch.tensor([[1.0, 2.0, 3.0, 6.0], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64))
+    assert annealing._rows_log_mean_exp(lw).tolist() == pytest.approx([math.log(3.0), 0.0])
+    assert annealing._rows_ess_fraction(lw).tolist() == pytest.approx([144 / (4 * 50), 1.0])
+    idx = annealing._rows_multinomial(torch.tensor([[0.0, -math.inf, -math.inf], [-math.inf, -math.inf, 0.0]]),
+                                      torch.Generator().manual_seed(0))
+    assert idx.tolist() == [[0, 0, 0], [2, 2, 2]]
 
 
 # -- CD-1's fixed point -----------------------------------------------------------------------------

@@ -20,6 +20,11 @@ def test_boltzmann_pane_draws_switches_method_live_and_refuses_exact_at_64_units
         runner = app.pane.runner
         panel = app.pane.param_panel
         await until(pilot, lambda: runner.latest is not None and runner.steps > 3, what="frames")
+        await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
+        await pilot.pause(0.3)  # a few redraws
+        drawn = [str(w.border_subtitle) for w in app.pane.view_widgets
+                 if "cannot draw" in str(w.border_subtitle or "")]
+        assert drawn == [], drawn
         frame = runner.latest
         assert len(app.pane.view_widgets) == len(TOPIC.views)
         for view in TOPIC.views:
