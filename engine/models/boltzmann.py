@@ -262,12 +262,6 @@ def planted_teacher(n: int, beta: float, seed: int, graph: str = "dense", L: int
     return model
 
 
-def coupling_rmse(model: FVBM, teacher: FVBM) -> float:
-    """RMSE of the learned couplings against the teacher's, over the allowed pairs i < j."""
-    d = model.theta.detach().to(torch.float64).cpu() - teacher.theta.to(torch.float64)
-    return float(torch.sqrt((d * d).mean()))
-
-
 # -- restricted ---------------------------------------------------------------------------------
 @dataclass
 class RBM:

@@ -22,7 +22,8 @@ Frame scalars, unsuffixed in a single-method run and suffixed ``_<method>`` in c
     log_z                                    the ln Z used (exact, else AIS)
     log_z_exact, log_z_ais, log_z_ais_stderr, log_z_pa, log_z_pa_stderr   on one snapshot
     pa_ess_fraction, pa_families_fraction    population annealing's mean ESS / R, families / R
-    coupling_rmse                            learned vs teacher couplings (fvbm, planted data)
+    coupling_rmse, coupling_relative_error   learned vs teacher couplings over the allowed pairs
+                                             (fvbm, planted data): RMSE and |J - J*| / |J*|
     kl_data_model                            KL(data || model), exact (enumerable models)
     reconstruction_error                     mean-field one-step reconstruction MSE (train)
     eval_update                              the update whose snapshot the figures above describe
@@ -48,7 +49,7 @@ import torch
 from .. import boltzmann_data as bdata
 from ..exact import boltzmann as exact
 from ..models import boltzmann_learning as learning
-from ..models.boltzmann import FVBM, RBM, Stream, coupling_rmse
+from ..models.boltzmann import FVBM, RBM, Stream
 from ..params import Param, ParamError
 from ..topic import Frame, Topic, View
 
@@ -293,7 +294,9 @@ class BoltzmannTopic(Topic):
             sc["wall_s" + sfx] = ln.wall_s
             sc["chain_energy" + sfx] = float(learning.energy_per_unit(ln.model, ln.chains))
             if state.teacher_theta is not None:
-                sc["coupling_rmse" + sfx] = float(torch.sqrt(((ln.model.theta - state.teacher_theta) ** 2).mean()))
+                d = ln.model.theta - state.teacher_theta
+                sc["coupling_rmse" + sfx] = float(torch.sqrt((d * d).mean()))
+                sc["coupling_relative_error" + sfx] = float(d.norm() / state.teacher_theta.norm().clamp_min(1e-300))
             rate = ln.take_flip_rate()
             if rate is not None:
                 sc["flip_rate" + sfx] = rate
