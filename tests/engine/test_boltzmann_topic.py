@@ -265,3 +265,19 @@ def test_every_1_and_every_7_give_the_same_frames():
         assert keys and all(k in b[step] for k in keys)
         for k in keys:
             assert a[step][k] == b[step][k], k
+
+
+def test_quick_benchmark_rows_carry_their_baselines():
+    from mletui.engine.bench import benchmarks
+
+    rows = list(benchmarks()["boltzmann"](CPU, quick=True))
+    cases = [r["case"] for r in rows]
+    assert any("one epoch" in c for c in cases) and any("block Gibbs" in c for c in cases)
+    for r in rows:
+        assert r["baseline"] and r["unit"]
+        if r["ratio"] is not None:
+            assert r["ratio"] > 0 and r["value"] > 0 and r["baseline_value"] > 0
+    ll = next(r for r in rows if "held-out" in r["case"])
+    assert -64 * math.log(2) < ll["value"] < 0 and -64 * math.log(2) < ll["baseline_value"] < 0
+    race = {r["case"].split(":")[1].split()[0]: r for r in rows if r["case"].startswith("planted")}
+    assert set(race) == {"mpf", "pl", "pcd"} and race["mpf"]["ratio"] is not None
