@@ -188,6 +188,7 @@ class BoltzmannTopic(Topic):
             J = data.teacher.couplings_matrix()
             state.teacher_theta = J[base.iu.cpu(), base.ju.cpu()].to(device=device, dtype=dtype)
         state.references = _references(data)
+        state.notes.append(f"data: {data.description}")
         self._evaluate(state, p)
         state.mark = (time.perf_counter(), 0, 0.0)
         return state
@@ -343,7 +344,7 @@ class BoltzmannTopic(Topic):
                          e.get("log_likelihood_heldout"), e.get("kl_data_model"), e["reconstruction_error"],
                          1000.0 * ln.wall_s / ln.updates if ln.updates else None])
         v["methods"] = {"columns": ["method", "updates", "epochs", "ll train", "ll held out", "KL", "recon", "ms/upd"],
-                        "rows": rows}
+                        "rows": rows, "caption": state.data.description}
         if state.teacher_theta is None:
             v["rmse_curves"] = {"lines": {}, "note": "no teacher: coupling RMSE needs an fvbm on planted data"}
         else:

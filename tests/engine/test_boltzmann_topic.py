@@ -69,6 +69,10 @@ def test_planted_lattice_uses_kaufman_and_states_its_gibbs_schedule():
                        "n_samples": 200, "teacher_beta": 0.3})
     data = bdata.load(p)
     assert data.units == 36 and "burn-in 500 sweeps" in data.description and "thinning 10" in data.description
+    state = TOPIC.init(p, CPU, 0)                      # stated on the pane: the first note, the table's caption
+    frame = TOPIC.observe(state, p)
+    assert any("burn-in 500 sweeps" in n for n in frame.notes)
+    assert "burn-in 500 sweeps" in frame.views["methods"]["caption"]
     from mletui.engine.exact.ising import kaufman_log_z
     assert data.teacher_log_z == pytest.approx(kaufman_log_z(0.3, 6))
 
