@@ -10,6 +10,8 @@ keeps detailed balance. A full sweep is colour 0 then colour 1.
 Layouts shared by the Triton kernels and their PyTorch twins:
     spins      int8 (R, L, L), values +1/-1, updated in place; L even.
     beta       float, or float32 tensor (R,) (one inverse temperature per replica).
+    h          float, or float32 (L, L): a per-site field h_ij shared by all replicas (the
+               fully visible Boltzmann machine on the lattice graph); ``measure`` takes a float.
     couplings  None (uniform J = 1) or float32 (2, L, L) shared by all replicas:
                couplings[0, i, j] = J between (i, j) and (i, j+1 mod L)   ("right" bond)
                couplings[1, i, j] = J between (i, j) and (i+1 mod L, j)   ("down" bond)
@@ -149,7 +151,8 @@ if triton is not None:
 
     @triton.jit
     def _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k, row_ok, L, HALF,
-                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr):
+                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr,
+                     field_ptr, HAS_FIELD: tl.constexpr):
         """Update the active sites (rows, k) of one sub-tile in place; returns the flip count."""
         mask = row_ok[:, None] & (k < HALF)[None, :]
         j = 2 * k[None, :] + parity[:, None]
@@ -163,6 +166,8 @@ if triton is not None:
         s_l = tl.load(spins_ptr + base + row + jl, mask=mask, other=0).to(tl.float32)
         s_d = tl.load(spins_ptr + base + rdn + j, mask=mask, other=0).to(tl.float32)
         s_u = tl.load(spins_ptr + base + rup + j, mask=mask, other=0).to(tl.float32)
+        if HAS_FIELD:
+            h = tl.load(field_ptr + row + j, mask=mask, other=0.0)
         if HAS_COUP:
             plane = L * L
             j_r = tl.load(coup_ptr + row + j, mask=mask, other=0.0)
@@ -188,7 +193,8 @@ if triton is not None:
     def _half_sweep_kernel(spins_ptr, beta_ptr, coup_ptr, unif_ptr, flips_ptr, h, seed,
                            ctr_lo, ctr_hi, L, HALF, color,
                            BLOCK_ROWS: tl.constexpr, QW: tl.constexpr, METHOD: tl.constexpr,
-                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr):
+                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr,
+                           field_ptr, HAS_FIELD: tl.constexpr):
         r = tl.program_id(0)
         rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         k4 = tl.arange(0, QW)
@@ -220,13 +226,13 @@ if triton is not None:
             u2 = (x2 >> 8).to(tl.float32) * 5.9604644775390625e-08
             u3 = (x3 >> 8).to(tl.float32) * 5.9604644775390625e-08
         n = _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k4, row_ok, L, HALF,
-                         beta, h, u0, METHOD, HAS_COUP)
+                         beta, h, u0, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, QW + k4, row_ok, L,
-                          HALF, beta, h, u1, METHOD, HAS_COUP)
+                          HALF, beta, h, u1, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 2 * QW + k4, row_ok,
-                          L, HALF, beta, h, u2, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u2, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 3 * QW + k4, row_ok,
-                          L, HALF, beta, h, u3, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u3, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         tl.atomic_add(flips_ptr + r, n)
 
     @triton.jit(do_not_specialize=["seed", "ctr_lo", "ctr_hi"])
@@ -320,13 +326,17 @@ def half_sweep_triton(spins: torch.Tensor, color: int, beta: float | torch.Tenso
     flips = torch.zeros(R, dtype=torch.int32, device=spins.device)
     coup = couplings.to(device=spins.device, dtype=torch.float32).contiguous() if couplings is not None else b
     unif = uniforms.to(device=spins.device, dtype=torch.float32).contiguous() if uniforms is not None else b
+    per_site = isinstance(h, torch.Tensor)
+    field = h.to(device=spins.device, dtype=torch.float32).contiguous() if per_site else b
     rows, qw = _sweep_tiling(L)
     counter = int(counter) & 0xFFFFFFFFFFFFFFFF
     grid = (R, triton.cdiv(L, rows))
-    _half_sweep_kernel[grid](spins, b, coup, unif, flips, float(h), int(seed) & 0x7FFFFFFFFFFFFFFF,
+    _half_sweep_kernel[grid](spins, b, coup, unif, flips, 0.0 if per_site else float(h),
+                             int(seed) & 0x7FFFFFFFFFFFFFFF,
                              counter & 0xFFFFFFFF, counter >> 32, L, half, int(color) % 2,
                              BLOCK_ROWS=rows, QW=qw, METHOD=METHODS.index(method),
-                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None)
+                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None,
+                             field_ptr=field, HAS_FIELD=per_site)
     return flips
 
 
@@ -433,7 +443,7 @@ def _update_packed(active: torch.Tensor, other_pad: torch.Tensor, parity0: torch
     """New spins of the active colour, packed int8 (R, L, L/2), from the other colour's
     (padded by :func:`_pad`). parity0: bool (1, L, 1), True on rows whose active sites sit at
     even columns: there the second horizontal neighbour is other[i, k-1], else other[i, k+1].
-    beta: float32 (R, 1, 1); h: float32 scalar tensor; keys: int32 (2, R, 1, 1)."""
+    beta: float32 (R, 1, 1); h: float32 scalar tensor or a packed per-site field (1, L, L/2); keys: int32 (2, R, 1, 1)."""
     _, L, half = active.shape
     o = other_pad.to(torch.float32)
     same_k = o[:, 1:-1, 1:-1]                                           # other[i, k]
@@ -671,10 +681,13 @@ def _fast_half(p_act: torch.Tensor, p_oth: torch.Tensor, color: int, b: torch.Te
     R, L, half = p_act.shape
     parity0 = ((torch.arange(L, device=p_act.device) + color) % 2 == 0).view(1, L, 1)
     keys = hash_keys(seed, counter, R).to(p_act.device)
-    hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
+    if isinstance(h, torch.Tensor):   # per-site field: packed like the active colour's spins
+        hh = pack(h.to(device=p_act.device, dtype=torch.float32)[None].contiguous(), color).contiguous()
+    else:
+        hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
     js = _packed_couplings(couplings.to(p_act.device), color) if couplings is not None else (None,) * 4
     u = uniforms.to(device=p_act.device, dtype=torch.float32) if uniforms is not None else None
-    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}", _update_packed,
+    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}{hh.dim()}", _update_packed,
                R * L * half, p_act, _pad(p_oth), parity0, b.view(R, 1, 1), hh, keys, u, *js,
                METHODS.index(method), L=L)
     flips = _run("count", _count_flips, R * L * half, new, p_act, L=L)

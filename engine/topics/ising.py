@@ -131,7 +131,9 @@ class IsingTopic(LatticeTopic):
         Scalar("energy_onsager", "energy, L = inf (Onsager)", "J", "Onsager's E/N of the infinite lattice at h = 0"),
         Scalar("magnetization_yang", "|m|, L = inf (Yang)", "", "Yang's spontaneous magnetisation at h = 0"),
         Scalar("bad_spins", "bad spins", "spins", "spins not +1/-1 (0 unless memory was corrupted)"),
-        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Stan, ArviZ); above 1.05: not equilibrated"),
+        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Vehtari et al. 2021); above 1.01: not equilibrated"),
+        Scalar("equilibrated", "equilibrated", "", "energy and |m| R-hat both <= 1.01 (standard errors shown only then)"),
+        Scalar("compiling", "compiling", "", "a CPU kernel build for this size under way (stepping eagerly meanwhile)"),
     )
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries

@@ -10,14 +10,7 @@ import torch
 
 from mletui.engine.kernels import checkerboard as cb
 
-try:
-    import triton  # noqa: F401
-    HAS_TRITON = True
-except Exception:  # pragma: no cover
-    HAS_TRITON = False
-
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+from triton_aot import DEVICE, HAS_TRITON, compile_for_sm90, needs_triton
 
 
 def _random_spins(R, L, seed):
