@@ -28,6 +28,7 @@ from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..params import Param, ParamError
 from ..topic import Topic, finite_or_none
+from ..views import Scalar
 
 MODELS = ("ferromagnet", "spinglass")
 GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
@@ -186,6 +187,11 @@ class LatticeState:
                                   "switched from eager (same spins)")
             self.builds_seen = sizes
         return f"compiling for {', '.join(sizes)}, first time only" if sizes else None
+
+
+# The ``compiling`` scalar every lattice topic reports (a window scalar: wall-clock state).
+COMPILING = Scalar("compiling", "compiling", "",
+                   "a CPU kernel build for this lattice size under way (stepping eagerly meanwhile)")
 
 
 class LatticeTopic(Topic):

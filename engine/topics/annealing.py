@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..annealing import SCHEDULES, ais_estimate, beta_schedule
-from ..models.ising import (GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
+from ..models.ising import (COMPILING, GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
@@ -81,6 +81,7 @@ class AnnealingTopic(LatticeTopic):
         Scalar("minus_delta_log_z_exact", "-ln(Z_t/Z_0) exact", "", "the same from Kaufman's ln Z"),
         Scalar("dissipated_work", "dissipated work", "", "<W> + ln(Z_t/Z_0), >= 0 by Jensen"),
         Scalar("nonfinite_work", "non-finite work", "replicas", "replicas whose work is not finite"),
+        COMPILING,
     )
 
     params = (

@@ -52,7 +52,7 @@ import torch
 
 from ..convergence import RHAT_MAX, ChainDraws, split_rhat
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View
@@ -133,7 +133,7 @@ class IsingTopic(LatticeTopic):
         Scalar("bad_spins", "bad spins", "spins", "spins not +1/-1 (0 unless memory was corrupted)"),
         Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Vehtari et al. 2021); above 1.01: not equilibrated"),
         Scalar("equilibrated", "equilibrated", "", "energy and |m| R-hat both <= 1.01 (standard errors shown only then)"),
-        Scalar("compiling", "compiling", "", "a CPU kernel build for this size under way (stepping eagerly meanwhile)"),
+        COMPILING,
     )
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries

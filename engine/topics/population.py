@@ -54,7 +54,7 @@ from .. import distributed as shards
 from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
 from ..kernels import resampling as rs
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View
@@ -136,6 +136,7 @@ class PopulationTopic(LatticeTopic):
         Scalar("steps", "annealing steps", "", "β steps since init"),
         Scalar("sweeps", "sweeps", "sweeps", "sweeps per replica since init"),
         Scalar("nonfinite_steps", "non-finite steps", "", "steps whose ln Q was not finite (skipped)"),
+        COMPILING,
     )
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),

@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_differences
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
                             method_param, model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View, finite_or_none
@@ -81,6 +81,7 @@ class TemperingTopic(LatticeTopic):
         Scalar("g_max_error", "max |g - g exact|", "", "largest error of the learned weights (ferromagnet)"),
         Scalar("round_trips", "round trips", "", "chain passages from the lowest rung to the highest and back"),
         Scalar("nonfinite_weights", "non-finite weights", "rungs", "weights g_k that are not finite"),
+        COMPILING,
     )
 
     params = (
