@@ -70,6 +70,7 @@ class RunnerLike(Protocol):
     def paused(self) -> bool: ...
     def start(self, paused: bool = False) -> None: ...
     def stop(self, timeout: float = 5.0) -> None: ...
+    def stop_nowait(self) -> Any: ...   # tell it to stop; returns what to wait for
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def toggle(self) -> None: ...
@@ -274,11 +275,18 @@ class Runner(RunnerBase):
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and wait at most ``timeout`` s for the thread (a step in flight
+        finishes first; the thread is a daemon, so a long one does not hold up an exit)."""
+        thread = self.stop_nowait()
+        if thread is not None:
+            thread.join(timeout)
+
+    def stop_nowait(self) -> threading.Thread | None:
+        """Tell the loop to stop after the step in flight; returns the thread to join."""
         with self._wake:
             self._stop = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        return self._thread
 
     def _command(self, cmd: str, *args: Any) -> None:
         with self._wake:

@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .params import Param, ParamError, by_name, defaults
-from .views import VIEW_KINDS, View
+from .views import VIEW_KINDS, Labels, Scalar, View
 
-__all__ = ["Frame", "Topic", "View", "VIEW_KINDS", "finite_or_none"]
+__all__ = ["Frame", "Topic", "Scalar", "View", "VIEW_KINDS", "finite_or_none"]
 
 @dataclass
 class Frame:
@@ -69,6 +69,10 @@ class Topic:
             Everything else a frame reports must not depend on how often it is observed.
     every   the default observation interval in steps: ``mletui run``'s ``--every`` and
             the first spacing of the runner's record (engine/runner.py).
+    scalars what each scalar of the frames means: :class:`~engine.views.Scalar` records
+            (label, unit, one line of help; fnmatch names for suffixed families). The
+            values panel, tables and README read them (``engine.views.describe``); the
+            contract suite checks that every scalar a frame reports is described.
 
     Benchmarks are not part of the contract: ``engine/bench/<name>.py`` holds a topic's.
     """
@@ -84,6 +88,12 @@ class Topic:
     quick: Mapping[str, Any] = {}
     window_scalars: tuple[str, ...] = ()
     every: int = 1
+    scalars: tuple[Scalar, ...] = ()
+
+    @property
+    def labels(self) -> Labels:
+        """``scalars`` as a mapping name -> Scalar that resolves patterns (read-only)."""
+        return Labels(self)
 
     # -- the contract ------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> Any:

@@ -3,7 +3,16 @@
 Only the visible topic's runner runs; the others are paused. A timer at ``fps`` redraws
 the visible pane from ``runner.latest`` (the engine never waits for the UI). Every key
 is a ``Binding`` in one list (``BINDINGS`` here, ``ParamList.BINDINGS`` for the
-parameter keys): the footer and the help screen are generated from those lists.
+parameter keys): the key bar and the help screen are generated from those lists.
+
+Engines start ahead of need and never hold up an exit: with engines in processes (the
+default on a terminal) the first tab's engine starts at launch and a pool of warm engine
+processes (``MLETUI_WARM_ENGINES``, default 2; torch already imported) fills in the
+background, one at a time, so showing another tab starts its engine at once. A tab left for
+more than ``release_after`` seconds (``MLETUI_RELEASE_AFTER``, default 60) has its engine
+released (memory stays bounded; the state re-initialises on return, and the pane says so).
+``q`` tells every engine to stop and waits for all of them together for at most half a
+second (``engine.process_runner.stop_all``), then SIGKILLs what is left.
 
 Launched by ``mletui`` (tui/cli.py) as
     MletuiApp(topic=None, overrides={topic: {param: value}}, seed=None, device=None,
@@ -24,22 +33,32 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
+from textual.filter import Monochrome, NoColor
+from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mletui.engine import presets, record
 from mletui.engine.device import describe_device, resolve_device
 from mletui.engine.params import ParamError
+from mletui.engine.process_runner import ProcessRunner, WarmPool, stop_all
 from mletui.engine.runner import Status
 from mletui.engine.topic import Topic
 from mletui.engine.topics import all_topics, failed_topics
 
 from .charset import glyphs as pick_glyphs
+from .keybar import KeyBar, fit
 from .pane import TopicPane
 from .screens import HelpScreen, PresetNameScreen
+from .widgets import toggle_history
 from .widgets.params import ParamList, ParamPanel
+from .widgets.readout import Readout
 
 
 SWITCH_INTERVAL_S = float(os.environ.get("MLETUI_SWITCH_INTERVAL", "0.0005"))
+WARM_ENGINES = 2        # spare engine processes kept ready ($MLETUI_WARM_ENGINES)
+RELEASE_AFTER_S = 60.0  # a tab left this long loses its engine ($MLETUI_RELEASE_AFTER)
+# The key bar keeps these actions first when the width runs short (80 columns).
+KEY_PRIORITY = ("switch(1)", "help", "quit", "save_preset", "toggle_run", "cycle_views", "zoom",
+                "step", "reset", "export")
 
 
 def export_dir() -> Path:
@@ -90,10 +109,17 @@ class MletuiApp(App):
         Binding("e", "export", "Export",
                 tooltip="export the history to JSONL and CSV ($MLETUI_EXPORT_DIR or ./exports)"),
         Binding("s", "screenshot", "SVG", tooltip="save an SVG screenshot (same folder)"),
-        Binding("p", "save_preset", "Preset", show=False, tooltip="save the current params as a named preset"),
+        Binding("p", "save_preset", "Preset", tooltip="save the current params as a named preset"),
+        Binding("c", "cycle_views", "Views",
+                tooltip="show the next views (the ones that do not fit; the next view when zoomed)"),
+        Binding("z", "zoom", "Zoom", tooltip="zoom one view to the whole pane, or back to the grid"),
+        Binding("h", "history", "History", show=False,
+                tooltip="traces: the recent window (autoscaled to it) or the full history"),
+        Binding("v", "values", "Values", show=False,
+                tooltip="move the arrow keys to the values list (and back to the params)"),
         Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("q", "quit", "Quit", tooltip="quit"),
-        Binding("tab", "switch(1)", "Next topic", show=False, priority=True, tooltip="next topic"),
+        Binding("tab", "switch(1)", "Topic", priority=True, tooltip="next topic"),
         Binding("shift+tab", "switch(-1)", "Previous topic", show=False, priority=True,
                 tooltip="previous topic"),
         *(Binding(str(i), f"goto({i})", f"Topic {i}", show=False, tooltip=f"go to topic {i}")
@@ -104,7 +130,8 @@ class MletuiApp(App):
                  seed: int | None = None, device: torch.device | str | None = None, fps: float = 4.0,
                  preset_name: str | None = None, *, topics: Sequence[Topic] | None = None,
                  start_paused: bool = False, show_rates: bool = True, ascii: bool | None = None,
-                 runner: str | None = None) -> None:
+                 runner: str | None = None, warm: int | None = None,
+                 release_after: float | None = None) -> None:
         """topics: the topics to show (default: every registered one).
         runner: "process" (the engine in a spawned process: it keeps its own GIL, see
         engine/process_runner.py) or "thread"; default $MLETUI_RUNNER, else "process" on a
@@ -112,8 +139,13 @@ class MletuiApp(App):
         runner state).
         start_paused: runners start paused (tests, snapshots).
         show_rates: False hides timing-dependent text (steps/s, work rate) for snapshots.
-        ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale."""
+        ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale.
+        warm: spare engine processes to keep ready (process runner only; default
+        $MLETUI_WARM_ENGINES, else 2). release_after: seconds after which a tab left
+        loses its engine (default $MLETUI_RELEASE_AFTER, else 60; 0 or less: never)."""
         super().__init__()
+        if self.no_color:  # NO_COLOR: no colour codes at all (Textual's default sends greys)
+            self._filters = [f for f in self._filters if not isinstance(f, Monochrome)] + [NoColor()]
         self.glyphs = pick_glyphs(ascii)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.fps = float(fps) if fps and fps > 0 else 4.0
@@ -122,6 +154,13 @@ class MletuiApp(App):
         self.start_paused = start_paused
         self.preset_name = preset_name
         self.runner_kind = runner or os.environ.get("MLETUI_RUNNER") or None
+        self.warm = int(os.environ.get("MLETUI_WARM_ENGINES", WARM_ENGINES)) if warm is None else int(warm)
+        self.release_after = float(os.environ.get("MLETUI_RELEASE_AFTER", RELEASE_AFTER_S)) \
+            if release_after is None else float(release_after)
+        self.clock = time.monotonic  # when tabs were left (a test may set its own)
+        self.left_at: dict[str, float] = {}
+        self.pool: WarmPool | None = None
+        self._stopped = False
         found = list(topics) if topics is not None else list(all_topics().values())
         self.topics = {t.name: t for t in found}
         self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -161,7 +200,7 @@ class MletuiApp(App):
                     yield pane
         yield Static("", id="message")
         yield Static("", id="status")
-        yield Footer()
+        yield KeyBar(lambda: self.BINDINGS, self.get_key_display, KEY_PRIORITY, self.glyphs.text, id="keys")
 
     def on_mount(self) -> None:
         if self.runner_kind is None:
@@ -184,6 +223,8 @@ class MletuiApp(App):
             self.add_class("ascii")
         for tabs in self.query(Tabs):
             tabs.can_focus = False
+        if self.runner_kind == "process" and len(self.panes) > 1:
+            self.pool = WarmPool(min(self.warm, len(self.panes) - 1))
         if self.initial:
             self._activate(self.initial)
         self.redraw_timer = self.set_interval(1.0 / self.fps, self.tick)
@@ -198,14 +239,19 @@ class MletuiApp(App):
     def _activate(self, name: str) -> None:
         if name == self.active:
             return
+        now = self.clock()
         for other, pane in self.panes.items():
             if other != name:
+                if other == self.active:
+                    self.left_at[other] = now
                 pane.deactivate()
+        self.left_at.pop(name, None)
         self.active = name
         pane = self.panes[name]
         if self._message and not pane.message:
             pane.message, self._message = self._message, ""
-        pane.activate()
+        engine = self.pool.take() if self.pool is not None and pane.runner is None else None
+        pane.activate(engine)
         if pane.error:
             self.message = pane.error
         self.tick()
@@ -236,6 +282,8 @@ class MletuiApp(App):
             pass
 
     def _tick(self) -> None:
+        if self._stopped:
+            return
         pane = self.pane
         if pane is None:
             self._status("no topics registered")
@@ -244,6 +292,31 @@ class MletuiApp(App):
         if notes:
             self.message = notes[-1] if len(notes) == 1 else f"{notes[-1]} (+{len(notes) - 1} more)"
         self._status()
+        self.release_idle()
+        if self.pool is not None:  # one engine process starting at a time
+            self.pool.fill(busy=any(isinstance(p.runner, ProcessRunner) and not p.runner.ready
+                                    for p in self.panes.values()))
+
+    def release_idle(self) -> list[str]:
+        """Release the engines of tabs left more than ``release_after`` seconds ago;
+        returns their names. Their processes are reaped in the background."""
+        if self.release_after <= 0:
+            return []
+        now = self.clock()
+        gone: list[str] = []
+        waits = []
+        for name, since in list(self.left_at.items()):
+            pane = self.panes[name]
+            if name != self.active and pane.runner is not None and now - since > self.release_after:
+                waits.append(pane.release())
+                gone.append(name)
+                del self.left_at[name]
+        if waits:
+            import threading
+
+            threading.Thread(target=stop_all, args=(waits,), daemon=True,
+                             name="release-engines").start()
+        return gone
 
     def _status(self, text: str | None = None) -> None:
         sep = self.glyphs.sep
@@ -254,26 +327,34 @@ class MletuiApp(App):
             return
         pane = self.pane
         runner = pane.runner if pane else None
-        parts = [self._device_name]
+        # (rank, text): the line keeps the lowest ranks whole when the width runs short
+        parts: list[tuple[int, str]] = [(6, self._device_name)]
         if runner is None:
-            parts.append(pane.error if pane and pane.error else "not started")
+            parts.append((0, pane.error if pane and pane.error else "not started"))
         else:
             state = runner.status + (" frozen" if pane.frozen else "")
-            parts.append(f"{pane.topic.name} {state}")
-            parts.append(f"step {runner.steps}")
+            parts.append((0, f"{pane.topic.name} {state}"))
+            parts.append((3, f"step {runner.steps}"))
             if self.show_rates:
                 if runner.status is Status.RUNNING:
-                    parts.append(f"{runner.steps_per_s:.4g} steps/s")
+                    parts.append((4, f"{runner.steps_per_s:.4g} steps/s"))
                     rate = work_rate(runner.work_per_s, pane.topic.work_unit())
                     if rate:
-                        parts.append(rate)
-            parts.append(f"seed {runner.seed}")
-        self._set_line(status, Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
+                        parts.append((2, rate))
+            parts.append((1, f"seed {runner.seed}"))
+        views = pane.views_label() if pane else ""
+        if views:
+            parts.append((5, views))
+        width = max(10, (status.size.width or self.size.width) - 2)
+        if self.glyphs.ascii:
+            parts = [(r, self.glyphs.text(t)) for r, t in parts]
+        cut = "crop" if self.glyphs.ascii else "ellipsis"  # Rich's ellipsis is not ASCII
+        self._set_line(status, Text(sep.join(fit(parts, width, sep)), no_wrap=True, overflow="crop"))
         if runner is not None and runner.error:
             self._set_line(msg, Text(f"error: {runner.error}", style="bold red", no_wrap=True,
-                                     overflow="ellipsis"))
+                                     overflow=cut))
         else:
-            self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(self.message, no_wrap=True, overflow=cut))
 
     def _set_line(self, widget: Static, text: Text) -> None:
         """Update a one-line Static only when its text changed, without a layout pass;
@@ -323,6 +404,20 @@ class MletuiApp(App):
     def action_reset(self) -> None:
         if self.pane:
             self.say(self.pane.reset())
+
+    def action_history(self) -> None:
+        if self.pane:
+            self.say(toggle_history(self.pane.view_widgets))
+
+    def action_values(self) -> None:
+        if self.pane:
+            readout = self.pane.query_one(Readout)
+            if readout.has_focus:
+                self.pane.query_one(ParamList).focus()
+                self.say("arrow keys: params")
+            else:
+                readout.focus()
+                self.say("arrow keys: values (v: back to the params)")
 
     def _stamp(self) -> str:
         return time.strftime("%Y%m%d-%H%M%S")
@@ -397,6 +492,8 @@ class MletuiApp(App):
         rows.append(("1-9", "go to topic N"))
         for b in (*ParamList.BINDINGS, *ParamPanel.BINDINGS):
             rows.append((self.get_key_display(b), self.glyphs.text(f"params: {b.tooltip or b.description}")))
+        for b in Readout.BINDINGS:
+            rows.append((self.get_key_display(b), self.glyphs.text(b.tooltip or b.description)))
         return rows
 
     def action_help(self) -> None:
@@ -404,12 +501,29 @@ class MletuiApp(App):
             return
         self.push_screen(HelpScreen(self.help_rows()))
 
+    def action_cycle_views(self) -> None:
+        if self.pane:
+            self.say(self.pane.cycle_views())
+
+    def action_zoom(self) -> None:
+        if self.pane:
+            self.say(self.pane.toggle_zoom())
+
+    def stop_engines(self) -> None:
+        """Every engine and warm spare told to stop at once, then waited for together
+        (at most half a second in all), then SIGKILLed: nothing is left running."""
+        if self._stopped:
+            return
+        self._stopped = True
+        runners = [p.runner for p in self.panes.values() if p.runner is not None]
+        spares = self.pool.close(wait=False) if self.pool is not None else []
+        stop_all([*runners, *spares])
+
     async def action_quit(self) -> None:
-        for pane in self.panes.values():
-            pane.stop()
+        self.stop_engines()
         self.exit()
 
     def on_unmount(self) -> None:
-        for pane in self.panes.values():
-            pane.stop()
+        self.stop_engines()
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
+

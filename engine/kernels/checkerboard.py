@@ -26,7 +26,9 @@ Implementations, one contract (``half_sweep`` / ``sweep`` / ``measure`` pick one
     Triton kernels     CUDA (and CPU tensors under TRITON_INTERPRET=1, for tests): in-kernel
                        Philox4x32-10, key = seed, counter = (site, replica, counter lo, hi).
     fast CPU twin      packed colour layout, a fused counter-based hash generator, compiled by
-                       torch.compile on large lattices (eager below COMPILE_MIN_SITES).
+                       torch.compile on large lattices (eager below COMPILE_MIN_SITES); a new
+                       size is compiled in a background thread while the twin runs eagerly
+                       (``compiling()`` names the sizes being built), same spins either way.
     reference twin     ``half_sweep_torch``: masked full lattice, torch.rand (used when a
                        ``generator`` is passed); the test reference and benchmark neighbour.
 The three streams differ (Philox, hash, torch.rand); the statistics do not, and given the
@@ -35,8 +37,10 @@ same ``uniforms`` all three produce the same spins.
 
 from __future__ import annotations
 
+import contextlib as _contextlib
 import os as _os
-from typing import Any
+import threading as _threading
+from typing import Any, Iterator
 
 import numpy as _np
 import torch
@@ -139,12 +143,7 @@ def measure_torch(spins: torch.Tensor, couplings: torch.Tensor | None = None,
 # counter >> 32), the key is the 64-bit seed: distinct (seed, counter, replica, site) never
 # share a number, for any number of sweeps. A uint32 x becomes the uniform (x >> 8) * 2^-24,
 # in [0, 1) with 24 random bits.
-try:  # triton is optional: the CPU path never needs it
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - platforms without triton wheels
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 _U24 = 1.0 / (1 << 24)
 
@@ -522,33 +521,157 @@ def _packed_couplings(couplings: torch.Tensor, color: int) -> tuple[torch.Tensor
     return packed
 
 
+def _signature(args: tuple) -> tuple:
+    """What a build serves: each tensor's shape, strides and dtype, every other argument's
+    value (None, ints), with the replica count R = args[0].shape[0] left out (a size or
+    stride equal to it reads -1) when R > 1: builds are dynamic in R (:func:`_like`), so a
+    population whose size changes every step (population annealing) needs one build."""
+    r = args[0].shape[0] if isinstance(args[0], torch.Tensor) else 0
+
+    def free(sizes: Any) -> tuple:
+        return tuple(-1 if r > 1 and n == r else n for n in sizes)
+
+    return tuple((free(a.shape), free(a.stride()), a.dtype) if isinstance(a, torch.Tensor) else a
+                 for a in args)
+
+
+def _like(a: Any, replicas: int) -> Any:
+    """A copy of a tensor argument with the same shape, strides and values (for a build off
+    the caller's data), every dimension of size ``replicas`` (> 1) marked dynamic; anything
+    else as it is."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    out = torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device).copy_(a)
+    if replicas > 1:
+        from torch._dynamo import maybe_mark_dynamic   # only here: importing it takes seconds
+
+        for dim, n in enumerate(out.shape):
+            if n == replicas:
+                maybe_mark_dynamic(out, dim)
+    return out
+
+
 class _Compiled:
-    """torch.compile'd versions of the fast twin's pieces, built on first use; any failure
-    (no compiler, an inductor error) falls back to eager for the rest of the process."""
+    """torch.compile'd versions of the fast twin's pieces.
+
+    The first call of a piece with a new signature (a new lattice size, say) starts its build
+    in a background thread, on copies of that call's arguments, and runs eagerly; so do all
+    calls while any build is under way (no compiled code runs beside a compilation). Once
+    every build is done the compiled pieces run. The two paths are the same integer hash and
+    the same float32 comparisons, so they give the same spins and a run does not depend on
+    when the switch happened. With ``background`` False (benchmarks, tests) a build runs in
+    the calling thread on its first call, as torch.compile does. Any failure (no compiler, an
+    inductor error) falls back to eager for the rest of the process; ``failed`` says why.
+    ``MLETUI_NO_COMPILE=1`` keeps everything eager."""
 
     def __init__(self) -> None:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None if _os.environ.get("MLETUI_NO_COMPILE", "") in ("", "0") \
             else "disabled by MLETUI_NO_COMPILE"
+        self.background = True
+        self.ready: set[tuple] = set()          # (name, signature) built
+        self.pending: dict[tuple, str] = {}     # (name, signature) -> what it is for ("L=1024")
+        self.compiled_calls = 0                 # calls that ran a compiled piece (for tests)
+        self._lock = _threading.Lock()
+        self._threads: list[_threading.Thread] = []
 
-    def call(self, name: str, fn: Any, *args: Any) -> Any:
-        if self.failed is None:
+    def _compiled(self, name: str, fn: Any) -> Any:
+        got = self.fns.get(name)
+        if got is None:
+            got = self.fns[name] = torch.compile(fn)
+        return got
+
+    def _fail(self, exc: BaseException) -> None:  # pragma: no cover - depends on the toolchain
+        self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    def call(self, name: str, fn: Any, *args: Any, label: str = "") -> Any:
+        if self.failed is not None:
+            return fn(*args)
+        key = (name, _signature(args))
+        if not self.background:
             try:
-                compiled = self.fns.get(name)
-                if compiled is None:
-                    compiled = self.fns[name] = torch.compile(fn)
-                return compiled(*args)
+                out = self._compiled(name, fn)(*args)
             except Exception as exc:  # pragma: no cover - depends on the toolchain
-                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return fn(*args)
+                self._fail(exc)
+                return fn(*args)
+            self.ready.add(key)
+            self.compiled_calls += 1
+            return out
+        with self._lock:
+            if key in self.ready and not self.pending:
+                compiled = self.fns[name]
+            else:
+                compiled = None
+                if key not in self.ready and key not in self.pending:
+                    self._start(key, name, fn, args, label)
+        if compiled is None:
+            return fn(*args)
+        try:
+            out = compiled(*args)
+        except Exception as exc:  # pragma: no cover - depends on the toolchain
+            self._fail(exc)
+            return fn(*args)
+        self.compiled_calls += 1
+        return out
+
+    def _start(self, key: tuple, name: str, fn: Any, args: tuple, label: str) -> None:
+        """Start the build of ``key`` in a daemon thread (called with the lock held)."""
+        self.pending[key] = label or name
+        copies = tuple(_like(a, 1) for a in args)        # the caller may change them in place
+        replicas = args[0].shape[0]
+        grad = torch.is_grad_enabled()     # torch.compile guards on it: build as the caller calls
+
+        def build() -> None:
+            try:
+                with torch.set_grad_enabled(grad):
+                    self._compiled(name, fn)(*(_like(a, replicas) for a in copies))
+            except Exception as exc:  # pragma: no cover - depends on the toolchain
+                self._fail(exc)
+            with self._lock:
+                self.pending.pop(key, None)
+                if self.failed is None:
+                    self.ready.add(key)
+
+        thread = _threading.Thread(target=build, name=f"mletui-compile-{name}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def building(self) -> tuple[str, ...]:
+        """What the builds under way are for (e.g. "L=1024"), each once, sorted."""
+        with self._lock:
+            return tuple(sorted(set(self.pending.values())))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the builds under way; True when none is left."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+        return not self.pending
 
 
 _COMPILED = _Compiled()
 
 
-def _run(name: str, fn: Any, sites: int, *args: Any) -> Any:
+@_contextlib.contextmanager
+def foreground_builds() -> Iterator[None]:
+    """Within: a new size is compiled on its first call, in the calling thread (benchmarks
+    time the compiled kernels, not the eager ones that run during a background build)."""
+    before = _COMPILED.background
+    _COMPILED.background = False
+    try:
+        yield
+    finally:
+        _COMPILED.background = before
+
+
+def compiling() -> tuple[str, ...]:
+    """The lattice sizes whose compiled CPU kernels are being built in the background
+    (e.g. ("L=1024",)); meanwhile the fast twin runs eagerly. Empty when none is."""
+    return _COMPILED.building()
+
+
+def _run(name: str, fn: Any, sites: int, *args: Any, L: int = 0) -> Any:
     if sites >= COMPILE_MIN_SITES and args[0].device.type == "cpu":
-        return _COMPILED.call(name, fn, *args)
+        return _COMPILED.call(name, fn, *args, label=f"L={L}" if L else "")
     return fn(*args)
 
 
@@ -566,8 +689,8 @@ def _fast_half(p_act: torch.Tensor, p_oth: torch.Tensor, color: int, b: torch.Te
     u = uniforms.to(device=p_act.device, dtype=torch.float32) if uniforms is not None else None
     new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}{hh.dim()}", _update_packed,
                R * L * half, p_act, _pad(p_oth), parity0, b.view(R, 1, 1), hh, keys, u, *js,
-               METHODS.index(method))
-    flips = _run("count", _count_flips, R * L * half, new, p_act)
+               METHODS.index(method), L=L)
+    flips = _run("count", _count_flips, R * L * half, new, p_act, L=L)
     return new, flips
 
 
@@ -626,7 +749,7 @@ def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     R, L, _ = spins.shape
     padded = torch.cat((spins, spins[:, :1]), dim=1)
     padded = torch.cat((padded, padded[:, :, :1]), dim=2)
-    bonds, mag = _run("bonds", _bonds_and_magnetization, R * L * L // 2, padded)
+    bonds, mag = _run("bonds", _bonds_and_magnetization, R * L * L // 2, padded, L=L)
     m = mag.to(torch.float32)
     return -bonds.to(torch.float32) - h * m, m
 
@@ -692,3 +815,59 @@ def measure(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     if spins.device.type == "cpu":
         return measure_fast(spins, couplings, h)
     return measure_torch(spins, couplings, h)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls a launch site above on placeholder tensors, so a build uses the signature the site
+# passes. _sweep_tiling gives 12 distinct (BLOCK_ROWS, QW) tiles over L = 4 .. 8192 (the topics'
+# range), one per power of two. Default set: the smallest tile (L=4), the Ising topic's default
+# (L=64) and the largest (L=8192), spread over the switches (DEFAULT_SWEEPS). Full set: every tile x method x
+# couplings x uniforms (96 half-sweeps), plus colour 1 (Triton makes an integer argument equal to
+# 1 a constexpr: a second build), an L not divisible by 16 (no alignment hint) and a seed past
+# 2^31 (an i64 argument): each a build a run can trigger.
+from . import Launch, placeholder  # noqa: E402
+
+SWEEP_SIDES = tuple(1 << k for k in range(2, 14))
+# Register spills the compile gate found (local memory, STL/LDL in the SASS), tolerated until
+# fixed (the gate fails once one is gone): one 8-byte value parked across the four sub-tiles.
+SWEEP_SPILLS = {"L=256 metropolis couplings uniforms": ("sm_90",), "L=8192 gibbs": ("sm_80",)}
+
+
+def _half_sweep_launch(L: int, method: str = "metropolis", couplings: bool = False,
+                       uniforms: bool = False, color: int = 0, seed: int = 12345,
+                       default: bool = False) -> Launch:
+    def call() -> torch.Tensor:
+        R = 2
+        return half_sweep_triton(placeholder(R, L, L, dtype=torch.int8), color, placeholder(R), 0.1,
+                                 method, seed=seed, counter=7,
+                                 couplings=placeholder(2, L, L) if couplings else None,
+                                 uniforms=placeholder(R, L, L // 2) if uniforms else None)
+    label = " ".join([f"L={L}", method] + ["couplings"] * couplings + ["uniforms"] * uniforms
+                     + [f"colour={color}"] * (color != 0) + [f"seed={seed:#x}"] * (seed >= 1 << 31))
+    archs = SWEEP_SPILLS.get(label, ())
+    return Launch(label, call, default, known="register spill (see SWEEP_SPILLS)" if archs else "",
+                  known_archs=archs)
+
+
+def _measure_launch(L: int, couplings: bool = False, default: bool = False) -> Launch:
+    def call() -> tuple[torch.Tensor, torch.Tensor]:
+        return measure_triton(placeholder(2, L, L, dtype=torch.int8),
+                              placeholder(2, L, L) if couplings else None, 0.1)
+    return Launch(f"L={L}" + " couplings" * couplings, call, default)
+
+
+def _uniforms_launch(L: int, default: bool = False) -> Launch:
+    return Launch(f"L={L} stream", lambda: uniforms_triton(2, L, 12345, 7, "meta"), default)
+
+
+DEFAULT_SWEEPS = {(4, "metropolis", False, False), (64, "gibbs", False, True), (8192, "metropolis", True, False)}
+
+LAUNCHES = (
+    *(_half_sweep_launch(L, m, c, u, default=(L, m, c, u) in DEFAULT_SWEEPS)
+      for L in SWEEP_SIDES for m in METHODS for c in (False, True) for u in (False, True)),
+    _half_sweep_launch(64, color=1),
+    _half_sweep_launch(100),
+    _half_sweep_launch(1024, seed=0x1234_5678_9ABC),
+    *(_measure_launch(L, c, default=(L, c) == (8192, True)) for L in SWEEP_SIDES for c in (False, True)),
+    *(_uniforms_launch(L, default=L == 4) for L in SWEEP_SIDES),
+)

@@ -1,6 +1,7 @@
 """Every topic's pane driven with Pilot by one script: it opens, streams frames whose data
 every view widget draws (no "cannot draw"), the frame carries what the topic's views and
-readers need, an arrow-key edit reaches the runner, and the run goes on without error.
+readers need, an arrow-key edit reaches the runner, and the run goes on without error;
+then at 80x24 at least two views with content are on screen and the others a key away.
 What is particular to a topic (a live edit that must not restart, one that re-initialises,
 a refusal shown inline, a reset) is the case's ``after`` step."""
 
@@ -51,12 +52,12 @@ def ising_frame(f):
 async def ising_after(app, pilot, runner):
     """The exact value is shown at h = 0 and replaced by "no exact value" once h > 0."""
     trace = app.pane.view_widgets[[v.kind for v in app.pane.topic.views].index("trace")]
-    await until(pilot, lambda: "no exact value" in str(trace.border_subtitle), what="no exact value")
+    await until(pilot, lambda: "no exact value" in trace.notes_text, what="no exact value")
 
 
 async def ising_before(app, pilot):
     trace = app.pane.view_widgets[[v.kind for v in app.pane.topic.views].index("trace")]
-    await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+    await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
 
 
 def annealing_frame(f):
@@ -190,6 +191,48 @@ CASES = [
 BEFORE = {"ising": ising_before, "em": em_before}
 
 
+async def small_terminal(app, pilot):
+    """At 80x24: at least two views on screen, each with something drawn; ``c`` pages
+    through every view that applies and has content, ``z`` zooms one to the whole grid
+    and back; the status line still shows the seed and the key bar ``p`` and ``tab``."""
+    from mletui.engine.views import has_content
+    from mletui.tui.pane import MIN_CELL, ViewGrid
+
+    pane = app.pane
+    await pilot.resize_terminal(80, 24)
+
+    def laid_out() -> bool:
+        return pane.query_one(ViewGrid).size.width < 60 and len(pane.shown) >= 2 and all(
+            pane.view_widgets[i].region.width >= MIN_CELL[0] and pane.view_widgets[i].region.height >= MIN_CELL[1]
+            for i in pane.shown)
+
+    await until(pilot, laid_out, what="two legible views at 80x24")
+    runner = pane.runner
+    latest, history = runner.latest, runner.frames()
+    for i in pane.shown:
+        view = pane.topic.views[i]
+        assert has_content(view, latest, history), view.title
+    assert "seed " in str(app.query_one("#status").render())
+    keys = str(app.query_one("#keys").render())
+    assert "p " in keys and "tab " in keys, keys
+    eligible = pane.eligible()
+    seen = set(pane.shown)
+    for _ in range(len(eligible)):
+        before = list(pane.shown)
+        await pilot.press("c")
+        if len(eligible) > len(before):
+            await until(pilot, lambda: pane.shown != before, what="the next views")
+        seen |= set(pane.shown)
+    assert seen == set(eligible), (seen, eligible)
+    await pilot.press("z")
+    await until(pilot, lambda: pane.zoomed and len(pane.shown) == 1, what="one view zoomed")
+    grid = pane.query_one(ViewGrid)
+    await until(pilot, lambda: pane.view_widgets[pane.shown[0]].region.width == grid.region.width,
+                what="the zoomed view filling the grid")
+    await pilot.press("z")
+    await until(pilot, lambda: not pane.zoomed and len(pane.shown) >= 2, what="back to the grid")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.topic for c in CASES])
 def test_pane_streams_draws_every_view_and_a_key_edit_reaches_the_runner(case):
     if case.topic not in TOPICS:
@@ -225,6 +268,7 @@ def test_pane_streams_draws_every_view_and_a_key_edit_reaches_the_runner(case):
         if case.after is not None:
             await case.after(app, pilot, runner)
         assert runner.error is None
+        await small_terminal(app, pilot)
 
     old_threads = torch.get_num_threads()
     if case.one_thread:

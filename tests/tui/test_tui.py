@@ -24,7 +24,7 @@ from mletui.tui.charset import ASCII, ascii_only, to_ascii
 from mletui.tui.pane import TopicPane, grid_shape
 from mletui.tui.widgets.lattice import LatticeView, cells, downsample
 from mletui.tui.widgets.params import ParamPanel
-from mletui.tui.widgets.plotext_view import PlotextView
+from mletui.tui.widgets.chart_view import ChartView
 from pilot import drive, type_value, until
 
 ISING = all_topics()["ising"]
@@ -104,7 +104,7 @@ def test_right_arrow_steps_beta_and_a_following_frame_carries_it():
         runner = app.pane.runner
         await until(pilot, lambda: runner.latest is not None, what="the first frame")
         await pilot.press("down")  # L -> beta
-        assert app.pane.param_panel.current.name == "beta"
+        await until(pilot, lambda: app.pane.param_panel.current.name == "beta", what="beta selected")
         await pilot.press("right")
         want = ISING.param("beta").nudge(0.44, +1)
         assert want == pytest.approx(0.45)
@@ -217,7 +217,7 @@ def test_f_freezes_the_view_while_the_engine_keeps_running():
         pane = app.pane
         await until(pilot, lambda: pane._shown is not None, what="a drawn frame")
         await pilot.press("f")
-        assert pane.frozen
+        await until(pilot, lambda: pane.frozen, what="the view frozen")
         await pilot.pause(0.1)
         shown, steps = pane._shown, runner.steps
         await until(pilot, lambda: runner.steps > steps + 5, what="engine steps while frozen")
@@ -388,7 +388,7 @@ def test_every_view_kind_draws_its_documented_data_and_nan_is_text_not_plotted()
         await until(pilot, lambda: pane._shown is not None and pane._shown.step > 7, what="frames")
         await pilot.press("space")
         await pilot.pause(0.2)
-        subs = {w.view.kind: str(w.border_subtitle) for w in pane.view_widgets}
+        subs = {w.view.kind: w.notes_text for w in pane.view_widgets}
         assert not any("cannot draw" in s for s in subs.values()), subs
         assert "nan not drawn" in subs["trace"], subs["trace"]
         assert "no exact value" in subs["trace"] or "energy_ref 0" in subs["trace"]
@@ -409,11 +409,11 @@ def test_trace_says_no_exact_value_when_the_reference_is_none():
     async def script(pilot):
         await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
         trace = next(w for w in app.pane.view_widgets if w.view.kind == "trace")
-        assert "no exact value" in str(trace.border_subtitle)
+        assert "no exact value" in trace.notes_text
         app.pane.param_panel.select("h")
         await type_value(pilot, app.pane.param_panel, "0")
         await pilot.press("n")
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
 
     drive(app, script)
 
@@ -438,8 +438,8 @@ def test_ascii_mode_draws_views_without_non_ascii_characters():
             await until(pilot, lambda: app_.pane._shown is not None, what="a drawn frame")
             await pilot.pause(0.1)
             for w in app_.pane.view_widgets:
-                if isinstance(w, PlotextView):
-                    text = w.render().plain
+                if isinstance(w, ChartView):
+                    text = w.text() + str(w.border_title) + str(w.border_subtitle)
                 elif isinstance(w, LatticeView) or hasattr(w, "render_line"):
                     text = "".join(seg.text for y in range(w.content_size.height)
                                    for seg in w.render_line(y)) if not hasattr(w, "update") else ""
@@ -515,15 +515,25 @@ def test_views_reflow_so_every_view_has_room(n, size):
 
 
 def test_pane_survives_resizes_and_keeps_views_inside_the_screen():
+    """The views shown fit the screen at every size, legibly (the grid's minimum cell);
+    the others are hidden, not squeezed."""
+    from mletui.tui.pane import MIN_CELL
+
     app = _toy_app(start_paused=True)
 
     async def script(pilot):
+        await until(pilot, lambda: app.pane.shown, what="views with content")
         for size in ((120, 40), (80, 24), (100, 30), (80, 24)):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.2)
+            shown = [w for i, w in enumerate(app.pane.view_widgets) if i in app.pane.shown]
+            assert len(shown) >= 2, (size, app.pane.shown)
             for w in app.pane.view_widgets:
                 r = w.region
-                assert r.width >= 10 and r.height >= 4, (size, w.view.kind, r)
+                if w not in shown:
+                    assert not w.display and r.width == 0, (size, w.view.kind, r)
+                    continue
+                assert r.width >= MIN_CELL[0] and r.height >= MIN_CELL[1], (size, w.view.kind, r)
                 assert r.right <= size[0] and r.bottom <= size[1]
 
     drive(app, script, size=(120, 40))
