@@ -39,12 +39,7 @@ from ..device import use_triton
 
 SITE_METHODS = ("pl", "mpf")
 
-try:  # triton is optional: the CPU path never needs it
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - platforms without triton wheels
-    triton = None
-    tl = None
+from . import tl, triton  # the one Triton import guard (None where there is no triton)
 
 
 # -- the PyTorch twins -------------------------------------------------------------------------

@@ -52,57 +52,52 @@ from ..models import boltzmann_learning as learning
 from ..models.boltzmann import FVBM, RBM, Stream
 from ..models.ising import check_even
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
-from ..views import Scalar
+from ..topic import Frame, Scalar, Topic, View
 
 METHOD_CHOICES = learning.METHODS + ("compare",)
 EVAL_HISTORY = 400
 TRACE_HISTORY = 2000
 
 
-# What each scalar means (the values panel, the tables and README's table read this). A
-# per-run figure is unsuffixed in a single-method run and ends in ``_<method>`` in compare
-# mode: each is declared by name and as ``NAME_*`` (longer names first, so the pattern of
-# ``log_z_ais_stderr`` wins over that of ``log_z_ais`` and of ``log_z``).
-_PER_RUN = (
+# (name, label, unit, meaning) of each run's scalars: unsuffixed in a single-method run,
+# suffixed _<method> in compare mode (described by the patterns NAME_*, longest first).
+_RUN_SCALARS = (
+    ("log_likelihood", "log-likelihood", "nats", "mean log q(x) per training sample (exact ln Z, else AIS)"),
     ("log_likelihood_heldout", "held-out log-likelihood", "nats", "mean log q(x) per held-out sample"),
-    ("log_likelihood_stderr", "log-likelihood std. error", "nats", "AIS's standard error, when ln Z is estimated"),
-    ("log_likelihood_kind", "log-likelihood from", "", "'exact' (enumeration) or 'ais'"),
-    ("log_likelihood", "log-likelihood", "nats", "mean log q(x) per training sample"),
-    ("log_z_ais_stderr", "ln Z (AIS) std. error", "", "sd(w) / (sqrt(R) mean w), carried to ln Z"),
-    ("log_z_pa_stderr", "ln Z (PA) std. error", "", "from independent populations"),
-    ("log_z_exact", "exact ln Z", "", "by enumeration of the smaller side (<= 20 units)"),
-    ("log_z_ais", "ln Z (AIS)", "", "annealed importance sampling from the base-rate model"),
-    ("log_z_pa", "ln Z (PA)", "", "population annealing over the same ladder"),
-    ("log_z", "ln Z used", "", "the exact value where there is one, else AIS's"),
-    ("pa_ess_fraction", "PA ESS / R", "", "population annealing's mean effective sample size over R"),
-    ("pa_families_fraction", "PA families / R", "", "surviving ancestors over R"),
-    ("coupling_rmse", "coupling RMSE", "", "learned vs teacher couplings over the allowed pairs"),
-    ("coupling_relative_error", "coupling rel. error", "", "|J - J*| / |J*| over the allowed pairs"),
-    ("kl_data_model", "KL(data || model)", "nats", "exact, for enumerable models"),
-    ("reconstruction_error", "reconstruction error", "", "mean-field one-step reconstruction MSE (train)"),
-    ("eval_update", "evaluated at update", "updates", "the update whose snapshot the figures describe"),
-    ("epochs", "epochs", "epochs", "passes over the training set"),
-    ("updates", "updates", "updates", "parameter updates since init"),
-    ("wall_s", "update time", "s", "seconds spent in updates"),
-    ("chain_energy", "chain energy", "", "the persistent chains' mean energy per unit now"),
-    ("flip_rate", "flip rate", "", "units flipped per unit per Gibbs step (window)"),
-    ("update_ms", "ms per update", "ms", "mean over the window"),
+    ("log_likelihood_stderr", "log-likelihood s.e.", "nats", "AIS's standard error, when ln Z is estimated"),
+    ("log_likelihood_kind", "log-likelihood from", "", "exact (enumeration) or ais"),
+    ("log_z", "ln Z", "", "the ln Z the log-likelihoods use: exact, else AIS"),
+    ("log_z_exact", "ln Z exact", "", "ln Z by streaming enumeration (<= 20 enumerated units)"),
+    ("log_z_ais", "ln Z (AIS)", "", "annealed importance sampling on the same parameter snapshot"),
+    ("log_z_ais_stderr", "ln Z (AIS) s.e.", "", "sd(w) / (sqrt(R) mean w), carried to the log"),
+    ("log_z_pa", "ln Z (PA)", "", "population annealing over the same ladder, same snapshot"),
+    ("log_z_pa_stderr", "ln Z (PA) s.e.", "", "standard error from 8 independent populations"),
+    ("pa_ess_fraction", "PA ESS / R", "", "mean over steps and populations of the weights' ESS / R"),
+    ("pa_families_fraction", "PA families / R", "", "surviving beta = 0 ancestors per population / R"),
+    ("coupling_rmse", "coupling RMSE", "", "learned vs teacher couplings over the allowed pairs (planted fvbm)"),
+    ("coupling_relative_error", "coupling relative error", "", "|J - J*| / |J*| over the allowed pairs"),
+    ("kl_data_model", "KL(data || model)", "nats", "exact, from the enumerated ln Z"),
+    ("reconstruction_error", "reconstruction error", "", "MSE of the mean-field one-step reconstruction of the training set"),
+    ("eval_update", "evaluated at update", "", "the update whose parameter snapshot the ln Z figures describe"),
+    ("epochs", "epochs", "", "passes over the training set"),
+    ("updates", "updates", "", "parameter updates of this run"),
+    ("wall_s", "update time", "s", "seconds spent in this run's updates"),
+    ("chain_energy", "chain energy", "", "the chains' mean E(s)/N (fvbm) or F(v)/nv (rbm)"),
+    ("flip_rate", "flip rate", "", "window: units flipped per unit per Gibbs step of the chains"),
+    ("update_ms", "update time", "ms", "mean milliseconds per update"),
 )
-SCALARS = tuple(
-    [Scalar(name, label, unit, help) for name, label, unit, help in _PER_RUN]
-    + [Scalar(f"{name}_*", f"{label} ({{}})", unit, f"{help}, per method in compare mode")
-       for name, label, unit, help in _PER_RUN]
-    + [Scalar("log_likelihood_best", "best possible log-likelihood", "nats",
-              "-H(data) when every row is distinct (bars and stripes)"),
-       Scalar("log_likelihood_teacher", "teacher's log-likelihood", "nats",
-              "the planted teacher's, where its ln Z is known"),
-       Scalar("updates_per_s", "updates/s", "1/s", "parameter updates per second (window)"),
-       Scalar("chain_sweeps_per_s", "chain-sweeps/s", "1/s", "Gibbs sweeps of all chains per second (window)")])
+_SCALARS = (
+    tuple(Scalar(*row) for row in _RUN_SCALARS)
+    + tuple(Scalar(f"{n}_*", f"{label} ({{}})", unit, text)
+            for n, label, unit, text in sorted(_RUN_SCALARS, key=lambda r: -len(r[0])))
+    + (Scalar("log_likelihood_best", "best log-likelihood", "nats", "-H(data) where every row is distinct (bars and stripes)"),
+       Scalar("log_likelihood_teacher", "teacher's log-likelihood", "nats", "the planted teacher's own, where its ln Z is known"),
+       Scalar("updates_per_s", "updates/s", "1/s", "window: parameter updates per second, all runs"),
+       Scalar("chain_sweeps_per_s", "chain-sweeps/s", "1/s", "window: chains x Gibbs steps per second, all runs"))
+)
 
 
 @dataclass
-
 class State:
     data: bdata.BinaryData
     train_bits: torch.Tensor
@@ -182,7 +177,7 @@ class BoltzmannTopic(Topic):
     )
     quick = {"eval_every": 5, "ais_runs": 16, "ais_betas": 40, "chains": 20, "batch_size": 7}
     window_scalars = ("flip_rate*", "update_ms*", "wall_s*", "updates_per_s", "chain_sweeps_per_s")
-    scalars = SCALARS
+    scalars = _SCALARS
 
     # -- params ------------------------------------------------------------------------------
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
