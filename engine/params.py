@@ -19,7 +19,13 @@ _FALSE = ("false", "off", "0", "no")
 
 
 class ParamError(ValueError):
-    """A value a Param refuses. The message is one line, fit to show a user."""
+    """A value a Param refuses. The message is one line, fit to show a user.
+
+    ``param`` and ``layer`` are filled in by ``Topic.resolve``: the parameter refused and
+    where its value came from ("preset", "values", "texts", "check")."""
+
+    param: str | None = None
+    layer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ directory (``$MLETUI_PRESETS`` or ``~/.config/mletui/presets``), which is search
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .params import ParamError
+
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # the rule the app's save dialog states
 
 
 @dataclass
@@ -88,7 +92,7 @@ def _toml_value(v: Any) -> str:
 
 def save(name: str, topic: str, params: Mapping[str, Any], description: str = "") -> Path:
     """Write ``NAME.toml`` in the user's preset directory; returns its path."""
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
+    if not _NAME.fullmatch(name):
         raise ParamError(f"preset name {name!r}: use letters, digits, '-' and '_'")
     d = user_dir()
     d.mkdir(parents=True, exist_ok=True)

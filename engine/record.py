@@ -1,9 +1,10 @@
-"""Frames to files: JSONL (header + one object per frame) and CSV (scalars).
+"""Frames kept and written: the runner's :class:`Record` (a regular, bounded history) and
+the files made from frames, JSONL (header + one object per frame) and CSV (scalars).
 
 One writer serves the headless CLI (``--jsonl``) and the app's export key, so a
 file from either reads the same way.  Non-finite numbers are written as ``null``
 with a ``warnings`` entry naming the field.  View-only data (lattices, raw
-histogram counts) never reaches a file.
+histogram counts) never reaches a file, nor the record.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import csv
 import io
 import json
 import math
+import re
 import sys
+from dataclasses import replace
 from typing import IO, Any, Iterable, Mapping
 
 import numpy as np
@@ -26,6 +29,91 @@ try:
     VERSION = _pkg_version("mletui")
 except Exception:  # running from a checkout that is not installed
     VERSION = "0.1.0"
+
+
+_STAMPED = re.compile(r"step \d+: ")
+
+
+class Record:
+    """A regular history of a run since its last reset, bounded in size: a frame at every
+    step that is a multiple of ``every`` (and the last frame of a finite schedule), at most
+    ``capacity`` of them. When full, every other frame goes and ``every`` doubles, so the
+    record always spans the whole run at one step spacing (a decimating log): after S steps
+    it holds between capacity/2 and capacity frames, whatever the run's length, and the
+    exports made from it (the app's ``e``) are bounded on disk alike.
+
+    What a dropped frame carried that its neighbours do not, its parameter edits and its
+    notes, moves to the next frame kept ("step N: note"), so the record loses no event.
+    Frames are stored without their view-only data. ``seq`` numbers each frame added, so
+    a mirror (the process runner's parent side) can take the frames added since a count.
+    """
+
+    def __init__(self, every: int = 1, capacity: int = 2048) -> None:
+        if every < 1 or capacity < 2:
+            raise ValueError(f"a record needs every >= 1 and capacity >= 2, got {every}, {capacity}")
+        self.first_every = int(every)
+        self.capacity = int(capacity)
+        self.every = self.first_every
+        self.seq = 0
+        self._frames: list[tuple[int, Frame]] = []
+        self._carry_params: dict[str, Any] | None = None
+        self._carry_notes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def due(self, step: int) -> bool:
+        """Whether the frame at ``step`` belongs in the record."""
+        return step % self.every == 0
+
+    def add(self, frame: Frame) -> bool:
+        """Keep a copy of ``frame`` (without views) if its step is due or it ends the run;
+        True when kept. A frame is added once, in step order."""
+        if not (frame.done or self.due(frame.step)):
+            return False
+        kept = replace(frame, views={}, notes=list(frame.notes),
+                       params=None if frame.params is None else dict(frame.params))
+        self._take_carry(kept)
+        self.seq += 1
+        self._frames.append((self.seq, kept))
+        if len(self._frames) > self.capacity:
+            self._thin()
+        return True
+
+    def _take_carry(self, frame: Frame) -> None:
+        if self._carry_params is not None and frame.params is None:
+            frame.params = self._carry_params
+        notes = [n for n in self._carry_notes if n not in frame.notes]
+        frame.notes[:0] = notes
+        self._carry_params, self._carry_notes = None, []
+
+    def _thin(self) -> None:
+        while len(self._frames) > self.capacity:
+            self.every *= 2
+            kept: list[tuple[int, Frame]] = []
+            for seq, f in self._frames:
+                if f.done or self.due(f.step):
+                    self._take_carry(f)
+                    kept.append((seq, f))
+                    continue
+                if f.params is not None:
+                    self._carry_params = f.params
+                self._carry_notes.extend(n if _STAMPED.match(n) else f"step {f.step}: {n}"
+                                         for n in f.notes)
+            self._frames = kept
+
+    def clear(self) -> None:
+        """Forget everything (the run was re-initialised); the spacing starts again."""
+        self._frames = []
+        self.every = self.first_every
+        self._carry_params, self._carry_notes = None, []
+
+    def frames(self) -> list[Frame]:
+        return [f for _, f in self._frames]
+
+    def since(self, seq: int) -> list[Frame]:
+        """The frames still held that were added after the ``seq``-th."""
+        return [f for s, f in self._frames if s > seq]
 
 
 def plain(value: Any) -> Any:

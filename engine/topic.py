@@ -1,64 +1,26 @@
-"""The engine contract every topic follows: Topic (init/step/observe), Frame, View.
+"""The engine contract every topic follows: Topic (init/step/observe) and Frame.
 
 A topic owns the numerics of one algorithm.  ``init`` builds a state on a device,
 ``step`` advances it by one iteration *on the device* (no host sync needed), and
-``observe`` reduces it to a small host-side :class:`Frame`.  A topic declares its
-views; the TUI maps each view kind to one widget, so a topic made of known kinds
-shows up in the app untouched.
+``observe`` reduces it to a small host-side :class:`Frame`.  ``step`` decides and
+``observe`` reads (the State/Info split of BlackJAX's kernels): everything that changes
+what a run does happens in ``step``, so a run's trajectory does not depend on how often
+it is observed.  A topic declares its views (:mod:`engine.views`); the TUI maps each view
+kind to one widget, so a topic made of known kinds shows up in the app untouched.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from .params import Param, ParamError, by_name, defaults
+from .views import VIEW_KINDS, Labels, Scalar, View
 
-# View kinds the TUI knows. A new kind is one new widget in tui/widgets/.
-VIEW_KINDS = ("lattice", "histogram", "trace", "heatmap", "table", "plot", "bars")
-
-
-@dataclass(frozen=True)
-class View:
-    """One panel of a topic's pane.
-
-    kind     lattice | histogram | trace | heatmap | table | plot | bars
-    title    shown above the panel.
-    source   key in ``Frame.views`` (or ``Frame.arrays``) holding the data, for
-             lattice / heatmap / table / plot / bars and array-fed histograms.
-    series   for trace: scalar names drawn over the frame history; for a history-fed
-             histogram: the one scalar whose recent values are binned.
-    reference scalar names drawn as reference lines on a trace (e.g. the exact value);
-             a reference whose value is None or missing is shown as "no exact value".
-    x        for trace: the scalar used as abscissa (default: the step).
-    options  free-form hints (``logy``, ``ylabel``, ``bins``, ``width`` …).
-
-    Data conventions for ``Frame.views[source]``:
-      lattice:   2-D array of spins (+1/-1 or 0/1), already downsampled.
-      heatmap:   2-D float array (rows top to bottom), or {"z": 2-D, "extent": (x0,x1,y0,y1)}.
-      histogram: {"edges": [...], "counts": [...], "lines": {name: (x, y)}}.
-      plot:      {"x": [...], "series": {name: [...]}, "xlabel": str, "ylabel": str}
-                 or {"lines": {name: (x, y)}}; optional "points": {name: (x, y)} are drawn
-                 as a scatter under the lines, and "note" is shown when nothing is drawn.
-      table:     {"columns": [...], "rows": [[...], ...]}.
-      bars:      {"labels": [...], "values": [...]}.
-    """
-
-    kind: str
-    title: str
-    source: str | None = None
-    series: tuple[str, ...] = ()
-    reference: tuple[str, ...] = ()
-    x: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in VIEW_KINDS:
-            raise ValueError(f"unknown view kind {self.kind!r}; known: {', '.join(VIEW_KINDS)}")
-
+__all__ = ["Frame", "Topic", "Scalar", "View", "VIEW_KINDS", "finite_or_none"]
 
 @dataclass
 class Frame:
@@ -105,6 +67,14 @@ class Topic:
             window since the last frame rather than the state: means over that window
             (an acceptance rate, a loss averaged since the last frame) and throughput.
             Everything else a frame reports must not depend on how often it is observed.
+    every   the default observation interval in steps: ``mletui run``'s ``--every`` and
+            the first spacing of the runner's record (engine/runner.py).
+    scalars what each scalar of the frames means: :class:`~engine.views.Scalar` records
+            (label, unit, one line of help; fnmatch names for suffixed families). The
+            values panel, tables and README read them (``engine.views.describe``); the
+            contract suite checks that every scalar a frame reports is described.
+
+    Benchmarks are not part of the contract: ``engine/bench/<name>.py`` holds a topic's.
     """
 
     name: str = ""
@@ -117,6 +87,13 @@ class Topic:
     step_unit: str = "step"
     quick: Mapping[str, Any] = {}
     window_scalars: tuple[str, ...] = ()
+    every: int = 1
+    scalars: tuple[Scalar, ...] = ()
+
+    @property
+    def labels(self) -> Labels:
+        """``scalars`` as a mapping name -> Scalar that resolves patterns (read-only)."""
+        return Labels(self)
 
     # -- the contract ------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> Any:
@@ -150,14 +127,6 @@ class Topic:
     def work_unit(self) -> str:
         return ""
 
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Benchmark rows for ``mletui bench TOPIC``, each measured against its baseline in
-        the same run. Keys: ``case`` (e.g. "L=1024 metropolis"), ``value`` and ``unit``
-        (e.g. 2.1, "flips/ns"), ``baseline`` (what was compared with), ``baseline_value``,
-        ``ratio`` (how many times better than the baseline; > 1 is better), plus any extra
-        figures (``peak_host_mib`` …). ``quick`` makes every case small, for tests."""
-        raise NotImplementedError(f"{self.name} has no benchmark yet")
-
     # -- helpers built on the params -----------------------------------------
     def param(self, name: str) -> Param:
         try:
@@ -169,18 +138,34 @@ class Topic:
     def default_params(self) -> dict[str, Any]:
         return defaults(self.params)
 
-    def resolve(self, overrides: Mapping[str, Any] | None = None,
-                texts: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Defaults + typed overrides (validated) + text overrides (parsed), then ``check``."""
-        p = self.default_params()
+    def resolve(self, values: Mapping[str, Any] | None = None, texts: Mapping[str, str] | None = None,
+                *, preset: Mapping[str, Any] | None = None,
+                base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The one way a full parameter set is made: ``base`` (a set already resolved, e.g.
+        a run's current params; default: the defaults), then a ``preset``'s values, typed
+        ``values`` and ``texts`` (parsed), each layer over the one before, then ``check``
+        with every name the layers set (not the base's) as changed.
+
+        A bad entry raises ParamError naming it: ``exc.param`` is the parameter's name and
+        ``exc.layer`` says where it came from ("preset", "values", "texts", or "check"
+        for a cross-parameter refusal), so a caller can say ``--set beta=-1: ...``."""
+        p = dict(base) if base is not None else self.default_params()
         changed: list[str] = []
-        for name, value in (overrides or {}).items():
-            p[name] = self.param(name).validate(value)
-            changed.append(name)
-        for name, text in (texts or {}).items():
-            p[name] = self.param(name).parse(text)
-            changed.append(name)
-        return self.check(p, tuple(changed))
+        for layer, entries in (("preset", preset), ("values", values), ("texts", texts)):
+            for name, value in (entries or {}).items():
+                try:
+                    param = self.param(name)
+                    p[name] = param.parse(value) if layer == "texts" else param.validate(value)
+                except ParamError as exc:
+                    exc.param, exc.layer = name, layer
+                    raise
+                if name not in changed:
+                    changed.append(name)
+        try:
+            return self.check(p, tuple(changed))
+        except ParamError as exc:
+            exc.layer = exc.layer or "check"
+            raise
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -3,7 +3,16 @@
 Only the visible topic's runner runs; the others are paused. A timer at ``fps`` redraws
 the visible pane from ``runner.latest`` (the engine never waits for the UI). Every key
 is a ``Binding`` in one list (``BINDINGS`` here, ``ParamList.BINDINGS`` for the
-parameter keys): the footer and the help screen are generated from those lists.
+parameter keys): the key bar and the help screen are generated from those lists.
+
+Engines start ahead of need and never hold up an exit: with engines in processes (the
+default on a terminal) the first tab's engine starts at launch and a pool of warm engine
+processes (``MLETUI_WARM_ENGINES``, default 2; torch already imported) fills in the
+background, one at a time, so showing another tab starts its engine at once. A tab left for
+more than ``release_after`` seconds (``MLETUI_RELEASE_AFTER``, default 60) has its engine
+released (memory stays bounded; the state re-initialises on return, and the pane says so).
+``q`` tells every engine to stop and waits for all of them together for at most half a
+second (``engine.process_runner.stop_all``), then SIGKILLs what is left.
 
 Launched by ``mletui`` (tui/cli.py) as
     MletuiApp(topic=None, overrides={topic: {param: value}}, seed=None, device=None,
@@ -12,44 +21,44 @@ Launched by ``mletui`` (tui/cli.py) as
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs
+from textual.filter import Monochrome, NoColor
+from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from mletui.engine import presets, record
 from mletui.engine.device import describe_device, resolve_device
 from mletui.engine.params import ParamError
+from mletui.engine.process_runner import ProcessRunner, WarmPool, stop_all
+from mletui.engine.runner import Status
 from mletui.engine.topic import Topic
-from mletui.engine.topics import all_topics
+from mletui.engine.topics import all_topics, failed_topics
 
 from .charset import glyphs as pick_glyphs
+from .keybar import KeyBar, fit
 from .pane import TopicPane
+from .screens import HelpScreen, PresetNameScreen
+from .widgets import toggle_history
 from .widgets.params import ParamList, ParamPanel
+from .widgets.readout import Readout
 
 
 SWITCH_INTERVAL_S = float(os.environ.get("MLETUI_SWITCH_INTERVAL", "0.0005"))
-
-
-def _stylesheet() -> str:
-    try:
-        return resources.files("mletui.assets").joinpath("mletui.tcss").read_text(encoding="utf-8")
-    except Exception:  # a checkout that is not installed
-        return (Path(__file__).resolve().parent.parent / "assets" / "mletui.tcss").read_text(encoding="utf-8")
+WARM_ENGINES = 2        # spare engine processes kept ready ($MLETUI_WARM_ENGINES)
+RELEASE_AFTER_S = 60.0  # a tab left this long loses its engine ($MLETUI_RELEASE_AFTER)
+# The key bar keeps these actions first when the width runs short (80 columns).
+KEY_PRIORITY = ("switch(1)", "help", "quit", "save_preset", "toggle_run", "cycle_views", "zoom",
+                "step", "reset", "export")
 
 
 def export_dir() -> Path:
@@ -73,57 +82,23 @@ def work_rate(work_per_s: float, unit: str) -> str:
     return f"{work_per_s:.3g} {unit}/s"
 
 
-class HelpScreen(ModalScreen):
-    """Every binding, generated from the same lists that feed the footer."""
-
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close help")]
-
-    def __init__(self, rows: list[tuple[str, str]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.rows = rows
-
-    def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, pad_edge=False)
-        table.add_column("key", style="bold", no_wrap=True)
-        table.add_column("action")
-        for key, desc in self.rows:
-            table.add_row(key, desc)
-        with VerticalScroll(id="help-box") as box:
-            box.border_title = "keys (escape closes)"
-            yield Static(table, id="help-table")
-
-    def action_dismiss(self) -> None:
-        self.dismiss()
-
-
-class PresetNameScreen(ModalScreen[str | None]):
-    """Asks for a preset name; dismisses with the name, or None on escape."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, topic: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.topic = topic
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="preset-box") as box:
-            box.border_title = f"save {self.topic} params as preset"
-            yield Input(placeholder="name (letters, digits, - and _)", id="preset-name")
-            yield Static("Enter saves, Escape cancels", id="preset-hint")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+def not_loaded(failed: Mapping[str, str]) -> str:
+    """One line naming the topic modules that failed to import, and the first reason."""
+    if not failed:
+        return ""
+    names = ", ".join(failed)
+    first = next(iter(failed))
+    more = f" ({first}: {failed[first]})" if len(failed) > 1 else f": {failed[first]}"
+    return f"topic{'s' if len(failed) > 1 else ''} {names} not loaded{more}"
 
 
 class MletuiApp(App):
     TITLE = "mletui"
-    CSS = _stylesheet()
+    # Relative to this file, in a checkout (tui/ beside assets/) and installed alike
+    # (mletui/tui beside mletui/assets).
+    CSS_PATH = "../assets/mletui.tcss"
+    # Width classes on the screen, for the stylesheet's sizes (the side column).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ENABLE_COMMAND_PALETTE = False  # every action has a key; the footer keeps its room
 
     BINDINGS = [
@@ -134,10 +109,17 @@ class MletuiApp(App):
         Binding("e", "export", "Export",
                 tooltip="export the history to JSONL and CSV ($MLETUI_EXPORT_DIR or ./exports)"),
         Binding("s", "screenshot", "SVG", tooltip="save an SVG screenshot (same folder)"),
-        Binding("p", "save_preset", "Preset", show=False, tooltip="save the current params as a named preset"),
+        Binding("p", "save_preset", "Preset", tooltip="save the current params as a named preset"),
+        Binding("c", "cycle_views", "Views",
+                tooltip="show the next views (the ones that do not fit; the next view when zoomed)"),
+        Binding("z", "zoom", "Zoom", tooltip="zoom one view to the whole pane, or back to the grid"),
+        Binding("h", "history", "History", show=False,
+                tooltip="traces: the recent window (autoscaled to it) or the full history"),
+        Binding("v", "values", "Values", show=False,
+                tooltip="move the arrow keys to the values list (and back to the params)"),
         Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("q", "quit", "Quit", tooltip="quit"),
-        Binding("tab", "switch(1)", "Next topic", show=False, priority=True, tooltip="next topic"),
+        Binding("tab", "switch(1)", "Topic", priority=True, tooltip="next topic"),
         Binding("shift+tab", "switch(-1)", "Previous topic", show=False, priority=True,
                 tooltip="previous topic"),
         *(Binding(str(i), f"goto({i})", f"Topic {i}", show=False, tooltip=f"go to topic {i}")
@@ -148,7 +130,8 @@ class MletuiApp(App):
                  seed: int | None = None, device: torch.device | str | None = None, fps: float = 4.0,
                  preset_name: str | None = None, *, topics: Sequence[Topic] | None = None,
                  start_paused: bool = False, show_rates: bool = True, ascii: bool | None = None,
-                 runner: str | None = None) -> None:
+                 runner: str | None = None, warm: int | None = None,
+                 release_after: float | None = None) -> None:
         """topics: the topics to show (default: every registered one).
         runner: "process" (the engine in a spawned process: it keeps its own GIL, see
         engine/process_runner.py) or "thread"; default $MLETUI_RUNNER, else "process" on a
@@ -156,8 +139,13 @@ class MletuiApp(App):
         runner state).
         start_paused: runners start paused (tests, snapshots).
         show_rates: False hides timing-dependent text (steps/s, work rate) for snapshots.
-        ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale."""
+        ascii: force ASCII (True) or Unicode (False) drawing; None decides from the locale.
+        warm: spare engine processes to keep ready (process runner only; default
+        $MLETUI_WARM_ENGINES, else 2). release_after: seconds after which a tab left
+        loses its engine (default $MLETUI_RELEASE_AFTER, else 60; 0 or less: never)."""
         super().__init__()
+        if self.no_color:  # NO_COLOR: no colour codes at all (Textual's default sends greys)
+            self._filters = [f for f in self._filters if not isinstance(f, Monochrome)] + [NoColor()]
         self.glyphs = pick_glyphs(ascii)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.fps = float(fps) if fps and fps > 0 else 4.0
@@ -166,18 +154,25 @@ class MletuiApp(App):
         self.start_paused = start_paused
         self.preset_name = preset_name
         self.runner_kind = runner or os.environ.get("MLETUI_RUNNER") or None
+        self.warm = int(os.environ.get("MLETUI_WARM_ENGINES", WARM_ENGINES)) if warm is None else int(warm)
+        self.release_after = float(os.environ.get("MLETUI_RELEASE_AFTER", RELEASE_AFTER_S)) \
+            if release_after is None else float(release_after)
+        self.clock = time.monotonic  # when tabs were left (a test may set its own)
+        self.left_at: dict[str, float] = {}
+        self.pool: WarmPool | None = None
+        self._stopped = False
         found = list(topics) if topics is not None else list(all_topics().values())
         self.topics = {t.name: t for t in found}
         self.overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
+        self.presets: dict[str, dict[str, Any]] = {}  # topic -> the loaded preset's values
         self.panes: dict[str, TopicPane] = {}
         self.active: str | None = None
-        self._message = ""  # until a pane is shown; then each pane keeps its own line
+        # until a pane is shown; then each pane keeps its own line
+        self._message = not_loaded(failed_topics()) if topics is None else ""
         if preset_name:
             try:
                 preset = presets.load(preset_name)
-                merged = dict(preset.params)
-                merged.update(self.overrides.get(preset.topic, {}))
-                self.overrides[preset.topic] = merged
+                self.presets[preset.topic] = dict(preset.params)
                 topic = topic or preset.topic
                 self.message = f"preset {preset.name} loaded"
             except ParamError as exc:
@@ -194,16 +189,18 @@ class MletuiApp(App):
         initial = f"tab-{self.initial}" if self.initial else None
         with TabbedContent(initial=initial or "", id="topics"):
             for i, (name, topic) in enumerate(self.topics.items(), start=1):
-                pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name), seed=self.seed,
-                                 device=self.device, start_paused=self.start_paused, id=f"pane-{name}")
+                pane = TopicPane(topic, self.glyphs, overrides=self.overrides.get(name),
+                                 preset=self.presets.get(name), seed=self.seed, device=self.device,
+                                 start_paused=self.start_paused, id=f"pane-{name}")
                 pane.runner_kind = self.runner_kind or "thread"
                 self.panes[name] = pane
-                label = f"{i} {topic.title or name}" if i <= 9 else (topic.title or name)
+                title = self.glyphs.text(topic.title or name)
+                label = f"{i} {title}" if i <= 9 else title
                 with TabPane(label, id=f"tab-{name}"):
                     yield pane
         yield Static("", id="message")
         yield Static("", id="status")
-        yield Footer()
+        yield KeyBar(lambda: self.BINDINGS, self.get_key_display, KEY_PRIORITY, self.glyphs.text, id="keys")
 
     def on_mount(self) -> None:
         if self.runner_kind is None:
@@ -226,6 +223,8 @@ class MletuiApp(App):
             self.add_class("ascii")
         for tabs in self.query(Tabs):
             tabs.can_focus = False
+        if self.runner_kind == "process" and len(self.panes) > 1:
+            self.pool = WarmPool(min(self.warm, len(self.panes) - 1))
         if self.initial:
             self._activate(self.initial)
         self.redraw_timer = self.set_interval(1.0 / self.fps, self.tick)
@@ -240,14 +239,19 @@ class MletuiApp(App):
     def _activate(self, name: str) -> None:
         if name == self.active:
             return
+        now = self.clock()
         for other, pane in self.panes.items():
             if other != name:
+                if other == self.active:
+                    self.left_at[other] = now
                 pane.deactivate()
+        self.left_at.pop(name, None)
         self.active = name
         pane = self.panes[name]
         if self._message and not pane.message:
             pane.message, self._message = self._message, ""
-        pane.activate()
+        engine = self.pool.take() if self.pool is not None and pane.runner is None else None
+        pane.activate(engine)
         if pane.error:
             self.message = pane.error
         self.tick()
@@ -278,6 +282,8 @@ class MletuiApp(App):
             pass
 
     def _tick(self) -> None:
+        if self._stopped:
+            return
         pane = self.pane
         if pane is None:
             self._status("no topics registered")
@@ -286,6 +292,31 @@ class MletuiApp(App):
         if notes:
             self.message = notes[-1] if len(notes) == 1 else f"{notes[-1]} (+{len(notes) - 1} more)"
         self._status()
+        self.release_idle()
+        if self.pool is not None:  # one engine process starting at a time
+            self.pool.fill(busy=any(isinstance(p.runner, ProcessRunner) and not p.runner.ready
+                                    for p in self.panes.values()))
+
+    def release_idle(self) -> list[str]:
+        """Release the engines of tabs left more than ``release_after`` seconds ago;
+        returns their names. Their processes are reaped in the background."""
+        if self.release_after <= 0:
+            return []
+        now = self.clock()
+        gone: list[str] = []
+        waits = []
+        for name, since in list(self.left_at.items()):
+            pane = self.panes[name]
+            if name != self.active and pane.runner is not None and now - since > self.release_after:
+                waits.append(pane.release())
+                gone.append(name)
+                del self.left_at[name]
+        if waits:
+            import threading
+
+            threading.Thread(target=stop_all, args=(waits,), daemon=True,
+                             name="release-engines").start()
+        return gone
 
     def _status(self, text: str | None = None) -> None:
         sep = self.glyphs.sep
@@ -296,30 +327,40 @@ class MletuiApp(App):
             return
         pane = self.pane
         runner = pane.runner if pane else None
-        parts = [self._device_name]
+        # (rank, text): the line keeps the lowest ranks whole when the width runs short
+        parts: list[tuple[int, str]] = [(6, self._device_name)]
         if runner is None:
-            parts.append(pane.error if pane and pane.error else "not started")
+            parts.append((0, pane.error if pane and pane.error else "not started"))
         else:
             state = runner.status + (" frozen" if pane.frozen else "")
-            parts.append(f"{pane.topic.name} {state}")
-            parts.append(f"step {runner.steps}")
+            parts.append((0, f"{pane.topic.name} {state}"))
+            parts.append((3, f"step {runner.steps}"))
             if self.show_rates:
-                if runner.status == "running":
-                    parts.append(f"{runner.steps_per_s:.4g} steps/s")
+                if runner.status is Status.RUNNING:
+                    parts.append((4, f"{runner.steps_per_s:.4g} steps/s"))
                     rate = work_rate(runner.work_per_s, pane.topic.work_unit())
                     if rate:
-                        parts.append(rate)
-            parts.append(f"seed {runner.seed}")
-        self._set_line(status, Text(sep.join(parts), no_wrap=True, overflow="ellipsis"))
+                        parts.append((2, rate))
+            parts.append((1, f"seed {runner.seed}"))
+        views = pane.views_label() if pane else ""
+        if views:
+            parts.append((5, views))
+        width = max(10, (status.size.width or self.size.width) - 2)
+        if self.glyphs.ascii:
+            parts = [(r, self.glyphs.text(t)) for r, t in parts]
+        cut = "crop" if self.glyphs.ascii else "ellipsis"  # Rich's ellipsis is not ASCII
+        self._set_line(status, Text(sep.join(fit(parts, width, sep)), no_wrap=True, overflow="crop"))
         if runner is not None and runner.error:
             self._set_line(msg, Text(f"error: {runner.error}", style="bold red", no_wrap=True,
-                                     overflow="ellipsis"))
+                                     overflow=cut))
         else:
-            self._set_line(msg, Text(self.message, no_wrap=True, overflow="ellipsis"))
+            self._set_line(msg, Text(self.message, no_wrap=True, overflow=cut))
 
-    @staticmethod
-    def _set_line(widget: Static, text: Text) -> None:
-        """Update a one-line Static only when its text changed, without a layout pass."""
+    def _set_line(self, widget: Static, text: Text) -> None:
+        """Update a one-line Static only when its text changed, without a layout pass;
+        in ASCII mode the text is spelled in ASCII (charset.Glyphs.text)."""
+        if self.glyphs.ascii:
+            text.plain = self.glyphs.text(text.plain)
         key = (text.plain, str(text.style))
         if getattr(widget, "_mletui_key", None) != key:
             widget._mletui_key = key
@@ -364,6 +405,20 @@ class MletuiApp(App):
         if self.pane:
             self.say(self.pane.reset())
 
+    def action_history(self) -> None:
+        if self.pane:
+            self.say(toggle_history(self.pane.view_widgets))
+
+    def action_values(self) -> None:
+        if self.pane:
+            readout = self.pane.query_one(Readout)
+            if readout.has_focus:
+                self.pane.query_one(ParamList).focus()
+                self.say("arrow keys: params")
+            else:
+                readout.focus()
+                self.say("arrow keys: values (v: back to the params)")
+
     def _stamp(self) -> str:
         return time.strftime("%Y%m%d-%H%M%S")
 
@@ -372,7 +427,7 @@ class MletuiApp(App):
         if pane is None or pane.runner is None:
             return None
         runner = pane.runner
-        frames = runner.frames()
+        frames = runner.recorded()  # the regular record since the last reset, not the UI's frames
         if not frames:
             self.say("nothing to export yet")
             return None
@@ -412,7 +467,7 @@ class MletuiApp(App):
             if not name:
                 self.say("preset not saved")
                 return
-            values = dict(pane.runner.params) if pane.runner else pane.param_panel._values
+            values = dict(pane.runner.params) if pane.runner else pane.param_panel.values
             try:
                 path = presets.save(name, topic, record.plain(values))
             except (ParamError, OSError) as exc:
@@ -433,10 +488,12 @@ class MletuiApp(App):
         for b in self.BINDINGS:
             if b.action.startswith("goto"):
                 continue
-            rows.append((self.get_key_display(b), b.tooltip or b.description))
+            rows.append((self.get_key_display(b), self.glyphs.text(b.tooltip or b.description)))
         rows.append(("1-9", "go to topic N"))
         for b in (*ParamList.BINDINGS, *ParamPanel.BINDINGS):
-            rows.append((self.get_key_display(b), f"params: {b.tooltip or b.description}"))
+            rows.append((self.get_key_display(b), self.glyphs.text(f"params: {b.tooltip or b.description}")))
+        for b in Readout.BINDINGS:
+            rows.append((self.get_key_display(b), self.glyphs.text(b.tooltip or b.description)))
         return rows
 
     def action_help(self) -> None:
@@ -444,12 +501,29 @@ class MletuiApp(App):
             return
         self.push_screen(HelpScreen(self.help_rows()))
 
+    def action_cycle_views(self) -> None:
+        if self.pane:
+            self.say(self.pane.cycle_views())
+
+    def action_zoom(self) -> None:
+        if self.pane:
+            self.say(self.pane.toggle_zoom())
+
+    def stop_engines(self) -> None:
+        """Every engine and warm spare told to stop at once, then waited for together
+        (at most half a second in all), then SIGKILLed: nothing is left running."""
+        if self._stopped:
+            return
+        self._stopped = True
+        runners = [p.runner for p in self.panes.values() if p.runner is not None]
+        spares = self.pool.close(wait=False) if self.pool is not None else []
+        stop_all([*runners, *spares])
+
     async def action_quit(self) -> None:
-        for pane in self.panes.values():
-            pane.stop()
+        self.stop_engines()
         self.exit()
 
     def on_unmount(self) -> None:
-        for pane in self.panes.values():
-            pane.stop()
+        self.stop_engines()
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
+

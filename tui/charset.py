@@ -61,6 +61,11 @@ class Glyphs:
     cursor: str        # ParamPanel: the selected row
     sep: str           # status bar separator
 
+    def text(self, s: str) -> str:
+        """Text for this terminal: as given in Unicode mode; in ASCII mode Greek letters
+        are spelled out (``λ`` -> ``lambda``) and other symbols get look-alikes."""
+        return to_ascii(s) if self.ascii else s
+
 
 UNICODE = Glyphs(ascii=False, both="█", top="▀", bottom="▄", empty=" ", marker="braille",
                  bar_marker="sd", ramp=" ░▒▓█", live="↻", cursor="▸", sep=" │ ")
@@ -80,13 +85,27 @@ _TO_ASCII = {
     **{c: "|" for c in "│┃┆┇┊┋╎╏║╵╷╹╻"},
     **{c: "+" for c in "┌┍┎┏┐┑┒┓└┕┖┗┘┙┚┛├┝┞┟┠┡┢┣┤┥┦┧┨┩┪┫┬┭┮┯┰┱┲┳┴┵┶┷┸┹┺┻┼┽┾┿╀╁╂╃╄╅╆╇╈╉╊╋╔╗╚╝╠╣╦╩╬╭╮╯╰"},
     **{c: "#" for c in "█▉▊▋▌▍▎▏▐▀▄▖▗▘▙▚▛▜▝▞▟▓▒░"},
-    "•": "*", "·": ".", "…": "...", "▸": ">", "▴": "^", "▾": "v",
+    "•": "*", "·": ".", "…": "...", "▸": ">", "▴": "^", "▾": "v", "↻": "*",
 }
+# Help texts, titles and notes: Greek letters by name, mathematical signs by look-alikes.
+_GREEK = dict(zip("αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ",
+                  ("alpha beta gamma delta eps zeta eta theta iota kappa lambda mu nu xi pi rho "
+                   "sigma tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi "
+                   "Psi Omega").split()))
+_SIGNS = {
+    "µ": "u", "≈": "~", "∝": "~", "≥": ">=", "≤": "<=", "≠": "!=", "×": "x", "±": "+/-",
+    "—": "--", "–": "-", "−": "-", "√": "sqrt", "∇": "grad", "∂": "d", "⊗": "(x)",
+    "←": "<-", "→": "->", "⟨": "<", "⟩": ">", "²": "^2", "³": "^3", "¹": "^1", "⁻": "^-",
+    "ᵀ": "^T", "½": "1/2", "¼": "1/4", "¾": "3/4", "∞": "inf", "∑": "Sum",
+}
+_TO_ASCII.update(_GREEK)
+_TO_ASCII.update(_SIGNS)
 _TABLE = str.maketrans(_TO_ASCII)
 
 
 def to_ascii(text: str) -> str:
-    """Replace box-drawing, block and braille characters by ASCII look-alikes."""
+    """Replace box-drawing, block and braille characters by ASCII look-alikes, Greek
+    letters by their names; anything else outside ASCII becomes ``?``."""
     out = text.translate(_TABLE)
     if any(ord(c) > 127 for c in out):
         out = "".join(c if ord(c) < 128 else ("*" if 0x2800 < ord(c) <= 0x28FF else

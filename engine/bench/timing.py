@@ -129,3 +129,18 @@ def time_once(fn: Callable[[], Any], device: torch.device | str | None = None) -
     fn()
     sync(device)
     return time.perf_counter() - t0
+
+
+def figures(m: Measurement, index: int = 0, work: float | None = None) -> dict[str, float | None]:
+    """The row keys of one timed callable of a measurement (engine/bench/__init__.py):
+    ``value`` the median, ``value_min`` / ``value_max`` the spread over the rounds, and
+    ``load_avg``. With ``work``, a rate (work per second: min is the slowest round);
+    without, seconds per call."""
+    t = m.timings[index]
+    if work is None:
+        value, lo, hi = t.median, t.min, t.max
+    else:
+        value = t.rate(work)
+        lo, hi = t.spread(work)
+    return {"value": value, "value_min": lo, "value_max": hi, "load_avg": m.load}
+

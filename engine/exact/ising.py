@@ -1,7 +1,7 @@
 """Exact results for the 2D Ising model (J = 1, k_B = 1, natural log, periodic boundaries).
 
-- Kaufman (1949): ln Z of the finite n x m torus at h = 0, in the float64 log form of
-  ALGORITHMS.md (the sign of the r = 0 factor of Z4 is kept), and from it the energy per
+- Kaufman (1949): ln Z of the finite n x m torus at h = 0, worked in logs in float64
+  (the sign of the r = 0 factor of Z4 is kept), and from it the energy per
   spin u = -d ln Z / d beta / N and the specific heat per spin c = beta^2 d^2 ln Z / d beta^2 / N
   (exact derivatives by float64 autograd through the same formula).
 - Onsager (L -> infinity): energy per spin, with the complete elliptic integral K computed by
@@ -30,7 +30,11 @@ def _ln2cosh(x: torch.Tensor) -> torch.Tensor:
 
 def _kaufman_log_z(beta: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """ln Z of the n x m torus (n rows in the transfer direction), as a float64 torch scalar
-    differentiable in ``beta``. See ALGORITHMS.md for the formula."""
+    differentiable in ``beta``: Kaufman's (1949) Z = 1/2 (2 sinh 2b)^(N/2) (Z1 + Z2 + Z3 + Z4),
+    Z1,2 = prod_r 2 cosh|sinh(m g_{2r+1} / 2), Z3,4 = prod_r 2 cosh|sinh(m g_{2r} / 2) over
+    r < n, cosh g_k = cosh 2b coth 2b - cos(pi k / n) for k >= 1 and g_0 = 2b + ln tanh b
+    (negative below beta_c: the r = 0 factor of Z4 keeps its sign). In logs:
+    ln Z = ln 1/2 + (N/2) ln(2 sinh 2b) + ln Z1 + ln(1 + Z2/Z1 + (Z3/Z1)(1 + Z4/Z3))."""
     N = n * m
     two_b = 2.0 * beta
     k = torch.arange(2 * n, dtype=torch.float64)

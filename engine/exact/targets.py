@@ -176,6 +176,18 @@ class Target:
         e2 = np.trapezoid(rho * rho * f, rho) / np.trapezoid(f, rho)
         return np.eye(2) * e2 / 2.0
 
+    def ula_covariance(self, step: float) -> np.ndarray | None:
+        """ULA's exact stationary covariance on a single Gaussian N(mu, Sigma): with
+        A = I - (eps/2) Sigma^-1, C = A C A^T + eps I solves to C = Sigma (I - (eps/4) Sigma^-1)^-1
+        (per eigenvalue l: l / (1 - eps / (4 l))); its mean stays mu. None for other targets, or
+        when eps >= 4 l_min (ULA diverges)."""
+        if self.family != "mixture" or len(self.weights) != 1:
+            return None
+        sigma = np.array(self.covs[0], dtype=np.float64)
+        if step >= 4.0 * float(np.linalg.eigvalsh(sigma).min()):
+            return None
+        return sigma @ np.linalg.inv(np.eye(self.dim) - 0.25 * step * np.linalg.inv(sigma))
+
     def density(self, points: np.ndarray) -> np.ndarray:
         """p at points (N, D), float64 numpy."""
         with torch.no_grad():

@@ -10,6 +10,8 @@ keeps detailed balance. A full sweep is colour 0 then colour 1.
 Layouts shared by the Triton kernels and their PyTorch twins:
     spins      int8 (R, L, L), values +1/-1, updated in place; L even.
     beta       float, or float32 tensor (R,) (one inverse temperature per replica).
+    h          float, or float32 (L, L): a per-site field h_ij shared by all replicas (the
+               fully visible Boltzmann machine on the lattice graph); ``measure`` takes a float.
     couplings  None (uniform J = 1) or float32 (2, L, L) shared by all replicas:
                couplings[0, i, j] = J between (i, j) and (i, j+1 mod L)   ("right" bond)
                couplings[1, i, j] = J between (i, j) and (i+1 mod L, j)   ("down" bond)
@@ -144,12 +146,7 @@ def measure_torch(spins: torch.Tensor, couplings: torch.Tensor | None = None,
 # counter >> 32), the key is the 64-bit seed: distinct (seed, counter, replica, site) never
 # share a number, for any number of sweeps. A uint32 x becomes the uniform (x >> 8) * 2^-24,
 # in [0, 1) with 24 random bits.
-try:  # triton is optional: the CPU path never needs it
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - platforms without triton wheels
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 _U24 = 1.0 / (1 << 24)
 
@@ -157,7 +154,8 @@ if triton is not None:
 
     @triton.jit
     def _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k, row_ok, L, HALF,
-                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr):
+                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr,
+                     field_ptr, HAS_FIELD: tl.constexpr):
         """Update the active sites (rows, k) of one sub-tile in place; returns the flip count."""
         mask = row_ok[:, None] & (k < HALF)[None, :]
         j = 2 * k[None, :] + parity[:, None]
@@ -171,6 +169,8 @@ if triton is not None:
         s_l = tl.load(spins_ptr + base + row + jl, mask=mask, other=0).to(tl.float32)
         s_d = tl.load(spins_ptr + base + rdn + j, mask=mask, other=0).to(tl.float32)
         s_u = tl.load(spins_ptr + base + rup + j, mask=mask, other=0).to(tl.float32)
+        if HAS_FIELD:
+            h = tl.load(field_ptr + row + j, mask=mask, other=0.0)
         if HAS_COUP:
             plane = L * L
             j_r = tl.load(coup_ptr + row + j, mask=mask, other=0.0)
@@ -196,7 +196,8 @@ if triton is not None:
     def _half_sweep_kernel(spins_ptr, beta_ptr, coup_ptr, unif_ptr, flips_ptr, h, seed,
                            ctr_lo, ctr_hi, L, HALF, color,
                            BLOCK_ROWS: tl.constexpr, QW: tl.constexpr, METHOD: tl.constexpr,
-                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr):
+                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr,
+                           field_ptr, HAS_FIELD: tl.constexpr):
         r = tl.program_id(0)
         rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         k4 = tl.arange(0, QW)
@@ -228,13 +229,13 @@ if triton is not None:
             u2 = (x2 >> 8).to(tl.float32) * 5.9604644775390625e-08
             u3 = (x3 >> 8).to(tl.float32) * 5.9604644775390625e-08
         n = _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k4, row_ok, L, HALF,
-                         beta, h, u0, METHOD, HAS_COUP)
+                         beta, h, u0, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, QW + k4, row_ok, L,
-                          HALF, beta, h, u1, METHOD, HAS_COUP)
+                          HALF, beta, h, u1, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 2 * QW + k4, row_ok,
-                          L, HALF, beta, h, u2, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u2, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 3 * QW + k4, row_ok,
-                          L, HALF, beta, h, u3, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u3, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         tl.atomic_add(flips_ptr + r, n)
 
     @triton.jit(do_not_specialize=["seed", "ctr_lo", "ctr_hi"])
@@ -328,13 +329,17 @@ def half_sweep_triton(spins: torch.Tensor, color: int, beta: float | torch.Tenso
     flips = torch.zeros(R, dtype=torch.int32, device=spins.device)
     coup = couplings.to(device=spins.device, dtype=torch.float32).contiguous() if couplings is not None else b
     unif = uniforms.to(device=spins.device, dtype=torch.float32).contiguous() if uniforms is not None else b
+    per_site = isinstance(h, torch.Tensor)
+    field = h.to(device=spins.device, dtype=torch.float32).contiguous() if per_site else b
     rows, qw = _sweep_tiling(L)
     counter = int(counter) & 0xFFFFFFFFFFFFFFFF
     grid = (R, triton.cdiv(L, rows))
-    _half_sweep_kernel[grid](spins, b, coup, unif, flips, float(h), int(seed) & 0x7FFFFFFFFFFFFFFF,
+    _half_sweep_kernel[grid](spins, b, coup, unif, flips, 0.0 if per_site else float(h),
+                             int(seed) & 0x7FFFFFFFFFFFFFFF,
                              counter & 0xFFFFFFFF, counter >> 32, L, half, int(color) % 2,
                              BLOCK_ROWS=rows, QW=qw, METHOD=METHODS.index(method),
-                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None)
+                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None,
+                             field_ptr=field, HAS_FIELD=per_site)
     return flips
 
 
@@ -441,7 +446,7 @@ def _update_packed(active: torch.Tensor, other_pad: torch.Tensor, parity0: torch
     """New spins of the active colour, packed int8 (R, L, L/2), from the other colour's
     (padded by :func:`_pad`). parity0: bool (1, L, 1), True on rows whose active sites sit at
     even columns: there the second horizontal neighbour is other[i, k-1], else other[i, k+1].
-    beta: float32 (R, 1, 1); h: float32 scalar tensor; keys: int32 (2, R, 1, 1)."""
+    beta: float32 (R, 1, 1); h: float32 scalar tensor or a packed per-site field (1, L, L/2); keys: int32 (2, R, 1, 1)."""
     _, L, half = active.shape
     o = other_pad.to(torch.float32)
     same_k = o[:, 1:-1, 1:-1]                                           # other[i, k]
@@ -703,10 +708,13 @@ def _fast_half(p_act: torch.Tensor, p_oth: torch.Tensor, color: int, b: torch.Te
     R, L, half = p_act.shape
     parity0 = ((torch.arange(L, device=p_act.device) + color) % 2 == 0).view(1, L, 1)
     keys = hash_keys(seed, counter, R).to(p_act.device)
-    hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
+    if isinstance(h, torch.Tensor):   # per-site field: packed like the active colour's spins
+        hh = pack(h.to(device=p_act.device, dtype=torch.float32)[None].contiguous(), color).contiguous()
+    else:
+        hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
     js = _packed_couplings(couplings.to(p_act.device), color) if couplings is not None else (None,) * 4
     u = uniforms.to(device=p_act.device, dtype=torch.float32) if uniforms is not None else None
-    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}", _update_packed,
+    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}{hh.dim()}", _update_packed,
                R * L * half, p_act, _pad(p_oth), parity0, b.view(R, 1, 1), hh, keys, u, *js,
                METHODS.index(method), L=L)
     flips = _run("count", _count_flips, R * L * half, new, p_act, L=L)
@@ -834,3 +842,59 @@ def measure(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     if spins.device.type == "cpu":
         return measure_fast(spins, couplings, h)
     return measure_torch(spins, couplings, h)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls a launch site above on placeholder tensors, so a build uses the signature the site
+# passes. _sweep_tiling gives 12 distinct (BLOCK_ROWS, QW) tiles over L = 4 .. 8192 (the topics'
+# range), one per power of two. Default set: the smallest tile (L=4), the Ising topic's default
+# (L=64) and the largest (L=8192), spread over the switches (DEFAULT_SWEEPS). Full set: every tile x method x
+# couplings x uniforms (96 half-sweeps), plus colour 1 (Triton makes an integer argument equal to
+# 1 a constexpr: a second build), an L not divisible by 16 (no alignment hint) and a seed past
+# 2^31 (an i64 argument): each a build a run can trigger.
+from . import Launch, placeholder  # noqa: E402
+
+SWEEP_SIDES = tuple(1 << k for k in range(2, 14))
+# Register spills the compile gate found (local memory, STL/LDL in the SASS), tolerated until
+# fixed (the gate fails once one is gone): one 8-byte value parked across the four sub-tiles.
+SWEEP_SPILLS = {"L=256 metropolis couplings uniforms": ("sm_90",), "L=8192 gibbs": ("sm_80",)}
+
+
+def _half_sweep_launch(L: int, method: str = "metropolis", couplings: bool = False,
+                       uniforms: bool = False, color: int = 0, seed: int = 12345,
+                       default: bool = False) -> Launch:
+    def call() -> torch.Tensor:
+        R = 2
+        return half_sweep_triton(placeholder(R, L, L, dtype=torch.int8), color, placeholder(R), 0.1,
+                                 method, seed=seed, counter=7,
+                                 couplings=placeholder(2, L, L) if couplings else None,
+                                 uniforms=placeholder(R, L, L // 2) if uniforms else None)
+    label = " ".join([f"L={L}", method] + ["couplings"] * couplings + ["uniforms"] * uniforms
+                     + [f"colour={color}"] * (color != 0) + [f"seed={seed:#x}"] * (seed >= 1 << 31))
+    archs = SWEEP_SPILLS.get(label, ())
+    return Launch(label, call, default, known="register spill (see SWEEP_SPILLS)" if archs else "",
+                  known_archs=archs)
+
+
+def _measure_launch(L: int, couplings: bool = False, default: bool = False) -> Launch:
+    def call() -> tuple[torch.Tensor, torch.Tensor]:
+        return measure_triton(placeholder(2, L, L, dtype=torch.int8),
+                              placeholder(2, L, L) if couplings else None, 0.1)
+    return Launch(f"L={L}" + " couplings" * couplings, call, default)
+
+
+def _uniforms_launch(L: int, default: bool = False) -> Launch:
+    return Launch(f"L={L} stream", lambda: uniforms_triton(2, L, 12345, 7, "meta"), default)
+
+
+DEFAULT_SWEEPS = {(4, "metropolis", False, False), (64, "gibbs", False, True), (8192, "metropolis", True, False)}
+
+LAUNCHES = (
+    *(_half_sweep_launch(L, m, c, u, default=(L, m, c, u) in DEFAULT_SWEEPS)
+      for L in SWEEP_SIDES for m in METHODS for c in (False, True) for u in (False, True)),
+    _half_sweep_launch(64, color=1),
+    _half_sweep_launch(100),
+    _half_sweep_launch(1024, seed=0x1234_5678_9ABC),
+    *(_measure_launch(L, c, default=(L, c) == (8192, True)) for L in SWEEP_SIDES for c in (False, True)),
+    *(_uniforms_launch(L, default=L == 4) for L in SWEEP_SIDES),
+)

@@ -36,12 +36,7 @@ from typing import NamedTuple
 
 import torch
 
-try:  # Triton is optional: the engine works where it is absent (the twin is the CPU path)
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - no triton in this environment
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 LOG_2PI = math.log(2.0 * math.pi)
@@ -301,3 +296,54 @@ def estep(x: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor, prec_
     if use_kernel:
         return estep_triton(x, log_weights, means, prec_chol, covariance_type)
     return estep_torch(x, log_weights, means, prec_chol, covariance_type)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls estep_triton on placeholder tensors (the EM topic's shapes and dtypes: data in float32
+# or float64, parameters in float64), so a build uses the signature the launch site passes.
+# _tile_sizes makes BLOCK_D the power of two >= D and BLOCK_N = 4096 / BLOCK_D^2 (full) or
+# 4096 / BLOCK_D (diag, spherical) within [16, 256]: the smallest tile is D=1, the EM topic's
+# default (bimodal) is D=1 K=2 full float64, the largest is D=64 (datasets.MAX_FEATURES) full.
+# K=1 and D=1 are constexprs at a launch (Triton specialises an integer argument equal to 1).
+# Spherical runs the diag kernel on expanded precisions: the same build as diag.
+from . import Launch, placeholder  # noqa: E402
+
+ESTEP_FEATURES = (1, 2, 3, 4, 8, 16, 32, 64)
+# Register spills the compile gate found (local memory, STL/LDL in the SASS), tolerated until the
+# kernel is fixed; the gate fails once one is gone, so the note goes with it. Full covariances at
+# D >= 32 hold (BLOCK_N, BLOCK_D, BLOCK_D) products in registers: 0.4-0.5 KB a thread at D=32 in
+# float64, 9.6-11.6 KB at D=64 (the compiler gives up and keeps 32 registers). The fix: tl.dot
+# tiles for y = (x - mu) P and for sum r x x^T once BLOCK_D >= 16. The 8-16 byte ones are one value
+# that ptxas parks across the K loop.
+_BOTH = ("sm_90", "sm_80")
+ESTEP_SPILLS = {
+    "D=64 K=64 full float64": _BOTH, "D=64 K=1 full float64": _BOTH, "D=64 K=8 full float64": _BOTH,
+    "D=32 K=1 full float64": _BOTH, "D=32 K=8 full float64": _BOTH, "D=64 K=8 full float32": _BOTH,
+    "D=64 K=1 full float32": ("sm_90",), "D=3 K=8 diag float64": ("sm_90",),
+    "D=1 K=2 full float64": ("sm_80",), "D=3 K=1 diag float32": ("sm_80",),
+    "D=8 K=8 diag float32": ("sm_80",), "D=64 K=8 diag float32": ("sm_80",),
+}
+
+
+def _estep_launch(d: int, k: int, covariance_type: str, dtype: torch.dtype, n: int = 2000,
+                  default: bool = False) -> Launch:
+    prec = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+    def call() -> EStepStats:
+        f64 = torch.float64
+        return estep_triton(placeholder(n, d, dtype=dtype), placeholder(k, dtype=f64),
+                            placeholder(k, d, dtype=f64), placeholder(*prec, dtype=f64), covariance_type)
+    label = f"D={d} K={k} {covariance_type} {str(dtype).removeprefix('torch.')}"
+    archs = ESTEP_SPILLS.get(label, ())
+    return Launch(label, call, default, known="register spill (see ESTEP_SPILLS)" if archs else "",
+                  known_archs=archs)
+
+
+LAUNCHES = (
+    _estep_launch(1, 2, "full", torch.float64, default=True),
+    _estep_launch(2, 3, "full", torch.float32),
+    _estep_launch(64, 64, "full", torch.float64, default=True),
+    *(_estep_launch(d, k, c, t, default=(d, k, c, t) == (8, 1, "diag", torch.float32))
+      for d in ESTEP_FEATURES for c in ("full", "diag", "spherical")
+      for t in (torch.float32, torch.float64) for k in (1, 8)),
+)

@@ -18,12 +18,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # Triton is optional: the engine works where it is absent.
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - no triton here
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 
 def cov_ema_torch(x: torch.Tensor, cov: torch.Tensor, decay: float, scale: float,
@@ -94,3 +89,24 @@ def cov_ema(x: torch.Tensor, cov: torch.Tensor, decay: float, scale: float,
     if triton_kernel and x.dtype == torch.float32 and cov.dtype == torch.float32:
         return cov_ema_triton(x, cov, decay, scale, ones)
     return cov_ema_torch(x, cov, decay, scale, ones)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls cov_ema_triton on placeholder tensors (float32 only, as the launch site requires), so
+# a build uses the signature it passes. The tile is fixed (BLOCK=32, BLOCK_M=64); the switches
+# are ONES (a Linear layer's A factor with the bias folded in) and FRESH (decay 0, the first
+# update). Sizes: the K-FAC topic's digits MLP (64 inputs) and a 784-input layer; M examples.
+from . import Launch, placeholder  # noqa: E402
+
+
+def _cov_ema_launch(d: int, m: int, ones: bool, fresh: bool, default: bool = False) -> Launch:
+    def call() -> torch.Tensor:
+        return cov_ema_triton(placeholder(m, d), placeholder(d + ones, d + ones), 0.0 if fresh else 0.95,
+                              0.05 / m, ones=ones)
+    return Launch(f"D={d} M={m}" + " ones" * ones + " fresh" * fresh, call, default)
+
+
+LAUNCHES = (
+    *(_cov_ema_launch(d, m, o, f, default=(d, o, f) == (64, True, True))
+      for d, m in ((10, 128), (64, 256), (784, 1000)) for o in (False, True) for f in (False, True)),
+)

@@ -33,12 +33,7 @@ import torch
 from ..device import use_triton
 from ..exact.targets import Target
 
-try:  # Triton is optional: the CPU path is the twin.
-    import triton
-    import triton.language as tl
-except Exception:  # pragma: no cover - no triton on this platform
-    triton = None
-    tl = None
+from . import tl, triton  # None where Triton is absent (the CPU path never needs it)
 
 FAMILY_IDS = {"mixture": 0, "banana": 1, "ring": 2}
 TWIN_GRAIN = 32768  # at::internal::GRAIN_SIZE: ops on at most this many elements run inline
@@ -293,7 +288,9 @@ if triton is not None:
         f = -dev / ((w * w) * rho)
         return -0.5 * dev * dev / (w * w) - log_z, f * y0, f * y1
 
-    @triton.jit
+    # seed, counter and trace_row change from step to step: never specialise on their values
+    # (Triton would build a new kernel when one equals 1 or turns divisible by 16)
+    @triton.jit(do_not_specialize=["seed", "counter", "trace_row"])
     def _langevin_step_kernel(x_ptr, logp_ptr, grad_ptr, coef_ptr, noise_ptr, unif_ptr, acc_ptr,
                               trace_ptr, n, step, seed, counter, trace_row, trace_m,
                               FAMILY: tl.constexpr, D: tl.constexpr, K: tl.constexpr,
@@ -410,3 +407,45 @@ def refresh(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, packed: Pac
         lp, g = log_density_and_score_torch(packed, x[:, s:e])
         logp[s:e].copy_(lp)
         grad[:, s:e].copy_(g)
+
+
+# -- representative launches: what engine/kernels/aot.py builds for sm_90 / sm_80 ---------------
+# Each calls langevin_step_triton on placeholder tensors for one of the Langevin topic's targets
+# (FAMILY, D and K follow from the target), so a build uses the signature the launch site passes.
+# The topic passes an acceptance counter and a trace (HAS_ACC with MALA, HAS_TRACE) and draws in
+# the kernel; the tests pass noise and uniforms (HAS_NOISE). BLOCK is fixed (TRITON_BLOCK).
+from . import Launch, placeholder  # noqa: E402
+
+# Register spills the compile gate found on sm_80 (local memory, STL/LDL in the SASS), tolerated
+# until fixed (the gate fails once one is gone): 8 bytes where MALA keeps x, score and log p of
+# both points live across the target's score; 160 bytes for the 8-component mixture, whose
+# unrolled online logsumexp runs into the 255-register ceiling. sm_90 builds do not spill.
+STEP_SPILLS = {"bimodal2d MALA": ("sm_80",), "banana MALA": ("sm_80",), "ring MALA": ("sm_80",),
+               "modes MALA": ("sm_80",), "modes MALA noise": ("sm_80",)}
+
+
+def _step_launch(target: str, mala: bool, noise: bool = False, chains: int = 10_000,
+                 default: bool = False) -> Launch:
+    def call() -> None:
+        from ..exact.targets import make_target
+
+        packed = pack_target(make_target(target), "meta")
+        d = packed.dim
+        langevin_step_triton(placeholder(d, chains), placeholder(chains), placeholder(d, chains), 0.1,
+                             packed, mala, seed=12345, counter=7,
+                             noise=placeholder(d, chains) if noise else None,
+                             uniforms=placeholder(chains) if noise else None,
+                             accept_count=placeholder(1, dtype=torch.int64),
+                             trace=placeholder(64, 256), trace_row=5)
+    label = f"{target} {'MALA' if mala else 'ULA'}" + " noise" * noise
+    archs = STEP_SPILLS.get(label, ())
+    return Launch(label, call, default, known="register spill (see STEP_SPILLS)" if archs else "",
+                  known_archs=archs)
+
+
+# default set: the topic's default target, and the largest K (the 8-mode mixture)
+DEFAULT_STEPS = {("gaussian", True, False), ("modes", False, False)}
+
+LAUNCHES = tuple(_step_launch(t, m, z, default=(t, m, z) in DEFAULT_STEPS)
+                 for t in ("bimodal", "bimodal2d", "banana", "ring", "gaussian", "modes")
+                 for m in (True, False) for z in (False, True))

@@ -40,7 +40,7 @@ from ..models.ising import (GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, View, finite_or_none
+from ..topic import Frame, Scalar, View, finite_or_none
 
 @dataclass
 class AnnealState(LatticeState):   # replicas: the R lattices, their couplings and random stream
@@ -63,6 +63,25 @@ class AnnealingTopic(LatticeTopic):
     step_unit = "sweep"
     quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
     window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
+    scalars = (
+        Scalar("sweep", "sweep", "sweeps", "schedule steps done (one sweep each)"),
+        Scalar("beta", "β", "", "the inverse temperature reached"),
+        Scalar("energy_per_spin", "energy per spin", "J", "E/N, mean over the replicas"),
+        Scalar("energy_per_spin_exact", "exact energy at β (Kaufman)", "J", "equilibrium E/N at this β (ferromagnet)"),
+        Scalar("best_energy_per_spin", "best energy per spin", "J", "lowest E/N any replica has visited"),
+        Scalar("ground_state_energy_per_spin", "ground-state energy", "J", "-2 for the ferromagnet; none for a spin glass"),
+        Scalar("flip_rate", "flip rate", "", "spins flipped / spins in the last sweep"),
+        Scalar("log_z", "ln Z (AIS)", "", "ln Z(β) by annealed importance sampling, ln Z(0) + ln mean exp(-W)"),
+        Scalar("log_z_stderr", "ln Z std. error", "", "its standard error"),
+        Scalar("log_z_exact", "exact ln Z (Kaufman)", "", "Kaufman's ln Z(β) for this L"),
+        Scalar("log_z_error", "ln Z error", "", "estimate minus exact"),
+        Scalar("ais_ess_fraction", "AIS ESS / R", "", "effective sample size of the weights exp(-W) over the replicas"),
+        Scalar("mean_work", "mean work <W>", "", "Jarzynski work, mean over the replicas (in units of kT)"),
+        Scalar("minus_delta_log_z", "-ln(Z_t/Z_0) (AIS)", "", "the free-energy change estimated"),
+        Scalar("minus_delta_log_z_exact", "-ln(Z_t/Z_0) exact", "", "the same from Kaufman's ln Z"),
+        Scalar("dissipated_work", "dissipated work", "", "<W> + ln(Z_t/Z_0), >= 0 by Jensen"),
+        Scalar("nonfinite_work", "non-finite work", "replicas", "replicas whose work is not finite"),
+    )
 
     params = (
         model_param(),

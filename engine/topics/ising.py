@@ -55,7 +55,7 @@ from ..exact.ising import kaufman, onsager_energy, yang_magnetization
 from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, View
+from ..topic import Frame, Scalar, View
 
 LATTICE_VIEW_MAX = 128  # the lattice view is downsampled on the device to at most this size
 M_BINS = 40             # bins of the per-replica magnetisation histogram over [-1, 1]
@@ -108,6 +108,33 @@ class IsingTopic(LatticeTopic):
     quick = {"L": 16, "replicas": 2, "burn_in": 2}
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
+
+    scalars = (
+        Scalar("energy_per_spin", "energy per spin", "J", "E/N of the current lattices, mean over the replicas"),
+        Scalar("magnetization_per_spin", "magnetisation per spin", "", "M/N now, mean over the replicas"),
+        Scalar("abs_magnetization", "|m| per spin", "", "|M|/N now, mean over the replicas"),
+        Scalar("acceptance", "acceptance", "", "spins flipped / updates attempted since the last frame"),
+        Scalar("sweeps", "sweeps", "sweeps", "sweeps since init"),
+        Scalar("samples", "samples", "sweeps", "sweeps in the running means (since burn-in or the last edit)"),
+        Scalar("energy_mean", "mean energy per spin", "J", "running mean of E/N"),
+        Scalar("energy_stderr", "energy std. error", "J", "its standard error, from the spread across replicas"),
+        Scalar("magnetization_mean", "mean magnetisation", "", "running mean of M/N"),
+        Scalar("magnetization_stderr", "magnetisation std. error", "", "its standard error"),
+        Scalar("abs_magnetization_mean", "mean |m|", "", "running mean of |M|/N"),
+        Scalar("abs_magnetization_stderr", "|m| std. error", "", "its standard error"),
+        Scalar("specific_heat", "specific heat", "", "beta^2 N var(E/N), per spin (k_B = 1)"),
+        Scalar("specific_heat_stderr", "specific heat std. error", "", "its standard error"),
+        Scalar("susceptibility", "susceptibility", "", "beta N var(|M|/N), per spin"),
+        Scalar("susceptibility_stderr", "susceptibility std. error", "", "its standard error"),
+        Scalar("energy_exact", "exact energy (Kaufman)", "J", "Kaufman's E/N for this L at h = 0 (none at h != 0)"),
+        Scalar("specific_heat_exact", "exact specific heat (Kaufman)", "", "Kaufman's value for this L at h = 0"),
+        Scalar("energy_onsager", "energy, L = inf (Onsager)", "J", "Onsager's E/N of the infinite lattice at h = 0"),
+        Scalar("magnetization_yang", "|m|, L = inf (Yang)", "", "Yang's spontaneous magnetisation at h = 0"),
+        Scalar("bad_spins", "bad spins", "spins", "spins not +1/-1 (0 unless memory was corrupted)"),
+        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Vehtari et al. 2021); above 1.01: not equilibrated"),
+        Scalar("equilibrated", "equilibrated", "", "energy and |m| R-hat both <= 1.01 (standard errors shown only then)"),
+        Scalar("compiling", "compiling", "", "a CPU kernel build for this size under way (stepping eagerly meanwhile)"),
+    )
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
 

@@ -1,126 +1,80 @@
-"""K-FAC natural-gradient training, live: true vs empirical Fisher vs SGD and Adam.
+"""K-FAC natural-gradient training, live: true vs empirical Fisher vs SGD and Adam, beside
+the exact natural gradient it approximates.
 
-Tasks (train/validation split seeded by the run's seed):
-  digits_autoencoder  scikit-learn's bundled ``digits`` (1797 8x8 images, pixels scaled
-                      to [0, 1]); a deep autoencoder 64-w1-…-wk-…-w1-64 (``widths`` is the
-                      encoder, mirrored), tanh hidden units, sigmoid output with binary
-                      cross-entropy averaged over the 64 pixels (its floor on digits is the
-                      pixels' own entropy, about 0.2134, since pixels are not binary).
-  digits_mlp          the same images, 10 classes, an MLP 64-widths-10 (tanh), softmax
-                      cross-entropy; reports validation accuracy.
-  teacher_student     x ~ N(0, I_16); a fixed random tanh teacher 16-32-4 plus noise of
-                      s.d. 0.1 gives y; the student 16-widths-4 fits it by ½ squared error
-                      averaged over the 4 outputs (a unit-variance Gaussian likelihood).
+Tasks (engine/models/supervised.py; the train/validation split is seeded by the run's
+seed): ``digits_autoencoder`` (Bernoulli pixels), ``digits_mlp`` (10 classes, reports
+validation accuracy), ``teacher_student`` (Gaussian regression).
 
 ``optimizer=compare`` trains the same initial network with K-FAC (true Fisher), K-FAC
-(empirical Fisher), SGD with momentum and Adam, each one step per frame on the same
-batch. Frame names carry the run: ``loss_kfac_true``, ``loss_kfac_empirical``,
+(empirical Fisher), SGD with momentum, Adam and — on models of at most 20,000 parameters
+— the exact natural gradient ``ngd`` (engine/optim/ngd.py): every topic step is one
+optimizer step of each on the same batch. Frame names carry the run: ``loss_kfac_true``, ``loss_kfac_empirical``,
 ``loss_sgd``, ``loss_adam`` (the mean training loss of the batches since the last
 frame), ``val_loss_*``, ``val_accuracy_*`` (digits_mlp), ``step_time_*`` (ms per
-step, a running mean), and per K-FAC run ``damping_*``, ``kl_*`` (the predicted KL of
-the last update in the kl_clip convention, see engine.kfac) and ``skipped_*``. A
-single-optimizer run uses the same names (optimizer=kfac, fisher=true writes
-``loss_kfac_true``). A run whose loss turns non-finite is stopped and reported
-(``diverged_*`` true and a note); its loss is then omitted, never plotted as NaN.
+step, the mean over the steps since the last frame), and per K-FAC run ``damping_*``,
+``kl_*`` (the predicted KL of the last update in the kl_clip convention, see
+engine.optim.kfac) and ``skipped_*``. A single-optimizer run uses the same names
+(optimizer=kfac, fisher=true writes ``loss_kfac_true``). A run whose batch loss turns
+non-finite is stopped in the step that saw it and reported (``diverged_*`` true and a
+note); its loss is then None, never plotted as NaN. Every series a view names is in every
+frame, None where it does not apply (accuracy of a regression, a run that is absent).
+
+Per run and step, ``kl_step_*`` is the KL actually moved: between the model's predictive
+distributions before and after the step on the step's batch (per example and output
+element), beside ``kl_budget`` ε of ``ngd``. Every ``t_inv`` steps (at steps 1, 1 + t_inv,
+…), each K-FAC run's undamped A ⊗ G is compared with the exact Fisher of the first
+``fisher_batch`` examples of the step's batch (engine/optim/fisher.py), per layer block:
+``fisher_error_<run>_<l>`` = ‖A ⊗ G − F_l‖ / ‖F_l‖ and ``fisher_error_<run>`` over all
+blocks; the heatmap shows |F_l| beside |A ⊗ G| on the chosen layer's first units.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from ..kfac import KFAC, mean_loss
+from ..models.supervised import LIKELIHOOD, TASKS, WIDTHS, Data, build_model, evaluate, load_data, \
+    parameter_count
+from ..optim.fisher import block_heatmaps, kfac_block_error, layer_jacobians
+from ..optim.kfac import KFAC
+from ..optim.likelihoods import get_likelihood
+from ..optim.ngd import NaturalGradient
+from ..optim.training import DEFAULTS, apply_params, make_optimizer, train_step
 from ..params import Param, ParamError, int_list
-from ..topic import Frame, Topic, View
+from ..topic import Frame, Scalar, Topic, View, finite_or_none
 
-TASKS = ("digits_autoencoder", "digits_mlp", "teacher_student")
-OPTIMIZERS = ("kfac", "sgd", "adam", "compare")
-RUN_NAMES = ("kfac_true", "kfac_empirical", "sgd", "adam")
-LIKELIHOOD = {"digits_autoencoder": "bernoulli", "digits_mlp": "categorical",
-              "teacher_student": "gaussian"}
+OPTIMIZERS = ("kfac", "sgd", "adam", "ngd", "compare")
+RUN_NAMES = ("kfac_true", "kfac_empirical", "sgd", "adam", "ngd")
+NGD_MAX_PARAMS = 20_000         # compare runs the exact natural gradient up to this size
+D = DEFAULTS
 
 
 def _widths(text: str) -> tuple[int, ...]:
     return int_list(text, lo=1, hi=4096)
 
 
-# -- data and models -----------------------------------------------------------------------
-@dataclass
-class Data:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-
-
-def load_data(task: str, seed: int, device: torch.device, val_fraction: float = 0.2) -> Data:
-    """The task's train/validation split, seeded, as tensors on ``device``."""
-    gen = torch.Generator().manual_seed(seed)
-    if task in ("digits_autoencoder", "digits_mlp"):
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-        labels = torch.tensor(digits.target, dtype=torch.long)
-        y = x if task == "digits_autoencoder" else labels
-    elif task == "teacher_student":
-        n = 5120
-        x = torch.randn(n, 16, generator=gen)
-        teacher = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
-        with torch.no_grad():
-            for m in teacher:
-                if isinstance(m, nn.Linear):
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 1.5 / math.sqrt(m.in_features))
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-            y = teacher(x) + 0.1 * torch.randn(n, 4, generator=gen)
-    else:
-        raise ParamError(f"task must be one of {'|'.join(TASKS)}, got {task!r}")
-    perm = torch.randperm(x.shape[0], generator=gen)
-    n_val = int(round(val_fraction * x.shape[0]))
-    val, train = perm[:n_val], perm[n_val:]
-    return Data(x[train].to(device), y[train].to(device), x[val].to(device), y[val].to(device))
-
-
-def build_model(task: str, widths: Sequence[int], seed: int, device: torch.device) -> nn.Sequential:
-    """The task's network, initialised from ``seed`` (PyTorch's default Linear init)."""
-    if task == "digits_autoencoder":
-        sizes = [64, *widths, *reversed(widths[:-1]), 64]
-    elif task == "digits_mlp":
-        sizes = [64, *widths, 10]
-    else:
-        sizes = [16, *widths, 4]
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.Tanh())
-    torch.random.set_rng_state(gen_state)
-    return nn.Sequential(*layers).to(device)
-
-
-# -- runs ----------------------------------------------------------------------------------
 @dataclass
 class Run:
+    """One optimizer's training run and the window of per-step figures since the last frame."""
+
     name: str
     model: nn.Module
     opt: torch.optim.Optimizer
-    loss_sum: torch.Tensor
+    loss_sum: torch.Tensor              # Σ of the window's batch losses (on the device)
     count: int = 0
     time_sum: float = 0.0
     time_count: int = 0
-    step_ms: float = float("nan")
-    diverged: bool = False
-    reported: bool = False
-    skipped_seen: int = 0
-    last_loss: float = float("nan")
+    step_ms: float = float("nan")       # the last window's mean step time
+    diverged: bool = False              # decided in step: the run stopped at a non-finite loss
+    last_loss: float = float("nan")     # the last window's mean batch loss
+    kl_step: torch.Tensor | None = None  # KL moved by the last step (on the device)
+    fisher_errors: list[float] = field(default_factory=list)   # per layer block, every t_inv steps
+    fisher_error: float = float("nan")  # over all blocks
     cuda_events: list = field(default_factory=list)
 
     @property
@@ -138,133 +92,102 @@ class State:
     device: torch.device
     steps: int = 0
     notes: list[str] = field(default_factory=list)
+    fisher_blocks: dict[str, Any] | None = None     # the heatmap's data, every t_inv steps
 
 
 def run_names(p: Mapping[str, Any]) -> tuple[str, ...]:
     if p["optimizer"] == "compare":
-        return RUN_NAMES
+        small = parameter_count(p["task"], p["widths"]) <= NGD_MAX_PARAMS
+        return RUN_NAMES if small else RUN_NAMES[:-1]
     if p["optimizer"] == "kfac":
         return (f"kfac_{p['fisher']}",)
     return (p["optimizer"],)
-
-
-def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str, Any],
-                   fisher: str | None = None) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=p["lr_sgd"], momentum=p["momentum"],
-                               weight_decay=p["weight_decay"])
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=p["lr_adam"], weight_decay=p["weight_decay"])
-    return KFAC(model, likelihood=likelihood, lr=p["lr"], momentum=p["momentum"],
-                damping=p["damping"], weight_decay=p["weight_decay"], stat_decay=p["stat_decay"],
-                kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
-                fisher=fisher or p["fisher"], rescale=p["rescale"],
-                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
-                min_damping=p["min_damping"], batched=p.get("batched", True))
-
-
-def apply_params(run: Run, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
-    """Live edits: copy the params into the run's optimizer."""
-    g = run.opt.param_groups
-    if run.name == "sgd":
-        for grp in g:
-            grp.update(lr=p["lr_sgd"], momentum=p["momentum"], weight_decay=p["weight_decay"])
-    elif run.name == "adam":
-        for grp in g:
-            grp.update(lr=p["lr_adam"], weight_decay=p["weight_decay"])
-    else:
-        grp = g[0]
-        grp.update(lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
-                   stat_decay=p["stat_decay"], kl_clip=p["kl_clip"], t_cov=p["t_cov"],
-                   t_inv=p["t_inv"], rescale=p["rescale"], adaptive_damping=p["adaptive_damping"],
-                   quad_batch=p["quad_batch"])
-        run.opt.min_damping = p["min_damping"]
-        if "damping" in changed:
-            grp["damping"] = p["damping"]
-
-
-def train_step(run: Run, likelihood: str, x: torch.Tensor, y: torch.Tensor,
-               x_stats: torch.Tensor | None = None, y_stats: torch.Tensor | None = None) -> torch.Tensor:
-    """One optimizer step of ``run`` on the batch (x, y); returns the batch loss (0-d, on
-    the device). K-FAC takes its factor statistics from (x_stats, y_stats) when given."""
-    opt = run.opt
-    opt.zero_grad(set_to_none=True)
-    if isinstance(opt, KFAC):
-        if x_stats is not None and opt.stats_due:
-            opt.update_stats(run.model(x_stats), y_stats)
-        out = run.model(x)
-        loss = opt.backward(out, y, inputs=x)
-        opt.step()
-        return loss
-    loss = mean_loss(likelihood, run.model(x), y)
-    loss.backward()
-    opt.step()
-    return loss.detach()
-
-
-@torch.no_grad()
-def evaluate(run: Run, likelihood: str, data: Data) -> tuple[float, float | None]:
-    """(validation loss, validation accuracy or None)."""
-    out = run.model(data.x_val)
-    loss = float(mean_loss(likelihood, out, data.y_val))
-    acc = None
-    if likelihood == "categorical":
-        acc = float((out.argmax(-1) == data.y_val).float().mean())
-    return loss, acc
-
-
-def _fmt(x: float) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
 
 class KFACTopic(Topic):
     name = "kfac"
     title = "K-FAC"
     order = 70
-    summary = "natural-gradient training: K-FAC (true vs empirical Fisher) vs SGD and Adam"
+    summary = "natural-gradient training: K-FAC (true vs empirical Fisher) vs SGD, Adam and the exact natural gradient"
     step_unit = "minibatch step"
     params = (
         Param("task", "choice", "digits_autoencoder", choices=TASKS, live=False,
               help="digits autoencoder (BCE), digits MLP classifier, or teacher-student regression"),
         Param("optimizer", "choice", "compare", choices=OPTIMIZERS, live=False,
-              help="one optimizer, or compare: K-FAC true + empirical, SGD and Adam from the same weights"),
-        Param("widths", "text", (128, 64, 16), parse_text=_widths, live=False,
+              help="one optimizer, or compare: K-FAC true + empirical, SGD, Adam (and ngd up to "
+                   "20,000 parameters) from the same weights"),
+        Param("widths", "text", WIDTHS, parse_text=_widths, live=False,
               help="hidden widths, e.g. 128,64,16 (the autoencoder mirrors them)"),
-        Param("lr", "float", 0.3, lo=1e-6, hi=100.0, log=True,
+        Param("lr", "float", D["lr"], lo=1e-6, hi=100.0, log=True,
               help="K-FAC learning rate (ignored by rescale=quadratic)"),
-        Param("lr_sgd", "float", 3.0, lo=1e-6, hi=100.0, log=True, help="SGD learning rate"),
-        Param("lr_adam", "float", 5e-3, lo=1e-7, hi=1.0, log=True, help="Adam learning rate"),
-        Param("momentum", "float", 0.9, lo=0.0, hi=0.999, help="momentum of SGD and K-FAC"),
-        Param("damping", "float", 1e-2, lo=1e-8, hi=1e4, log=True,
+        Param("lr_sgd", "float", D["lr_sgd"], lo=1e-6, hi=100.0, log=True, help="SGD learning rate"),
+        Param("lr_adam", "float", D["lr_adam"], lo=1e-7, hi=1.0, log=True, help="Adam learning rate"),
+        Param("momentum", "float", D["momentum"], lo=0.0, hi=0.999, help="momentum of SGD and K-FAC"),
+        Param("damping", "float", D["damping"], lo=1e-8, hi=1e4, log=True,
               help="Tikhonov damping λ (π-split between A and G)"),
-        Param("t_cov", "int", 10, lo=1, hi=10000, log=True, help="steps between factor updates"),
-        Param("t_inv", "int", 100, lo=1, hi=100000, log=True, help="steps between eigendecompositions"),
-        Param("kl_clip", "float", 1e-3, lo=0.0, hi=10.0, log=True,
+        Param("t_cov", "int", D["t_cov"], lo=1, hi=10000, log=True, help="steps between factor updates"),
+        Param("t_inv", "int", D["t_inv"], lo=1, hi=100000, log=True, help="steps between eigendecompositions"),
+        Param("kl_clip", "float", D["kl_clip"], lo=0.0, hi=10.0, log=True,
               help="KL bound of the update (reference convention); 0 = off"),
-        Param("stat_decay", "float", 0.95, lo=0.0, hi=0.9999, help="running-average weight of old factors"),
-        Param("batch_size", "int", 256, lo=1, hi=100000, log=True, help="examples per gradient step"),
-        Param("stats_batch", "int", 0, lo=0, hi=100000, log=True,
+        Param("stat_decay", "float", D["stat_decay"], lo=0.0, hi=0.9999,
+              help="running-average weight of old factors"),
+        Param("batch_size", "int", D["batch_size"], lo=1, hi=100000, log=True, help="examples per gradient step"),
+        Param("stats_batch", "int", D["stats_batch"], lo=0, hi=100000, log=True,
               help="examples for the factor statistics (0 = the gradient's batch)"),
-        Param("fisher", "choice", "true", choices=("true", "empirical"),
+        Param("fisher", "choice", D["fisher"], choices=("true", "empirical"),
               help="G from labels sampled from the model (true) or the observed ones (empirical); compare runs both"),
-        Param("rescale", "choice", "kl_clip", choices=("kl_clip", "quadratic", "none"),
+        Param("rescale", "choice", D["rescale"], choices=("kl_clip", "quadratic", "none"),
               help="update scaling: kl_clip rule, exact quadratic model (α, μ), or none"),
-        Param("adaptive_damping", "bool", False,
+        Param("adaptive_damping", "bool", D["adaptive_damping"],
               help="Levenberg-Marquardt damping from the reduction ratio (rescale=quadratic)"),
-        Param("min_damping", "float", 1e-4, lo=1e-10, hi=1.0, log=True,
+        Param("min_damping", "float", D["min_damping"], lo=1e-10, hi=1.0, log=True,
               help="floor of the adaptive damping (LM drives λ down while ρ ≈ 1 on the batch)"),
-        Param("quad_batch", "int", 0, lo=0, hi=100000, log=True,
+        Param("quad_batch", "int", D["quad_batch"], lo=0, hi=100000, log=True,
               help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
-        Param("weight_decay", "float", 0.0, lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
-        Param("layer", "int", 0, lo=0, hi=64, help="the layer whose K-FAC state the table shows"),
+        Param("weight_decay", "float", D["weight_decay"], lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
+        Param("kl_budget", "float", D["kl_budget"], lo=1e-8, hi=1.0, log=True,
+              help="ngd: KL budget ε of a step (½ dᵀFd ≤ ε, F the exact Fisher of the batch)"),
+        Param("ngd_damping", "float", D["ngd_damping"], lo=1e-8, hi=1e4, log=True,
+              help="ngd: damping λ of the solve (F + λI)Δ = g"),
+        Param("cg_iters", "int", D["cg_iters"], lo=1, hi=10000, log=True,
+              help="ngd: conjugate-gradient iterations at most per step"),
+        Param("fisher_batch", "int", 64, lo=1, hi=100000, log=True,
+              help="examples of the step's batch for K-FAC's error against the exact Fisher"),
+        Param("layer", "int", 0, lo=0, hi=64,
+              help="the layer whose K-FAC state the table and the Fisher heatmap show"),
     )
     views = (
         View("trace", "training loss", series=tuple(f"loss_{n}" for n in RUN_NAMES),
              options={"logy": True}),
-        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES)),
+        View("trace", "validation accuracy", series=tuple(f"val_accuracy_{n}" for n in RUN_NAMES),
+             when=lambda p: p["task"] == "digits_mlp"),   # the only task with classes
         View("bars", "step time (ms)", source="step_times"),
         View("table", "K-FAC state", source="kfac_state"),
         View("histogram", "spectrum of G (log10 eigenvalues)", source="g_spectrum"),
+        View("trace", "KL moved per step", series=tuple(f"kl_step_{n}" for n in RUN_NAMES),
+             reference=("kl_budget",), options={"logy": True}),
+        View("trace", "K-FAC vs exact Fisher (relative error)",
+             series=("fisher_error_kfac_true", "fisher_error_kfac_empirical")),
+        View("heatmap", "log10 |F| (left) and |A⊗G| (right)", source="fisher_blocks"),
+    )
+    quick = {"widths": (16, 4), "batch_size": 32, "t_cov": 1, "t_inv": 5, "cg_iters": 20}
+    # the training loss is a mean over the steps since the last frame; step times are throughput
+    window_scalars = ("loss_*", "step_time_*")
+    # per run (kfac_true, kfac_empirical, sgd, adam, ngd): the run's name fills the {}
+    scalars = (
+        Scalar("kl_budget", "KL budget (ngd)", "nats", "the natural gradient's trust region epsilon"),
+        Scalar("diverged_*", "diverged ({})", "", "the run's batch loss turned non-finite and it stopped"),
+        Scalar("loss_*", "training loss ({})", "", "mean batch loss over the steps since the last frame"),
+        Scalar("val_loss_*", "validation loss ({})", "", "loss on the validation split"),
+        Scalar("val_accuracy_*", "validation accuracy ({})", "", "digits_mlp: fraction of validation digits right"),
+        Scalar("step_time_*", "step time ({})", "ms", "mean time of one optimizer step since the last frame"),
+        Scalar("kl_step_*", "KL moved ({})", "nats", "KL between the predictive distributions before and after the step"),
+        Scalar("fisher_error_*", "Fisher error ({})", "", "||A (x) G - F|| / ||F|| against the exact Fisher (per layer with _l)"),
+        Scalar("damping_*", "damping ({})", "", "the run's current damping"),
+        Scalar("kl_*", "predicted KL ({})", "nats", "the predicted KL of the last update (kl_clip convention)"),
+        Scalar("skipped_*", "skipped updates ({})", "", "updates refused as non-finite"),
+        Scalar("cg_iterations_*", "CG iterations ({})", "", "conjugate-gradient iterations of the last step"),
+        Scalar("cg_residual_*", "CG residual ({})", "", "relative residual of the last conjugate-gradient solve"),
     )
 
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
@@ -286,7 +209,12 @@ class KFACTopic(Topic):
             opt = make_optimizer("kfac" if fisher else name, model, likelihood, p, fisher=fisher)
             runs.append(Run(name, model, opt, torch.zeros((), device=device)))
         gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        return State(task, likelihood, data, runs, gen, device)
+        state = State(task, likelihood, data, runs, gen, device)
+        size = parameter_count(task, p["widths"])
+        if p["optimizer"] == "compare" and size > NGD_MAX_PARAMS:
+            state.notes.append(f"ngd left out of compare: the model has {size:,} parameters (> "
+                               f"{NGD_MAX_PARAMS:,}); its exact Fisher solve per step would dominate the run")
+        return state
 
     def on_edit(self, state: State, p: Mapping[str, Any], changed: Sequence[str]) -> None:
         if "fisher" in changed and p["optimizer"] == "kfac":
@@ -296,7 +224,7 @@ class KFACTopic(Topic):
                     run.name = f"kfac_{p['fisher']}"
                     state.notes.append(f"fisher -> {p['fisher']}: the run continues as {run.name}")
         for run in state.runs:
-            apply_params(run, p, changed)
+            apply_params(run.opt, p, changed)
 
     def batch_indices(self, state: State, n: int) -> torch.Tensor:
         n_train = state.data.x_train.shape[0]
@@ -312,6 +240,7 @@ class KFACTopic(Topic):
             sidx = self.batch_indices(state, p["stats_batch"])
             xs, ys = data.x_train[sidx], data.y_train[sidx]
         cuda = state.device.type == "cuda"
+        stepped: list[tuple[Run, torch.Tensor]] = []
         for run in state.runs:
             if run.diverged:
                 continue
@@ -320,70 +249,127 @@ class KFACTopic(Topic):
                 start.record()
             else:
                 t0 = time.perf_counter()
-            loss = train_step(run, state.likelihood, x, y, xs, ys)
-            run.loss_sum += loss
-            run.count += 1
+            loss, out = train_step(run.model, run.opt, state.likelihood, x, y, xs, ys)
             if cuda:
                 end.record()
                 run.cuda_events.append((start, end))
             else:
                 run.time_sum += time.perf_counter() - t0
                 run.time_count += 1
+            stepped.append((run, loss))
+            with torch.no_grad():
+                run.kl_step = get_likelihood(state.likelihood).kl(out, run.model(x))
         state.steps += 1
+        if (state.steps - 1) % p["t_inv"] == 0:
+            self._compare_with_exact_fisher(state, p, x[:p["fisher_batch"]])
+        if not stepped:
+            return
+        # one host sync for every run: a non-finite batch loss stops that run here
+        finite = torch.isfinite(torch.stack([loss.float() for _, loss in stepped])).tolist()
+        for (run, loss), ok in zip(stepped, finite):
+            if ok:
+                run.loss_sum += loss
+                run.count += 1
+                continue
+            run.diverged = True
+            hint = {"sgd": "lr_sgd", "adam": "lr_adam"}.get(run.name, "lr or damping")
+            state.notes.append(f"{run.name}: non-finite training loss at step {state.steps}; "
+                               f"run stopped (lower {hint})")
+
+    def _compare_with_exact_fisher(self, state: State, p: Mapping[str, Any], x: torch.Tensor) -> None:
+        """Each K-FAC run's undamped A ⊗ G against the exact Fisher of ``x`` per layer block;
+        the heatmap of the chosen layer from the first K-FAC run."""
+        for run in state.runs:
+            if not run.kfac or run.diverged or any(l.fresh for l in run.opt.layers):
+                continue
+            jacs = layer_jacobians(run.model, state.likelihood, x)
+            errs, norms = zip(*(kfac_block_error(l.A, l.G, j) for l, j in zip(run.opt.layers, jacs)))
+            run.fisher_errors = list(errs)
+            total = sum(n * n for n in norms)
+            run.fisher_error = (sum((e * n) ** 2 for e, n in zip(errs, norms)) / total) ** 0.5 if total else float("nan")
+            if state.fisher_blocks is None or state.fisher_blocks["run"] == run.name:
+                i = min(p["layer"], len(jacs) - 1)
+                exact, approx, k, m = block_heatmaps(run.opt.layers[i].A, run.opt.layers[i].G, jacs[i])
+                gap = torch.full((exact.shape[0], 1), float("nan"), dtype=exact.dtype)
+                state.fisher_blocks = {
+                    "z": torch.cat([exact, gap, approx], 1).float().tolist(), "run": run.name,
+                    "caption": f"{run.name} layer {i}, units 0-{k - 1} x inputs 0-{m - 1}, "
+                               f"{x.shape[0]} examples, step {state.steps}"}
 
     def observe(self, state: State, p: Mapping[str, Any]) -> Frame:
+        """A read of the state: the window means (loss, step time) are reduced and reset;
+        nothing here changes what the runs do."""
         frame = Frame()
         sc = frame.scalars
-        notes = frame.notes
-        notes.extend(state.notes)
+        frame.notes.extend(state.notes)
         state.notes.clear()
         bars_labels, bars_values = [], []
         for run in state.runs:
             n = run.name
-            if run.cuda_events:
-                torch.cuda.synchronize(state.device)
-                for s, e in run.cuda_events:
-                    run.time_sum += s.elapsed_time(e) / 1000.0
-                    run.time_count += 1
-                run.cuda_events.clear()
-            if run.time_count:
-                ms = 1000.0 * run.time_sum / run.time_count
-                run.step_ms = ms if not math.isfinite(run.step_ms) else 0.8 * run.step_ms + 0.2 * ms
-                run.time_sum, run.time_count = 0.0, 0
-            if run.count:
-                run.last_loss = float(run.loss_sum) / run.count
-                run.loss_sum.zero_()
-                run.count = 0
-                if not math.isfinite(run.last_loss) and not run.diverged:
-                    run.diverged = True
-                    hint = {"sgd": "lr_sgd", "adam": "lr_adam"}.get(n, "lr or damping")
-                    notes.append(f"{n}: non-finite training loss at step {state.steps}; run stopped (lower {hint})")
+            self._reduce_window(run, state.device)
             sc[f"diverged_{n}"] = run.diverged
             if not run.diverged:
-                if math.isfinite(run.last_loss):       # none before the first step
+                if finite_or_none(run.last_loss) is not None:     # none before the first step
                     sc[f"loss_{n}"] = run.last_loss
-                val_loss, val_acc = evaluate(run, state.likelihood, state.data)
-                if math.isfinite(val_loss):
+                val_loss, val_acc = evaluate(run.model, state.likelihood, state.data)
+                if finite_or_none(val_loss) is not None:
                     sc[f"val_loss_{n}"] = val_loss
                 if val_acc is not None:
                     sc[f"val_accuracy_{n}"] = val_acc
-            if math.isfinite(run.step_ms):
+            if finite_or_none(run.step_ms) is not None:
                 sc[f"step_time_{n}"] = run.step_ms
                 bars_labels.append(n)
                 bars_values.append(run.step_ms)
+            if run.kl_step is not None and finite_or_none(float(run.kl_step)) is not None:
+                sc[f"kl_step_{n}"] = float(run.kl_step)
+            if isinstance(run.opt, NaturalGradient):
+                ngd: NaturalGradient = run.opt
+                sc["kl_budget"] = float(ngd.param_groups[0]["kl_budget"])
+                sc[f"damping_{n}"] = float(ngd.param_groups[0]["damping"])
+                sc[f"cg_iterations_{n}"] = ngd.last_cg_iterations
+                if finite_or_none(ngd.last_cg_residual) is not None:
+                    sc[f"cg_residual_{n}"] = ngd.last_cg_residual
+                sc[f"skipped_{n}"] = ngd.skipped
+                frame.notes.extend(f"{n}: {ev}" for ev in ngd.drain_events())
             if run.kfac:
                 opt: KFAC = run.opt
+                if finite_or_none(run.fisher_error) is not None:
+                    sc[f"fisher_error_{n}"] = run.fisher_error
+                for i, err in enumerate(run.fisher_errors):
+                    if finite_or_none(err) is not None:
+                        sc[f"fisher_error_{n}_{i}"] = err
                 sc[f"damping_{n}"] = opt.damping
-                if math.isfinite(opt.last_kl):          # none before the first update
+                if finite_or_none(opt.last_kl) is not None:     # none before the first update
                     sc[f"kl_{n}"] = opt.last_kl
                 sc[f"skipped_{n}"] = opt.skipped
-                for ev in opt.drain_events():
-                    notes.append(f"{n}: {ev}")
+                frame.notes.extend(f"{n}: {ev}" for ev in opt.drain_events())
         frame.views["step_times"] = {"labels": bars_labels, "values": bars_values}
         kfac_runs = [r for r in state.runs if r.kfac]
         if kfac_runs:
             self._kfac_views(frame, kfac_runs, p)
+        if state.fisher_blocks is not None:
+            frame.views["fisher_blocks"] = {k: v for k, v in state.fisher_blocks.items() if k != "run"}
+        for view in self.views:          # a series that does not apply here is None, never NaN
+            for name in (*view.series, *view.reference):
+                sc.setdefault(name, None)
         return frame
+
+    @staticmethod
+    def _reduce_window(run: Run, device: torch.device) -> None:
+        """The window since the last frame -> its mean loss and step time (then reset)."""
+        if run.cuda_events:
+            torch.cuda.synchronize(device)
+            for s, e in run.cuda_events:
+                run.time_sum += s.elapsed_time(e) / 1000.0
+                run.time_count += 1
+            run.cuda_events.clear()
+        if run.time_count:
+            run.step_ms = 1000.0 * run.time_sum / run.time_count
+            run.time_sum, run.time_count = 0.0, 0
+        if run.count:
+            run.last_loss = float(run.loss_sum) / run.count
+            run.loss_sum.zero_()
+            run.count = 0
 
     def _kfac_views(self, frame: Frame, runs: list[Run], p: Mapping[str, Any]) -> None:
         layer = min(p["layer"], len(runs[0].opt.layers) - 1)
@@ -391,10 +377,13 @@ class KFACTopic(Topic):
         for run in runs:
             opt: KFAC = run.opt
             ca, cg = opt.condition_numbers(layer)
-            rows.append([run.name, _fmt(opt.damping), _fmt(ca), _fmt(cg), _fmt(opt.last_kl), opt.skipped])
+            err = run.fisher_errors[layer] if layer < len(run.fisher_errors) else None
+            rows.append([run.name, finite_or_none(opt.damping), finite_or_none(ca), finite_or_none(cg),
+                         finite_or_none(opt.last_kl), finite_or_none(err), opt.skipped])
         lname = runs[0].opt.layers[layer]
         frame.views["kfac_state"] = {
-            "columns": ["run", "damping", f"cond A[{layer}]", f"cond G[{layer}]", "kl", "skipped"],
+            "columns": ["run", "damping", f"cond A[{layer}]", f"cond G[{layer}]", "kl", f"F err[{layer}]",
+                        "skipped"],
             "rows": rows,
             "caption": f"layer {layer}: {lname.d_out}x{lname.d_in}",
         }
@@ -413,11 +402,6 @@ class KFACTopic(Topic):
 
     def work_unit(self) -> str:
         return "examples"
-
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        from ..kfac_study import bench_rows
-
-        yield from bench_rows(device, quick=quick)
 
 
 TOPIC = KFACTopic()

@@ -16,9 +16,11 @@ a ∝ sigma^2), ``steps_per_level`` steps per level; a pass starts from N(centre
 and ends at sigma_min, where ``divergence_final`` is measured; then the next pass begins.
 A learned score has no log-density, so MALA is refused with score=learned.
 
-Chains that go non-finite (ULA with too large a step) are counted in ``nonfinite_chains``,
-reported in a note and re-seeded (from exact samples; in learned mode from the pass's start
-law); statistics and views only ever see finite chains.
+Chains that go non-finite (ULA with too large a step) are never re-seeded: they stay where
+they went, are counted in ``diverged_chains`` and reported in a note, and every statistic
+includes them (the KS statistic counts them at infinity, the sliced W1 and the variance ratio
+become infinite, the histograms lose their mass). In learned mode each annealing pass starts
+every chain afresh, and the chains that diverged in earlier passes stay counted.
 
 Frame scalars (the JSONL schema):
     divergence        KS statistic vs the exact CDF (1-D) or sliced Wasserstein-1 vs exact
@@ -31,8 +33,10 @@ Frame scalars (the JSONL schema):
                       x[0] over the last ``TRACE_STEPS`` steps of up to 128 tracked chains, / chains
     ess_per_s         ess_per_chain / window * chain_steps_per_s (effective samples per second)
     chain_steps_per_s chains x steps per second since the last frame
-    nonfinite_chains  chains re-seeded after going non-finite since init
-    loss, sigma       learned mode: DSM loss (EMA) and the current noise level
+    diverged_chains   chains whose position, log-density or score is not finite (learned mode:
+                      plus those that diverged in finished passes); cumulative since init
+    loss, sigma       learned mode: DSM loss (exponential moving average over Adam updates,
+                      decay LOSS_DECAY, kept on the device) and the current noise level
 Frame arrays: mean (D,), covariance (D x D), mean_exact, covariance_exact, and with ULA on a
 single Gaussian covariance_ula: ULA's exact stationary covariance Sigma (I - (eps/4) Sigma^-1)^-1.
 Moments use up to the first 2^20 chains (chains are exchangeable).
@@ -43,15 +47,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ..diagnostics import KS_FLOOR, ks_statistic, multichain_ess, sliced_w1, sorted_projections
 from ..exact.targets import NAMES, Target, make_target
 from ..kernels import langevin as kern
+from ..models.score import ScoreNet, dsm_loss
 from ..params import Param, ParamError
-from ..topic import Frame, Topic, View
+from ..topic import Frame, Scalar, Topic, View
 
 TRACE_STEPS = 1000        # device-side history of the tracked statistic x[0]
 TRACE_CHAINS = 128        # chains tracked for the ESS
@@ -61,107 +67,7 @@ HEAT_BINS = (40, 20)      # (x bins, y bins) of the density heatmaps
 HIST_BINS = 40
 SIGMA_MIN = 0.05
 TRAIN_BATCH = 512
-REPAIR_EVERY = 64         # steps between checks for non-finite chains (one host sync)
-KS_FLOOR = math.sqrt(math.pi / 2.0) * math.log(2.0)  # E[KS] * sqrt(n) for exact samples, n large
-
-
-# ------------------------------------------------------------------------------------------
-# diagnostics
-# ------------------------------------------------------------------------------------------
-def multichain_ess(trace: torch.Tensor) -> float:
-    """Effective sample size per chain of draws ``trace`` (W steps, M chains), Stan's
-    multi-chain estimator: rho_t = 1 - (mean_var - mean_m acov_m(t)) / var_plus, with
-    var_plus = mean_var (W-1)/W + var(chain means), summed by Geyer's initial monotone
-    sequence: tau = -1 + 2 sum_k P_k, P_k = rho_2k + rho_2k+1 kept while positive and made
-    non-increasing.  Returns W / tau (total ESS / M); chains stuck in different modes make
-    var(chain means) large and the ESS small, as they should."""
-    t = trace.to(torch.float64)
-    w, m = t.shape
-    if w < 4 or m < 1:
-        return float("nan")
-    means = t.mean(0)
-    xc = t - means
-    f = torch.fft.rfft(xc, n=2 * w, dim=0)
-    acov = torch.fft.irfft(f.real ** 2 + f.imag ** 2, n=2 * w, dim=0)[:w] / w   # (W, M), biased
-    chain_var = acov[0] * w / (w - 1)
-    mean_var = chain_var.mean()
-    var_plus = mean_var * (w - 1) / w
-    if m > 1:
-        var_plus = var_plus + means.var()
-    if not float(var_plus) > 0:
-        return float("nan")
-    rho = 1.0 - (mean_var - acov.mean(1)) / var_plus
-    rho[0] = 1.0
-    k = w // 2
-    pairs = rho[0:2 * k:2] + rho[1:2 * k:2]
-    keep = torch.cumprod((pairs > 0).to(torch.float64), 0)
-    pairs = torch.cummin(pairs, 0).values
-    tau = -1.0 + 2.0 * float((pairs * keep).sum())
-    tau = max(tau, 1.0 / math.log10(max(m * w, 10)))
-    return w / tau
-
-
-def ks_statistic(samples: torch.Tensor, target: Target) -> float:
-    """sup_x |F_n(x) - F(x)| of 1-D samples against the target's exact CDF."""
-    x, _ = torch.sort(samples.to(torch.float64))
-    n = x.numel()
-    f = target.cdf(x)
-    i = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
-    return float(torch.maximum(i / n - f, f - (i - 1) / n).max())
-
-
-def sorted_projections(a: torch.Tensor, directions: int = 32) -> torch.Tensor:
-    """Projections of points a (2, n) on ``directions`` evenly spaced unit vectors, each sorted:
-    (directions, n), float32."""
-    ang = torch.arange(directions, dtype=torch.float32, device=a.device) * (math.pi / directions)
-    u = torch.stack((torch.cos(ang), torch.sin(ang)))                       # (2, K)
-    return torch.sort(u.T @ a.to(torch.float32), dim=1).values
-
-
-def sliced_w1(a: torch.Tensor, b: torch.Tensor, directions: int = 32,
-              b_sorted: torch.Tensor | None = None) -> float:
-    """Sliced Wasserstein-1 between equal-size point sets a, b (2, n): the mean over evenly
-    spaced directions theta of W1 of the projections (mean |sorted a.theta - sorted b.theta|).
-    ``b_sorted``: b's sorted projections, computed once (``sorted_projections``)."""
-    pb = sorted_projections(b, directions) if b_sorted is None else b_sorted
-    return float((sorted_projections(a, directions) - pb).abs().to(torch.float64).mean())
-
-
-def ula_stationary_covariance(target: Target, step: float) -> np.ndarray | None:
-    """ULA's exact stationary covariance on a single Gaussian N(mu, Sigma): with
-    A = I - (eps/2) Sigma^-1, C = A C A^T + eps I solves to C = Sigma (I - (eps/4) Sigma^-1)^-1
-    (per eigenvalue l: l / (1 - eps / (4 l))); its mean stays mu. None for other targets, or
-    when eps >= 4 l_min (ULA diverges)."""
-    if target.family != "mixture" or len(target.weights) != 1:
-        return None
-    sigma = np.array(target.covs[0], dtype=np.float64)
-    if step >= 4.0 * float(np.linalg.eigvalsh(sigma).min()):
-        return None
-    return sigma @ np.linalg.inv(np.eye(target.dim) - 0.25 * step * np.linalg.inv(sigma))
-
-
-# ------------------------------------------------------------------------------------------
-# learned score
-# ------------------------------------------------------------------------------------------
-class ScoreNet(torch.nn.Module):
-    """s_theta(x, sigma) = f_theta(x, log sigma) / sigma, f an MLP (D+1 -> H -> H -> D, SiLU)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.f = torch.nn.Sequential(
-            torch.nn.Linear(dim + 1, hidden), torch.nn.SiLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
-            torch.nn.Linear(hidden, dim))
-
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """x (B, D), sigma (B, 1) -> score (B, D)."""
-        return self.f(torch.cat((x, torch.log(sigma)), dim=1)) / sigma
-
-
-def dsm_loss(net: ScoreNet, x: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Denoising score matching with weight sigma^2: mean |sigma s(x + sigma z, sigma) + z|^2
-    (the target score of the noising kernel is -z / sigma)."""
-    return ((sigma * net(x + sigma * z, sigma) + z) ** 2).sum(1).mean()
+LOSS_DECAY = 0.99         # per Adam update, the DSM loss's moving average
 
 
 # ------------------------------------------------------------------------------------------
@@ -177,7 +83,7 @@ class LangevinState:
     logp: torch.Tensor              # float32 (N,)
     grad: torch.Tensor              # float32 (D, N)
     generator: torch.Generator      # the twin's / learned mode's stream, on the device
-    host_generator: torch.Generator  # exact samples (re-seeding, references), CPU
+    host_generator: torch.Generator  # exact samples (references, training batches), CPU
     accept_count: torch.Tensor      # int64 (1,)
     trace: torch.Tensor             # float32 (TRACE_STEPS, M)
     reference: torch.Tensor         # exact samples (D, n_ref) for the divergence
@@ -189,7 +95,8 @@ class LangevinState:
     steps: int = 0
     trace_row: int = 0
     trace_filled: int = 0
-    nonfinite_total: int = 0
+    diverged_passes: int = 0        # learned mode: chains that diverged in finished passes
+    diverged_seen: int = 0          # the count the last note reported (notes only)
     notes: list = field(default_factory=list)
     obs_steps: int = 0
     obs_time: float = 0.0
@@ -203,8 +110,7 @@ class LangevinState:
     sigmas: torch.Tensor | None = None
     pass_step: int = 0
     passes: int = 0
-    loss_ema: float | None = None
-    loss_last: torch.Tensor | None = None
+    loss_ema: torch.Tensor | None = None    # device scalar, updated per Adam update in step
     divergence_final: float | None = None
 
 
@@ -223,6 +129,24 @@ class LangevinTopic(Topic):
     order = 60
     summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
     step_unit = "Langevin step of every chain"
+    quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4}
+    window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
+    scalars = (
+        Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
+        Scalar("divergence_floor", "divergence of exact samples", "", "the same for exact samples: the estimate's noise floor"),
+        Scalar("divergence_name", "divergence measure", "", "which one: ks or sliced_w1"),
+        Scalar("divergence_final", "divergence after the last pass", "", "learned score: at the end of the last annealing pass"),
+        Scalar("variance_ratio", "variance ratio", "", "trace cov(chains) / trace cov(target); ULA's bias shows here"),
+        Scalar("diverged_chains", "diverged chains", "chains", "chains whose position, log-density or score is not finite"),
+        Scalar("chain_steps_per_s", "chain steps per second", "/s", "chains x steps per second since the last frame"),
+        Scalar("acceptance", "acceptance", "", "MALA: accepted / proposed since the last frame"),
+        Scalar("ess_per_chain", "ESS per chain", "", "multi-chain effective sample size of x[0] (Stan's estimator) / chains"),
+        Scalar("ess_window", "ESS window", "steps", "steps the ESS is computed over"),
+        Scalar("ess_per_s", "ESS per second", "/s", "effective samples per second"),
+        Scalar("loss", "score-matching loss", "", "learned score: denoising score-matching loss (moving average)"),
+        Scalar("sigma", "noise level", "", "learned score: the current annealing noise level"),
+        Scalar("passes", "annealing passes", "", "learned score: annealing passes finished"),
+    )
     params = (
         Param("target", "choice", "gaussian", choices=NAMES, live=False,
               help="bimodal (1-D, 0.5 N(-3,1) + 0.5 N(3,1)) | bimodal2d | banana | ring | "
@@ -257,7 +181,8 @@ class LangevinTopic(Topic):
              reference=("divergence_floor",), options={"logy": True}),
         View("trace", "acceptance, variance ratio", series=("acceptance", "variance_ratio")),
         View("trace", "ESS per chain", series=("ess_per_chain",)),
-        View("trace", "training loss (learned score)", series=("loss",)),
+        View("trace", "training loss (learned score)", series=("loss",),
+             when=lambda p: p["score"] == "learned"),
         View("table", "moments vs exact", source="moments"),
     )
 
@@ -344,8 +269,6 @@ class LangevinTopic(Topic):
             state.trace_row = (state.trace_row + 1) % TRACE_STEPS
             state.trace_filled = min(state.trace_filled + 1, TRACE_STEPS)
         state.steps += 1
-        if state.steps % REPAIR_EVERY == 0:
-            self._repair(state, p)
 
     def _learned_step(self, state: LangevinState, p: Mapping[str, Any]) -> None:
         net, opt, t = state.net, state.optimizer, state.target
@@ -361,7 +284,10 @@ class LangevinTopic(Topic):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            state.loss_last = loss.detach()
+            if state.loss_ema is None:
+                state.loss_ema = loss.detach().clone()
+            else:
+                state.loss_ema.mul_(LOSS_DECAY).add_(loss.detach(), alpha=1.0 - LOSS_DECAY)
         per_level = int(p["steps_per_level"])
         level = min(state.pass_step // per_level, levels - 1)
         sigma = float(state.sigmas[level])
@@ -380,40 +306,22 @@ class LangevinTopic(Topic):
         state.trace_row = (state.trace_row + 1) % TRACE_STEPS
         state.trace_filled = min(state.trace_filled + 1, TRACE_STEPS)
         if state.pass_step >= per_level * levels:
-            self._repair(state, p)
             state.divergence_final = self._divergence(state)
             state.passes += 1
+            lost = int(self._diverged_now(state))
+            state.diverged_passes += lost
             state.notes.append(f"annealing pass {state.passes} done: divergence {state.divergence_final:.4g} "
-                               f"(floor {state.divergence_floor:.3g})")
+                               f"(floor {state.divergence_floor:.3g})"
+                               + (f"; {lost} chain(s) diverged in it" if lost else ""))
             self._start_pass(state)
 
-    def _repair(self, state: LangevinState, p: Mapping[str, Any]) -> int:
-        """Re-seed chains whose position, log-density or score is not finite. One host sync."""
-        if state.net is not None:
-            bad = ~torch.isfinite(state.x).all(0)
-        else:
-            bad = ~(torch.isfinite(state.logp) & torch.isfinite(state.grad).all(0) & torch.isfinite(state.x).all(0))
-        k = int(bad.sum())
-        if k == 0:
-            return 0
-        idx = bad.nonzero().squeeze(1)
-        if state.net is not None:
-            per_level = int(p["steps_per_level"])
-            level = min(state.pass_step // per_level, state.sigmas.numel() - 1)
-            fresh = self._box_centre(state) + float(state.sigmas[level]) * torch.randn(
-                (state.target.dim, k), generator=state.generator, device=state.device)
-            how = f"from N(centre, sigma^2) at sigma={float(state.sigmas[level]):.3g}"
-        else:
-            fresh = state.target.sample(k, state.host_generator, state.device).T
-            how = "from exact samples"
-        state.x[:, idx] = fresh
-        lp, g = kern.log_density_and_score_torch(state.packed, fresh)
-        state.logp[idx] = lp
-        state.grad[:, idx] = g
-        state.nonfinite_total += k
-        state.notes.append(f"{k} chain(s) went non-finite at step {state.steps} (step_size "
-                           f"{float(p['step_size']):.3g} too large for {p['method']}?); re-seeded {how}")
-        return k
+    @staticmethod
+    def _diverged_now(state: LangevinState) -> torch.Tensor:
+        """Chains whose position (exact score: or log-density, or score) is not finite (device)."""
+        ok = torch.isfinite(state.x).all(0)
+        if state.net is None:
+            ok = ok & torch.isfinite(state.logp) & torch.isfinite(state.grad).all(0)
+        return (~ok).sum()
 
     def on_edit(self, state: LangevinState, p: Mapping[str, Any], changed: Sequence[str]) -> None:
         if "method" in changed or "step_size" in changed:
@@ -427,11 +335,10 @@ class LangevinTopic(Topic):
         n_ref = state.reference.shape[1]
         sub = state.x[:, :n_ref]
         if state.target.dim == 1:
-            return ks_statistic(sub[0], state.target)
+            return ks_statistic(sub[0], state.target.cdf)
         return sliced_w1(sub, state.reference, b_sorted=state.reference_sorted)
 
     def observe(self, state: LangevinState, p: Mapping[str, Any]) -> Frame:
-        self._repair(state, p)
         t = state.target
         now = time.perf_counter()
         n, d = state.x.shape[1], t.dim
@@ -448,42 +355,55 @@ class LangevinTopic(Topic):
         mean = xs.mean(1)
         cov = (xs - mean[:, None]) @ (xs - mean[:, None]).T / max(xs.shape[1] - 1, 1)
         mean_exact, cov_exact = state.mean_exact, state.covariance_exact
+        diverged_now = int(self._diverged_now(state))
+        diverged = state.diverged_passes + diverged_now
+        moments_finite = bool(torch.isfinite(xs).all())
         scalars: dict[str, Any] = {
             "divergence": self._divergence(state),
             "divergence_floor": state.divergence_floor,
             "divergence_name": "ks" if d == 1 else "sliced_w1",
-            "variance_ratio": float(torch.diagonal(cov).sum()) / float(np.trace(cov_exact)),
-            "nonfinite_chains": state.nonfinite_total,
+            # a chain at infinity makes the chains' variance infinite: said, not filtered out
+            "variance_ratio": float(torch.diagonal(cov).sum()) / float(np.trace(cov_exact))
+            if moments_finite else math.inf,
+            "diverged_chains": diverged,
         }
+        if diverged > state.diverged_seen:
+            state.notes.append(
+                f"{diverged} of {n} chains diverged (non-finite) by step {state.steps}"
+                + (f": step_size {float(p['step_size']):.3g} too large for {p['method']}" if state.net is None else "")
+                + "; they stay in every statistic (divergence, variance_ratio, histograms)")
+            state.diverged_seen = diverged
+        infinite = [name for name in ("divergence", "variance_ratio") if not math.isfinite(scalars[name])]
+        if infinite and diverged:
+            state.notes.append(f"{' and '.join(infinite)} infinite: {diverged} of {n} chains diverged")
         if state.chain_steps_per_s is not None:
             scalars["chain_steps_per_s"] = state.chain_steps_per_s
+        # every series a view names is a scalar of every frame: None where it does not apply
+        scalars.update(acceptance=None, ess_per_chain=None, ess_window=None, ess_per_s=None,
+                       loss=None, divergence_final=None)
         if state.net is None:
-            if p["method"] == "mala" and state.acceptance is not None:
+            if p["method"] == "mala":
                 scalars["acceptance"] = state.acceptance
             w = state.trace_filled
             if w >= 32:
                 window = torch.roll(state.trace, -state.trace_row, 0)[TRACE_STEPS - w:]
-                window = window[:, torch.isfinite(window).all(0)]
-                ess = multichain_ess(window) if window.shape[1] > 0 else float("nan")
+                ess = multichain_ess(window)      # NaN (None) when a tracked chain diverged
                 if math.isfinite(ess):
                     scalars["ess_per_chain"] = ess  # per chain, in the window of w steps
                     scalars["ess_window"] = w
                     if state.chain_steps_per_s:
                         scalars["ess_per_s"] = ess / w * state.chain_steps_per_s
         else:
-            if state.loss_last is not None:
-                loss = float(state.loss_last)
-                state.loss_ema = loss if state.loss_ema is None else 0.9 * state.loss_ema + 0.1 * loss
-                scalars["loss"] = state.loss_ema
+            if state.loss_ema is not None:
+                scalars["loss"] = float(state.loss_ema)
             per_level = int(p["steps_per_level"])
             level = min(state.pass_step // per_level, state.sigmas.numel() - 1)
             scalars["sigma"] = float(state.sigmas[level])
             scalars["passes"] = state.passes
-            if state.divergence_final is not None:
-                scalars["divergence_final"] = state.divergence_final
+            scalars["divergence_final"] = state.divergence_final
         arrays = {"mean": mean.tolist(), "covariance": cov.tolist(),
                   "mean_exact": mean_exact.tolist(), "covariance_exact": cov_exact.tolist()}
-        cov_ula = ula_stationary_covariance(t, float(p["step_size"])) \
+        cov_ula = t.ula_covariance(float(p["step_size"])) \
             if state.net is None and p["method"] == "ula" else None
         if cov_ula is not None:
             arrays["covariance_ula"] = cov_ula.tolist()
@@ -544,37 +464,14 @@ class LangevinTopic(Topic):
                                                      {"exact": ex["line_x"]})
         names = ["x", "y"][: t.dim]
         rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i]),
-                 float(state.mean_exact[i]) if cov_ula is not None else ""] for i in range(t.dim)]
+                 float(state.mean_exact[i]) if cov_ula is not None else None] for i in range(t.dim)]
         ce = state.covariance_exact
         for i in range(t.dim):
             for j in range(i, t.dim):
                 rows.append([f"cov {names[i]}{names[j]}", float(cov[i, j]), float(ce[i, j]),
-                             float(cov_ula[i, j]) if cov_ula is not None else ""])
+                             float(cov_ula[i, j]) if cov_ula is not None else None])
         views["moments"] = {"columns": ["", "chains", "exact", "ULA limit"], "rows": rows}
         return views
-
-    # -- benchmark -----------------------------------------------------------------------------
-    def bench(self, device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-        """Chain-steps per second of the fused step (Triton on CUDA, the twin on the CPU) against
-        the plain eager-PyTorch step (``kernels.langevin.langevin_step_eager``) in the same run,
-        on bimodal2d, ULA and MALA at 1e4 ... 1e7 chains; then ESS per second of MALA on the
-        1-D bimodal target (the same estimator on both samplers' traces)."""
-        sizes = (1_000, 10_000) if quick else (10_000, 100_000, 1_000_000, 10_000_000)
-        min_time = 0.05 if quick else 1.0
-        target = make_target("bimodal2d")
-        packed = kern.pack_target(target, device)
-        path = "triton" if kern.use_triton(device) else "twin"
-        for n in sizes:
-            for method in ("ula", "mala"):
-                fused, eager = _bench_throughput(target, packed, device, n, method == "mala", min_time)
-                yield {"case": f"{method} bimodal2d chains={n:.0e}", "value": fused, "unit": "chain-steps/s",
-                       "baseline": "eager PyTorch step", "baseline_value": eager, "ratio": fused / eager,
-                       "path": path, "device": str(device), "threads": torch.get_num_threads()}
-        n_chains, steps = (256, 300) if quick else (1000, 4000)
-        ours, theirs = _bench_ess(device, n_chains, steps)
-        yield {"case": f"ESS/s mala bimodal chains={n_chains} steps={steps} step_size=1.5", "value": ours,
-               "unit": "ESS/s", "baseline": "eager PyTorch step", "baseline_value": theirs,
-               "ratio": ours / theirs, "path": path, "device": str(device), "threads": torch.get_num_threads()}
 
 
 def _density_counts(values: torch.Tensor, lo: float, hi: float, bins: int) -> list[float]:
@@ -590,83 +487,6 @@ def _density_histogram(values: torch.Tensor, lo: float, hi: float, bins: int,
     drawn from ``lines`` sits on the same axis."""
     edges = np.linspace(lo, hi, bins + 1).tolist()
     return {"edges": edges, "counts": _density_counts(values, lo, hi, bins), "lines": lines}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _bench_throughput(target: Target, packed: kern.PackedTarget, device: torch.device, n: int,
-                      mala: bool, min_time: float) -> tuple[float, float]:
-    host = torch.Generator().manual_seed(0)
-    gen = torch.Generator(device=device).manual_seed(1)
-    x = target.sample(n, host, device).T.contiguous()
-    logp = torch.empty(n, device=device)
-    grad = torch.empty_like(x)
-    kern.refresh(x, logp, grad, packed)
-    acc = torch.zeros(1, dtype=torch.int64, device=device)
-
-    def fused(i: int) -> None:
-        kern.langevin_step(x, logp, grad, 0.5, packed, mala, seed=7, counter=i, accept_count=acc, generator=gen)
-
-    rate = _time_steps(fused, device, n, min_time)
-    pts, lp, sc = x.T.contiguous(), logp.clone(), grad.T.contiguous()
-    del x, grad
-    box = [pts, lp, sc]
-
-    def eager(i: int) -> None:
-        box[0], box[1], box[2], _ = kern.langevin_step_eager(target, box[0], box[1], box[2], 0.5, mala, gen)
-
-    return rate, _time_steps(eager, device, n, min_time)
-
-
-def _time_steps(fn, device: torch.device, n: int, min_time: float) -> float:
-    fn(0)  # warm-up (Triton compile)
-    _sync(device)
-    t0 = time.perf_counter()
-    k = 0
-    while True:
-        k += 1
-        fn(k)
-        if k >= 2:
-            _sync(device)
-            if time.perf_counter() - t0 >= min_time:
-                break
-    return n * k / (time.perf_counter() - t0)
-
-
-def _bench_ess(device: torch.device, n: int, steps: int) -> tuple[float, float]:
-    """ESS/s of MALA (step 1.5) on the 1-D bimodal target from exact starts: ours vs eager."""
-    target = make_target("bimodal")
-    packed = kern.pack_target(target, device)
-    host = torch.Generator().manual_seed(0)
-    gen = torch.Generator(device=device).manual_seed(1)
-    x0 = target.sample(n, host, device).T.contiguous()
-    m = min(n, TRACE_CHAINS)
-    # ours
-    x, logp, grad = x0.clone(), torch.empty(n, device=device), torch.empty_like(x0)
-    kern.refresh(x, logp, grad, packed)
-    trace = torch.empty(steps, m, device=device)
-    _sync(device)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        kern.langevin_step(x, logp, grad, 1.5, packed, True, seed=3, counter=i, trace=trace, trace_row=i,
-                           generator=gen)
-    _sync(device)
-    ours = multichain_ess(trace) * m / (time.perf_counter() - t0) * (n / m)
-    # eager
-    pts = x0.T.contiguous()
-    lp, sc = target.log_density_and_score(pts)
-    trace_e = torch.empty(steps, m, device=device)
-    _sync(device)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        pts, lp, sc, _ = kern.langevin_step_eager(target, pts, lp, sc, 1.5, True, gen)
-        trace_e[i] = pts[:m, 0]
-    _sync(device)
-    theirs = multichain_ess(trace_e) * m / (time.perf_counter() - t0) * (n / m)
-    return ours, theirs
 
 
 TOPIC = LangevinTopic()

@@ -57,7 +57,7 @@ from ..kernels import resampling as rs
 from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, View
+from ..topic import Frame, Scalar, View
 
 LATTICE_VIEW_MAX = 64      # the one-replica lattice view is downsampled to at most this side
 HISTOGRAM_BINS = 40
@@ -116,6 +116,27 @@ class PopulationTopic(LatticeTopic):
     quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
+    scalars = (
+        Scalar("beta", "β", "", "the inverse temperature reached"),
+        Scalar("dbeta", "Δβ", "", "the last step's increment"),
+        Scalar("log_z", "ln Z", "", "ln Z(β) estimated, ln Z(0) + sum of ln Q"),
+        Scalar("log_z_exact", "exact ln Z (Kaufman)", "", "Kaufman's ln Z(β) for this L"),
+        Scalar("log_z_per_spin", "ln Z / N", "", "the estimate per spin"),
+        Scalar("log_z_exact_per_spin", "exact ln Z / N", "", "Kaufman's per spin"),
+        Scalar("log_z_error_per_spin", "ln Z / N error", "", "estimate minus exact, per spin"),
+        Scalar("ess_fraction", "ESS / R", "", "effective sample size of the last reweighting over the population"),
+        Scalar("families", "families", "", "distinct surviving β = 0 ancestors"),
+        Scalar("families_fraction", "families / R0", "", "the same over the target population"),
+        Scalar("population", "population", "replicas", "replicas now (fluctuates with nearest resampling)"),
+        Scalar("energy_per_spin", "energy per spin", "J", "population mean of E/N"),
+        Scalar("energy_exact", "exact energy (Kaufman)", "J", "Kaufman's E/N at this β"),
+        Scalar("specific_heat", "specific heat", "", "β² var(E) / N over the population"),
+        Scalar("specific_heat_exact", "exact specific heat", "", "Kaufman's at this β"),
+        Scalar("acceptance", "acceptance", "", "spins flipped / updates attempted since the last frame"),
+        Scalar("steps", "annealing steps", "", "β steps since init"),
+        Scalar("sweeps", "sweeps", "sweeps", "sweeps per replica since init"),
+        Scalar("nonfinite_steps", "non-finite steps", "", "steps whose ln Q was not finite (skipped)"),
+    )
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
              reference=("log_z_exact_per_spin",), x="beta"),

@@ -40,7 +40,7 @@ from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_
 from ..models.ising import (LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
                             method_param, model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
-from ..topic import Frame, View, finite_or_none
+from ..topic import Frame, Scalar, View, finite_or_none
 
 @dataclass
 class TemperState(LatticeState):    # replicas: the R chains' lattices, couplings and random stream
@@ -71,6 +71,17 @@ class TemperingTopic(LatticeTopic):
     step_unit = "sweep + rung move"
     quick = {"L": 4, "replicas": 8, "rungs": 4, "burn_in": 5}
     window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
+    scalars = (
+        Scalar("sweep", "sweep", "sweeps", "sweeps since init"),
+        Scalar("chain0_rung", "chain 0 rung", "", "the rung k chain 0 is on"),
+        Scalar("chain0_beta", "chain 0 β", "", "β_k of that rung"),
+        Scalar("chain0_energy_per_spin", "chain 0 energy per spin", "J", "E/N of chain 0"),
+        Scalar("rung_acceptance_rate", "rung-move acceptance", "", "accepted / attempted rung moves, all edges"),
+        Scalar("rung_flatness", "rung flatness", "", "min / max of the rung visit fractions (1: flat)"),
+        Scalar("g_max_error", "max |g - g exact|", "", "largest error of the learned weights (ferromagnet)"),
+        Scalar("round_trips", "round trips", "", "chain passages from the lowest rung to the highest and back"),
+        Scalar("nonfinite_weights", "non-finite weights", "rungs", "weights g_k that are not finite"),
+    )
 
     params = (
         model_param(),

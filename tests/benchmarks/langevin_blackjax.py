@@ -8,7 +8,7 @@ Both run ``chains`` chains for ``steps`` steps from exact samples with the same 
 (mletui eps = 1.5; BlackJAX's step_size h = eps / 2, since its proposal is
 x + h grad log p + sqrt(2h) z), record x of the first 128 chains at every step, and time the
 steps only (BlackJAX: the second call of a compiled function). ESS comes from the same
-estimator for both (``engine.topics.langevin.multichain_ess``): ESS/s = ESS per tracked chain
+estimator for both (``engine.diagnostics.multichain_ess``): ESS/s = ESS per tracked chain
 x chains / seconds.
 """
 
@@ -67,7 +67,7 @@ def compare(path: str, seed: int) -> None:
 
     from mletui.engine.exact.targets import make_target
     from mletui.engine.kernels import langevin as kern
-    from mletui.engine.topics.langevin import multichain_ess
+    from mletui.engine.diagnostics import multichain_ess
 
     bj = np.load(path)
     chains, steps = int(bj["chains"]), int(bj["steps"])

@@ -10,14 +10,7 @@ import torch
 
 from mletui.engine.kernels import checkerboard as cb
 
-try:
-    import triton  # noqa: F401
-    HAS_TRITON = True
-except Exception:  # pragma: no cover
-    HAS_TRITON = False
-
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+from triton_aot import DEVICE, HAS_TRITON, compile_for_sm90, needs_triton
 
 
 def _random_spins(R, L, seed):
@@ -210,51 +203,6 @@ def test_fast_twin_compiled_path_equals_eager_path(monkeypatch):
     assert cb._COMPILED.failed is None, cb._COMPILED.failed
     assert torch.equal(compiled, eager)
     assert torch.equal(f_comp, f_eager)
-
-
-_AOT = r"""
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from mletui.engine.kernels import checkerboard as cb
-
-sweep_sig = {"spins_ptr": "*i8", "beta_ptr": "*fp32", "coup_ptr": "*fp32", "unif_ptr": "*fp32",
-             "flips_ptr": "*i32", "h": "fp32", "seed": "i64", "ctr_lo": "i64", "ctr_hi": "i64",
-             "L": "i32", "HALF": "i32", "color": "i32", "BLOCK_ROWS": "constexpr", "QW": "constexpr",
-             "METHOD": "constexpr", "HAS_COUP": "constexpr", "HAS_UNIF": "constexpr"}
-cases = [(cb._half_sweep_kernel, sweep_sig, dict(BLOCK_ROWS=2, QW=512, METHOD=0, HAS_COUP=False, HAS_UNIF=False)),
-         (cb._half_sweep_kernel, sweep_sig, dict(BLOCK_ROWS=2, QW=512, METHOD=1, HAS_COUP=True, HAS_UNIF=True)),
-         (cb._measure_kernel, {"spins_ptr": "*i8", "coup_ptr": "*fp32", "bonds_ptr": "*i32", "mag_ptr": "*i32",
-                               "L": "i32", "BLOCK_ROWS": "constexpr", "LP": "constexpr", "HAS_COUP": "constexpr"},
-          dict(BLOCK_ROWS=1, LP=4096, HAS_COUP=False))]
-# the JIT turns an integer argument equal to 1 into a constexpr (counter 1, colour 1, seed 1)
-one_sig = dict(sweep_sig, seed="constexpr", ctr_lo="constexpr", ctr_hi="constexpr", color="constexpr")
-cases.append((cb._half_sweep_kernel, one_sig, dict(seed=1, ctr_lo=1, ctr_hi=1, color=1, BLOCK_ROWS=8, QW=1,
-                                                   METHOD=1, HAS_COUP=False, HAS_UNIF=False)))
-for fn, sig, consts in cases:
-    k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts), target=GPUTarget("cuda", 90, 32))
-    assert k.asm.get("cubin"), "no cubin"
-print("compiled", len(cases))
-"""
-
-
-@needs_triton
-def test_triton_kernels_compile_for_an_h100_without_a_gpu(tmp_path):
-    """The interpreter does not type-check like the compiler: build the kernels for sm_90
-    ahead of time (Triton's bundled ptxas; no GPU needed), so a CUDA-only error shows up here."""
-    import subprocess
-    import sys
-
-    try:
-        from triton.backends.nvidia import compiler  # noqa: F401
-    except Exception:
-        pytest.skip("triton without its NVIDIA backend")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    out = subprocess.run([sys.executable, "-c", _AOT], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "compiled 4" in out.stdout
 
 
 def test_fast_twin_honours_couplings_edited_in_place_between_sweeps():

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from mletui.engine.kfac import KFAC, mean_loss, nll_sum, output_hessian_product
+from mletui.engine.optim.kfac import KFAC
+from mletui.engine.optim.likelihoods import get_likelihood, mean_loss
 
 
 def _score_matrix(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -318,12 +319,12 @@ def test_losses_and_output_hessian_match_autograd():
         f = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
         t = target.double() if lik != "categorical" else target
         # Fisher of the likelihood in f = expected Hessian = its Hessian (these are canonical links)
-        h = torch.autograd.functional.hessian(lambda z: nll_sum(lik, z, t), f)
+        h = torch.autograd.functional.hessian(lambda z: get_likelihood(lik).nll_sum(z, t), f)
         u, v = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
         expected = torch.einsum("ij,ijkl,kl->", u, h, v)
-        torch.testing.assert_close(output_hessian_product(lik, f.detach(), u, v), expected)
+        torch.testing.assert_close(get_likelihood(lik).fisher_product(f.detach(), u, v), expected)
         d = 1 if lik == "categorical" else 4
-        assert float(mean_loss(lik, f, t)) * 5 * d == pytest.approx(float(nll_sum(lik, f, t)))
+        assert float(mean_loss(lik, f, t)) * 5 * d == pytest.approx(float(get_likelihood(lik).nll_sum(f, t)))
 
 
 def test_momentum_and_weight_decay_follow_sgd_on_the_preconditioned_gradient():

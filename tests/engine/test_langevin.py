@@ -11,7 +11,9 @@ from mletui.engine.exact.targets import NAMES, gaussian, make_target
 from mletui.engine.kernels import langevin as kern
 from mletui.engine.params import ParamError
 from mletui.engine.runner import run
-from mletui.engine.topics.langevin import TOPIC, dsm_loss, ks_statistic, multichain_ess
+from mletui.engine.diagnostics import ks_statistic, multichain_ess
+from mletui.engine.models.score import dsm_loss
+from mletui.engine.topics.langevin import TOPIC
 
 CPU = torch.device("cpu")
 
@@ -63,7 +65,7 @@ def test_ks_statistic_equals_scipy_kstest():
     t = make_target("bimodal")
     x = t.sample(3000, torch.Generator().manual_seed(0), dtype=torch.float64)[:, 0]
     cdf = lambda v: t.cdf(torch.as_tensor(v)).numpy()  # noqa: E731
-    assert ks_statistic(x, t) == pytest.approx(stats.kstest(x.numpy(), cdf).statistic, abs=1e-12)
+    assert ks_statistic(x, t.cdf) == pytest.approx(stats.kstest(x.numpy(), cdf).statistic, abs=1e-12)
 
 
 def test_multichain_ess_matches_ar1_integrated_autocorrelation_time():
@@ -225,7 +227,7 @@ def test_learned_score_dsm_loss_falls_toward_the_bayes_optimal_loss():
     assert after - loss_opt < 0.35 * (before - loss_opt)
     f = TOPIC.observe(state, p)
     assert "loss" in f.scalars and math.isfinite(f.scalars["loss"])
-    assert f.scalars["passes"] >= 4 and "divergence_final" in f.scalars
+    assert f.scalars["passes"] >= 4 and f.scalars["divergence_final"] is not None
 
 
 def _all_finite(obj):
@@ -238,7 +240,7 @@ def _all_finite(obj):
     return True
 
 
-def test_nonfinite_chains_are_counted_reported_and_reseeded():
+def test_nonfinite_chains_are_counted_in_and_reported_never_reseeded():
     p = TOPIC.resolve({"target": "gaussian", "method": "mala", "chains": 3000, "init": "exact"})
     state = TOPIC.init(p, CPU, 9)
     for _ in range(5):
@@ -246,17 +248,48 @@ def test_nonfinite_chains_are_counted_reported_and_reseeded():
     state.x[:, :10] = float("nan")
     state.x[0, 10:15] = float("inf")
     f = TOPIC.observe(state, p)
-    assert f.scalars["nonfinite_chains"] == 15
-    assert any("15 chain(s) went non-finite" in note for note in f.notes)
-    assert torch.isfinite(state.x).all() and torch.isfinite(state.logp).all()
-    assert _all_finite(f.scalars) and _all_finite(f.arrays) and _all_finite(f.views)
-    # ULA with a step beyond its stability limit (4 x the smallest eigenvalue, ~1.09): chains blow up
-    frames = list(run(TOPIC, 256, {"target": "gaussian", "method": "ula", "step_size": 3.0,
-                                   "chains": 2000}, seed=1, every=64))
-    counts = [fr.scalars["nonfinite_chains"] for fr in frames]
-    assert counts[-1] > 0 and counts == sorted(counts)
-    assert any("non-finite" in note for fr in frames for note in fr.notes)
-    assert all(_all_finite(fr.scalars) and _all_finite(fr.arrays) for fr in frames)
+    assert f.scalars["diverged_chains"] == 15
+    assert any("15 of 3000 chains diverged" in note for note in f.notes)
+    assert int((~torch.isfinite(state.x).all(0)).sum()) == 15          # left where they went
+    assert f.scalars["divergence"] == math.inf                         # sliced W1: infinitely far
+    assert f.scalars["variance_ratio"] == math.inf
+    hist = f.views["marginal_x"]
+    mass = np.sum(np.asarray(hist["counts"]) * np.diff(hist["edges"]))
+    assert mass <= 1.0 - 15 / 3000 + 1e-9                               # the histogram lost their mass
+    TOPIC.step(state, p)
+    again = TOPIC.observe(state, p)
+    assert again.scalars["diverged_chains"] == 15
+    assert not any("by step" in n for n in again.notes)                  # the event once...
+    assert any("divergence and variance_ratio infinite: 15 of 3000" in n for n in again.notes)  # ...its figures always
+    # 1-D: the KS statistic counts the diverged chains at infinity
+    p1 = TOPIC.resolve({"target": "bimodal", "method": "mala", "chains": 2000, "init": "exact"})
+    state = TOPIC.init(p1, CPU, 2)
+    clean = TOPIC.observe(state, p1).scalars["divergence"]
+    state.x[0, :400] = float("nan")
+    f = TOPIC.observe(state, p1)
+    assert f.scalars["diverged_chains"] == 400
+    assert f.scalars["divergence"] >= 400 / 2000 - clean
+
+
+@pytest.mark.parametrize("target", ["gaussian", "bimodal"])
+def test_a_diverging_ula_run_reports_a_large_divergence_at_every_observation_rate(target):
+    """ULA beyond its stability limit (gaussian: 4 x the smallest eigenvalue, ~1.09): the chains
+    blow up, and --every 1 and --every 10 report the same large divergence, the same count of
+    diverged chains and a note that says so."""
+    params = {"target": target, "method": "ula", "step_size": 3.0 if target == "gaussian" else 6.0,
+              "chains": 2000}
+    runs = {every: list(run(TOPIC, 200, params, seed=1, every=every)) for every in (1, 10)}
+    for every, frames in runs.items():
+        last = frames[-1].scalars
+        assert last["diverged_chains"] > 1000, every
+        assert last["divergence"] > 0.5 if target == "bimodal" else last["divergence"] == math.inf
+        assert any("chains diverged" in note for fr in frames for note in fr.notes), every
+        counts = [fr.scalars["diverged_chains"] for fr in frames]
+        assert counts == sorted(counts)
+    by_step = {fr.step: fr.scalars for fr in runs[1]}
+    for fr in runs[10]:
+        for name in ("divergence", "diverged_chains", "variance_ratio"):
+            assert fr.scalars[name] == by_step[fr.step][name], (fr.step, name)
 
 
 def test_mala_treats_a_nan_log_acceptance_as_a_rejection():

@@ -94,3 +94,58 @@ def test_describe_lists_range_liveness_and_help():
     d = Param("L", "int", 64, lo=4, hi=4096, live=False, help="side").describe()
     assert d == {"name": "L", "type": "int", "default": "64", "range": "[4, 4096]",
                  "live": False, "help": "side"}
+
+
+# -- Topic.resolve: the one path from defaults, a preset, typed values and texts ---------
+
+from mletui.engine.topic import Topic  # noqa: E402
+
+
+class Knobs(Topic):
+    """``lo <= hi`` across params; setting ``auto`` alone turns ``mode`` to "auto" (a
+    check that reads ``changed``, as em's data=PATH implying dataset=file does)."""
+
+    name = "knobs"
+    params = (Param("lo", "float", 0.0), Param("hi", "float", 1.0),
+              Param("mode", "choice", "manual", choices=("manual", "auto")),
+              Param("auto", "bool", False))
+
+    def check(self, p, changed=()):
+        if p["lo"] > p["hi"]:
+            raise ParamError(f"lo must be <= hi, got lo={p['lo']} hi={p['hi']}")
+        if "auto" in changed and p["auto"]:
+            if "mode" in changed and p["mode"] != "auto":
+                raise ParamError("auto=on implies mode=auto")
+            p = {**p, "mode": "auto"}
+        return p
+
+
+def test_resolve_layers_defaults_then_preset_then_values_then_texts():
+    k = Knobs()
+    assert k.resolve() == {"lo": 0.0, "hi": 1.0, "mode": "manual", "auto": False}
+    got = k.resolve({"hi": 3}, {"hi": "4"}, preset={"lo": 2.0, "hi": 2.5})
+    assert got["lo"] == 2.0 and got["hi"] == 4.0 and isinstance(got["hi"], float)
+    assert k.resolve({"hi": 3.0}, preset={"hi": 9.0})["hi"] == 3.0
+
+
+@pytest.mark.parametrize("kw,layer,param,fragment", [
+    ({"preset": {"lo": "x"}}, "preset", "lo", "lo must be a number"),
+    ({"values": {"nope": 1}}, "values", "nope", "has no parameter 'nope'"),
+    ({"texts": {"hi": "high"}}, "texts", "hi", "hi must be a number"),
+    ({"texts": {"lo": "5"}}, "check", None, "lo must be <= hi"),
+])
+def test_resolve_names_the_layer_and_param_of_a_refusal(kw, layer, param, fragment):
+    with pytest.raises(ParamError) as err:
+        Knobs().resolve(**kw)
+    assert err.value.layer == layer and err.value.param == param
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_resolve_over_a_base_counts_only_the_new_entries_as_changed():
+    k = Knobs()
+    base = k.resolve({"auto": True})
+    assert base["mode"] == "auto"
+    # mode edited over a base where auto is on: auto was not just set, so no refusal
+    assert k.resolve({"mode": "manual"}, base=base) == {**base, "mode": "manual"}
+    with pytest.raises(ParamError, match="implies mode=auto"):
+        k.resolve({"mode": "manual", "auto": True})

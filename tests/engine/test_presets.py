@@ -14,7 +14,7 @@ def test_every_builtin_preset_loads_and_validates_against_its_topic():
             continue
         pre = presets.load(name)
         topic = get_topic(pre.topic)
-        topic.resolve(pre.params)  # raises ParamError on any bad value
+        topic.resolve(preset=pre.params)  # raises ParamError on any bad value
 
 
 def test_save_then_load_round_trips_typed_values(tmp_path, monkeypatch):
@@ -42,7 +42,11 @@ def test_malformed_preset_is_refused_with_one_line(tmp_path, text, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
-def test_preset_names_cannot_escape_the_directory(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["../evil", "bad name!", ".hidden", "", "a/b", "caf\u00e9"])
+def test_preset_names_are_letters_digits_dash_and_underscore_only(tmp_path, monkeypatch, name):
+    """The rule the save dialog states; nothing is written for a refused name."""
     monkeypatch.setenv("MLETUI_PRESETS", str(tmp_path))
-    with pytest.raises(ParamError):
-        presets.save("../evil", "ising", {})
+    with pytest.raises(ParamError, match="letters, digits"):
+        presets.save(name, "ising", {})
+    assert list(tmp_path.iterdir()) == []
+    assert presets.save("ok-Name_2", "ising", {}).name == "ok-Name_2.toml"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mletui.engine.params import Param, ParamError
-from mletui.engine.runner import DONE, ERROR, Runner, run
+from mletui.engine.record import Record
+from mletui.engine.runner import Runner, RunnerLike, Status, run
 from mletui.engine.topic import Frame, Topic, View
 
 
@@ -147,7 +148,7 @@ def test_finite_topic_ends_in_done_state():
     r = Runner(Walk(), params={"length": 20}, seed=1, device="cpu", observe_hz=0)
     r.start()
     try:
-        _wait(lambda: r.status == DONE)
+        _wait(lambda: r.status is Status.DONE)
         assert r.latest.done and r.steps == 20
     finally:
         r.stop()
@@ -157,7 +158,7 @@ def test_a_failing_step_is_reported_not_raised_and_reset_recovers():
     r = Runner(Walk(), params={"explode_at": 3}, seed=1, device="cpu", observe_hz=0)
     r.start()
     try:
-        _wait(lambda: r.status == ERROR)
+        _wait(lambda: r.status is Status.ERROR)
         assert "diverged" in r.error
         r.set("explode_at", 0)
         r.reset()
@@ -165,3 +166,86 @@ def test_a_failing_step_is_reported_not_raised_and_reset_recovers():
         _wait(lambda: r.steps > 10)
     finally:
         r.stop()
+
+
+# -- the runner's record ----------------------------------------------------------------
+
+def _frames_until_done(r, timeout=10.0):
+    _wait(lambda: r.status is Status.DONE, timeout)
+    return r.recorded()
+
+
+@pytest.mark.parametrize("observe_hz", [0, 2.0])
+def test_record_is_a_regular_step_schedule_whatever_the_screen_rate(observe_hz):
+    """observe_hz=0 publishes every step to the screen, 2 Hz almost none: the record is the
+    same, every 3 steps from the reset, with the run's last frame, and the same values."""
+    r = Runner(Walk(), params={"length": 20, "noise": 1.0}, seed=5, device="cpu",
+               observe_hz=observe_hz, record_every=3)
+    r.start()
+    try:
+        rec = _frames_until_done(r)
+    finally:
+        r.stop()
+    assert [f.step for f in rec] == [0, 3, 6, 9, 12, 15, 18, 20]
+    assert rec[-1].done and all(f.views == {} for f in rec)
+    assert rec[0].params is not None and all(f.params is None for f in rec[1:])
+    headless = {f.step: f.scalars["x"] for f in run(Walk(), 20, {"length": 20, "noise": 1.0}, seed=5,
+                                                     device="cpu")}
+    assert [f.scalars["x"] for f in rec[1:]] == [headless[f.step] for f in rec[1:]]
+
+
+def test_a_full_record_drops_every_other_frame_and_doubles_its_spacing():
+    r = Runner(Walk(), params={"length": 100}, seed=1, device="cpu", observe_hz=0,
+               record_every=1, record_frames=10)
+    r.start()
+    try:
+        rec = _frames_until_done(r)
+    finally:
+        r.stop()
+    steps = [f.step for f in rec]
+    # 0..100 every step is 101 frames: 10 fit after three doublings (every 16) plus the end
+    assert r.record.every == 16 and steps == [0, 16, 32, 48, 64, 80, 96, 100]
+    assert len(rec) <= 10
+
+
+def test_a_reset_starts_the_record_again():
+    r = Runner(Walk(), seed=1, device="cpu", observe_hz=0, record_every=2)
+    r.start(paused=True)
+    try:
+        _wait(lambda: r.latest is not None)
+        for n in range(1, 6):
+            r.step_once()
+            _wait(lambda: r.steps == n)
+        assert [f.step for f in r.recorded()] == [0, 2, 4]
+        gen = r.generation
+        r.reset(seed=2)
+        _wait(lambda: r.generation > gen and r.latest is not None)
+        assert [f.step for f in r.recorded()] == [0] and r.record.every == 2
+    finally:
+        r.stop()
+
+
+def test_thinning_moves_a_dropped_frames_edit_and_notes_to_the_next_frame_kept():
+    rec = Record(every=1, capacity=4)
+    rec.add(Frame(step=0, params={"a": 1}))
+    rec.add(Frame(step=1, params={"a": 2}, notes=["re-seeded"]))
+    rec.add(Frame(step=2))
+    rec.add(Frame(step=3, notes=["late"]))
+    assert rec.every == 1 and len(rec) == 4
+    rec.add(Frame(step=4))  # the fifth: every other frame goes
+    assert rec.every == 2 and [f.step for f in rec.frames()] == [0, 2, 4]
+    kept = rec.frames()
+    assert kept[1].params == {"a": 2} and kept[1].notes == ["step 1: re-seeded"]
+    assert kept[2].notes == ["step 3: late"]
+    assert not rec.add(Frame(step=5)) and rec.add(Frame(step=5, done=True))
+    assert [f.step for f in rec.since(3)] == [4, 5]
+
+
+def test_status_is_an_enum_that_reads_as_its_word_and_both_runners_are_runnerlike():
+    from mletui.engine.process_runner import ProcessRunner
+
+    assert Status.RUNNING == "running" and f"{Status.PAUSED}" == "paused"
+    assert Status.DONE.final and Status.ERROR.final and not Status.RUNNING.final
+    r = Runner(Walk(), seed=1, device="cpu")
+    assert isinstance(r, RunnerLike) and r.status is Status.PAUSED
+    assert isinstance(ProcessRunner(Walk(), seed=1, device="cpu"), RunnerLike)  # not started

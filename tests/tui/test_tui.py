@@ -24,8 +24,8 @@ from mletui.tui.charset import ASCII, ascii_only, to_ascii
 from mletui.tui.pane import TopicPane, grid_shape
 from mletui.tui.widgets.lattice import LatticeView, cells, downsample
 from mletui.tui.widgets.params import ParamPanel
-from mletui.tui.widgets.plotext_view import PlotextView
-from pilot import drive, until
+from mletui.tui.widgets.chart_view import ChartView
+from pilot import drive, type_value, until
 
 ISING = all_topics()["ising"]
 SMALL = {"ising": {"L": 8, "replicas": 2, "burn_in": 0}}
@@ -40,7 +40,8 @@ class ToyTopic(Topic):
     order = 1000
     params = (Param("rate", "float", 1.0, "growth", lo=0.0, hi=10.0, step=0.5),
               Param("nan_every", "int", 0, "NaN energy every k steps (0: never)", lo=0, hi=100),
-              Param("size", "int", 4, "state size", lo=1, hi=64, live=False))
+              Param("size", "int", 4, "state size", lo=1, hi=64, live=False),
+              Param("beta", "float", 0.5, "inverse temperature β ≥ 0 (λ unused)", lo=0.0))
     views = (
         View("trace", "energy", series=("energy",), reference=("energy_ref",)),
         View("histogram", "counts", source="hist"),
@@ -89,17 +90,6 @@ def ising_app(**kw) -> MletuiApp:
     return MletuiApp(topics=[ISING, TOY], seed=3, device=torch.device("cpu"), fps=20, **kw)
 
 
-async def type_value(pilot, panel, text):
-    """Enter opens the input; once it has focus, clear it, type, Enter."""
-    from textual.widgets import Input
-
-    await pilot.press("enter")
-    box = panel.query_one("#param-input", Input)
-    await until(pilot, lambda: panel.editing and box.has_focus, what="the input to open")
-    await pilot.press("ctrl+u", *text, "enter")
-    await until(pilot, lambda: not panel.editing, what="the input to close")
-
-
 async def select_param(pilot, app, name):
     app.pane.param_panel.select(name)
     await pilot.pause()
@@ -114,7 +104,7 @@ def test_right_arrow_steps_beta_and_a_following_frame_carries_it():
         runner = app.pane.runner
         await until(pilot, lambda: runner.latest is not None, what="the first frame")
         await pilot.press("down")  # L -> beta
-        assert app.pane.param_panel.current.name == "beta"
+        await until(pilot, lambda: app.pane.param_panel.current.name == "beta", what="beta selected")
         await pilot.press("right")
         want = ISING.param("beta").nudge(0.44, +1)
         assert want == pytest.approx(0.45)
@@ -227,7 +217,7 @@ def test_f_freezes_the_view_while_the_engine_keeps_running():
         pane = app.pane
         await until(pilot, lambda: pane._shown is not None, what="a drawn frame")
         await pilot.press("f")
-        assert pane.frozen
+        await until(pilot, lambda: pane.frozen, what="the view frozen")
         await pilot.pause(0.1)
         shown, steps = pane._shown, runner.steps
         await until(pilot, lambda: runner.steps > steps + 5, what="engine steps while frozen")
@@ -262,7 +252,10 @@ def test_export_writes_jsonl_and_csv_that_parse_with_params_in_the_header(tmp_pa
     assert len(frames) > 5
     assert all(r["topic"] == "ising" and "energy_per_spin" in r for r in frames)
     assert "lattice" not in frames[-1], "view-only data stays out of exports"
-    assert [r["step"] for r in frames] == sorted(r["step"] for r in frames)
+    # the runner's record, not the UI-rate frames: one every k steps from the start
+    steps = [r["step"] for r in frames]
+    every = steps[1] - steps[0]
+    assert steps == list(range(0, every * len(steps), every)), steps[:10]
     rows = list(csv.reader(csvs[0].open()))
     assert rows[0][:3] == ["topic", "step", "time_s"] and "energy_per_spin" in rows[0]
     assert len(rows) == len(frames) + 1
@@ -395,7 +388,7 @@ def test_every_view_kind_draws_its_documented_data_and_nan_is_text_not_plotted()
         await until(pilot, lambda: pane._shown is not None and pane._shown.step > 7, what="frames")
         await pilot.press("space")
         await pilot.pause(0.2)
-        subs = {w.view.kind: str(w.border_subtitle) for w in pane.view_widgets}
+        subs = {w.view.kind: w.notes_text for w in pane.view_widgets}
         assert not any("cannot draw" in s for s in subs.values()), subs
         assert "nan not drawn" in subs["trace"], subs["trace"]
         assert "no exact value" in subs["trace"] or "energy_ref 0" in subs["trace"]
@@ -416,11 +409,11 @@ def test_trace_says_no_exact_value_when_the_reference_is_none():
     async def script(pilot):
         await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
         trace = next(w for w in app.pane.view_widgets if w.view.kind == "trace")
-        assert "no exact value" in str(trace.border_subtitle)
+        assert "no exact value" in trace.notes_text
         app.pane.param_panel.select("h")
         await type_value(pilot, app.pane.param_panel, "0")
         await pilot.press("n")
-        await until(pilot, lambda: "energy_exact -" in str(trace.border_subtitle), what="exact value shown")
+        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
 
     drive(app, script)
 
@@ -445,8 +438,8 @@ def test_ascii_mode_draws_views_without_non_ascii_characters():
             await until(pilot, lambda: app_.pane._shown is not None, what="a drawn frame")
             await pilot.pause(0.1)
             for w in app_.pane.view_widgets:
-                if isinstance(w, PlotextView):
-                    text = w.render().plain
+                if isinstance(w, ChartView):
+                    text = w.text() + str(w.border_title) + str(w.border_subtitle)
                 elif isinstance(w, LatticeView) or hasattr(w, "render_line"):
                     text = "".join(seg.text for y in range(w.content_size.height)
                                    for seg in w.render_line(y)) if not hasattr(w, "update") else ""
@@ -458,6 +451,42 @@ def test_ascii_mode_draws_views_without_non_ascii_characters():
     drive(app, check(app))
     drive(ising, check(ising))
     assert to_ascii("┌─┐│⠁█") == "+-+|*#"
+
+
+def test_ascii_mode_spells_greek_letters_in_help_texts_titles_and_status():
+    app = _toy_app(ascii=True, start_paused=True)
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane.runner.latest is not None, what="the first frame")
+        await select_param(pilot, app, "beta")
+        assert app.pane.param_panel.message == "beta: inverse temperature beta >= 0 (lambda unused) [0, inf]"
+        app.say("step size δ halved")
+        assert str(app.query_one("#message").render()) == "step size delta halved"
+        app.pane.param_panel.select("size")
+        await pilot.pause()
+        assert app.pane.param_panel.message.isascii()
+
+    drive(app, script)
+    assert to_ascii("αβ ∇²") == "alphabeta grad^2"
+
+
+def test_a_topic_module_that_failed_to_import_is_named_on_the_message_line(monkeypatch):
+    import mletui.tui.app as app_module
+
+    assert app_module.not_loaded({}) == ""
+    assert app_module.not_loaded({"broken": "SyntaxError: invalid syntax (broken.py, line 3)"}) \
+        == "topic broken not loaded: SyntaxError: invalid syntax (broken.py, line 3)"
+    assert app_module.not_loaded({"a": "ImportError: x", "b": "NameError: y"}) \
+        == "topics a, b not loaded (a: ImportError: x)"
+    monkeypatch.setattr(app_module, "failed_topics", lambda: {"broken": "ImportError: no module named zz"})
+    app = MletuiApp(topic="ising", overrides=SMALL, seed=1, device=torch.device("cpu"), start_paused=True)
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane is not None and app.pane.runner is not None, what="the pane")
+        assert app.message == "topic broken not loaded: ImportError: no module named zz"
+        assert list(app.panes) == list(all_topics()), "the other topics still load"
+
+    drive(app, script, size=(80, 24))
 
 
 @pytest.mark.parametrize("env,expect", [
@@ -486,15 +515,25 @@ def test_views_reflow_so_every_view_has_room(n, size):
 
 
 def test_pane_survives_resizes_and_keeps_views_inside_the_screen():
+    """The views shown fit the screen at every size, legibly (the grid's minimum cell);
+    the others are hidden, not squeezed."""
+    from mletui.tui.pane import MIN_CELL
+
     app = _toy_app(start_paused=True)
 
     async def script(pilot):
+        await until(pilot, lambda: app.pane.shown, what="views with content")
         for size in ((120, 40), (80, 24), (100, 30), (80, 24)):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.2)
+            shown = [w for i, w in enumerate(app.pane.view_widgets) if i in app.pane.shown]
+            assert len(shown) >= 2, (size, app.pane.shown)
             for w in app.pane.view_widgets:
                 r = w.region
-                assert r.width >= 10 and r.height >= 4, (size, w.view.kind, r)
+                if w not in shown:
+                    assert not w.display and r.width == 0, (size, w.view.kind, r)
+                    continue
+                assert r.width >= MIN_CELL[0] and r.height >= MIN_CELL[1], (size, w.view.kind, r)
                 assert r.right <= size[0] and r.bottom <= size[1]
 
     drive(app, script, size=(120, 40))
@@ -545,3 +584,35 @@ def test_an_engine_error_is_shown_in_the_status_area_and_the_app_goes_on():
         await until(pilot, lambda: app.active == "toy" and app.panes["toy"].runner.steps > 2, what="the other topic")
 
     drive(app, script)
+
+
+def test_a_preset_opens_its_topic_with_its_values_under_the_typed_overrides(tmp_path, monkeypatch):
+    """The app merges a preset through Topic.resolve: defaults < preset < overrides; a bad
+    preset value is the pane's one-line error and no runner starts."""
+    monkeypatch.setenv("MLETUI_PRESETS", str(tmp_path))
+    (tmp_path / "cold.toml").write_text('topic = "ising"\n[params]\nbeta = 0.7\nL = 16\nreplicas = 2\n')
+    (tmp_path / "bad.toml").write_text('topic = "ising"\n[params]\nbeta = -1.0\n')
+    app = MletuiApp(topics=[ISING, TOY], overrides={"ising": {"L": 8}}, preset_name="cold", seed=1,
+                    device=torch.device("cpu"), start_paused=True)
+
+    async def script(pilot):
+        runner = app.pane.runner
+        assert app.active == "ising" and "preset cold loaded" in app.message
+        assert runner.params["beta"] == 0.7 and runner.params["L"] == 8 and runner.params["replicas"] == 2
+
+    drive(app, script)
+    bad = MletuiApp(topics=[ISING], preset_name="bad", seed=1, device=torch.device("cpu"), start_paused=True)
+
+    async def refused(pilot):
+        assert bad.pane.runner is None
+        assert bad.pane.error == "preset: beta must be >= 0, got -1"
+        # without a runner the panel still edits through Topic.resolve, refusals included
+        panel = bad.pane.param_panel
+        await select_param(pilot, bad, "beta")
+        await type_value(pilot, panel, "0.3")
+        assert panel.values["beta"] == 0.3 and "beta = 0.3" in panel.message
+        await select_param(pilot, bad, "L")
+        await type_value(pilot, panel, "7")
+        assert "L must be even" in panel.message and panel.values["L"] == 64
+
+    drive(bad, refused)

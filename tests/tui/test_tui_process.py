@@ -30,12 +30,21 @@ def _steady(r, window=0.5) -> bool:
     return r.steps == s
 
 
+def _regular_from_zero(frames, every):
+    return [f.step for f in frames] == list(range(0, every * len(frames), every))
+
+
 def test_process_runner_keeps_the_runner_contract():
-    r = ProcessRunner(ISING, {"L": 8, "replicas": 2, "burn_in": 0}, seed=5, device="cpu")
+    r = ProcessRunner(ISING, {"L": 8, "replicas": 2, "burn_in": 0}, seed=5, device="cpu", record_every=2)
     r.start()
     try:
         _wait(lambda: r.latest is not None and r.steps > 3, what="frames from the engine process")
         assert r.status == "running" and r.seed == 5
+        # the record reaches this side: every 2 steps from the start (its spacing may double)
+        _wait(lambda: len(r.recorded()) > 3, what="recorded frames")
+        rec = r.recorded()
+        assert _regular_from_zero(rec, r.record.every) and r.record.every % 2 == 0
+        assert rec[0].params["L"] == 8 and all(f.views == {} for f in rec)
         assert r.frames()[0].params["L"] == 8, "the first frame carries the params"
         # an edit is validated here and reaches the engine: a later frame records it
         r.set("beta", 0.3)
@@ -63,6 +72,8 @@ def test_process_runner_keeps_the_runner_contract():
         r.reset(11)
         _wait(lambda: r.generation > gen and r.latest is not None, what="re-init")
         assert r.seed == 11 and r.latest.step == 0 and r.frames()[0].step == 0
+        _wait(lambda: r.recorded() and r.recorded()[0].step == 0, what="the record from the reset")
+        assert _regular_from_zero(r.recorded(), r.record.every)
         # a non-live edit re-initialises in the engine process
         gen = r.generation
         r.set("L", 12)

@@ -47,9 +47,9 @@ class HeatmapView(ViewPanel, Widget):
     HeatmapView { width: 1fr; height: 1fr; }
     """
 
-    def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
+    def __init__(self, view: View, glyphs: Glyphs, topic=None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.bind_view(view, glyphs)
+        self.bind_view(view, glyphs, topic)
         self._z: np.ndarray | None = None
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
@@ -64,18 +64,17 @@ class HeatmapView(ViewPanel, Widget):
         self._z = z
         ok = np.isfinite(z)
         bad = int((~ok).sum())
+        notes = [("", f"{bad} nan not drawn")] if bad else []
         if ok.any():
-            note = f"min {fmt(float(z[ok].min()))} max {fmt(float(z[ok].max()))}"
+            notes += [("min", fmt(float(z[ok].min()))), ("max", fmt(float(z[ok].max())))]
         else:
-            note = "no finite values"
-        if bad:
-            note += f", {bad} nan not drawn"
-        self.border_subtitle = note
+            notes.append(("", "no finite values"))
+        self.set_notes(notes)
         self.refresh()
 
     def clear(self) -> None:
         self._z = None
-        self.border_subtitle = ""
+        self.set_notes([])
         self.refresh()
 
     def _monochrome(self) -> bool:

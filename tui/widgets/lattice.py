@@ -66,9 +66,9 @@ class LatticeView(ViewPanel, Widget):
     LatticeView { width: 1fr; height: 1fr; }
     """
 
-    def __init__(self, view: View, glyphs: Glyphs, **kwargs) -> None:
+    def __init__(self, view: View, glyphs: Glyphs, topic=None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.bind_view(view, glyphs)
+        self.bind_view(view, glyphs, topic)
         self._up: np.ndarray | None = None
         self._lines: list[str] = []
         self._fit: tuple[int, int] = (0, 0)
@@ -79,14 +79,14 @@ class LatticeView(ViewPanel, Widget):
             return
         self._up = spins_up(data)
         n, m = self._up.shape
-        self.border_subtitle = f"{n}x{m}, {self._up.mean():.0%} up"
+        self.set_notes([("", f"{n}x{m}"), ("", f"{self._up.mean():.0%} up")])
         self._fit = (0, 0)
         self.refresh()
 
     def clear(self) -> None:
         self._up = None
         self._lines = []
-        self.border_subtitle = ""
+        self.set_notes([])
         self.refresh()
 
     def _layout_lines(self) -> list[str]:

@@ -9,6 +9,11 @@ message on the panel's message line and the run goes on unchanged.
 Values shown are the runner's (pending edits included). Parameters marked with the
 re-init glyph (↻, ASCII ``*``) re-initialise the run when changed; the others apply
 live, between two steps.
+
+The list is as tall as the panel allows (its share of the side column, less the message
+line and, while typing, the input box) and scrolls with the selection; the panel's
+subtitle says which rows are shown. The input box sits above the list, so it is on
+screen whatever is selected.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -47,11 +53,54 @@ class ParamList(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.panel = panel
 
+    top = 0  # first row shown
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        rows = len(self.panel.topic.params) or 1
+        legend = 1 if any(not p.live for p in self.panel.topic.params) else 0
+        return max(1, min(rows + legend, self.budget()))
+
+    def budget(self) -> int:
+        """Lines the list may use: the panel's largest height less its border, the message
+        line and the input box when it is open."""
+        panel = self.panel
+        parent = panel.parent
+        try:
+            limit = parent.size.height if parent is not None else self.app.size.height
+            max_h = panel.styles.max_height
+            if max_h is not None and parent is not None:
+                limit = min(limit, int(max_h.resolve(parent.size, self.app.size)))
+            limit -= panel.styles.gutter.height
+            limit -= panel.query_one("#param-message").outer_size.height
+            if panel.editing:
+                limit -= panel.query_one("#param-input").outer_size.height or 3
+        except Exception:  # not mounted yet
+            return 1000
+        return max(2, limit)
+
+    def window(self, height: int) -> tuple[int, int]:
+        """First and last+1 parameter rows shown in ``height`` lines (one goes to the
+        legend line when some params re-initialise), keeping the selection in view."""
+        n = len(self.panel.topic.params)
+        legend = 1 if any(not p.live for p in self.panel.topic.params) else 0
+        rows = max(1, height - legend) if n + legend > height else n
+        sel = self.selected % n if n else 0
+        if sel < self.top:
+            self.top = sel
+        elif sel >= self.top + rows:
+            self.top = sel - rows + 1
+        self.top = max(0, min(self.top, max(0, n - rows)))
+        return self.top, min(n, self.top + rows)
+
     def render(self) -> Text:
-        return self.panel.render_rows(self.size.width, self.selected, self.has_focus)
+        first, last = self.window(self.size.height)
+        n = len(self.panel.topic.params)
+        self.panel.border_subtitle = f"{first + 1}-{last} of {n}" if (last - first) < n else ""
+        return self.panel.render_rows(self.size.width, self.selected, self.has_focus, first, last)
 
     def watch_selected(self, value: int) -> None:
         self.panel.show_help()
+        self.refresh()
 
     def action_move(self, delta: int) -> None:
         n = len(self.panel.topic.params)
@@ -76,6 +125,13 @@ class ParamPanel(Vertical):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel typing a value")]
 
+    class Refused(Message):
+        """A value was refused (its ParamError's text): the pane repeats it on the event line."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
     def __init__(self, topic: Topic, glyphs: Glyphs, values: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,16 +142,25 @@ class ParamPanel(Vertical):
         self.border_title = "params"
 
     def compose(self) -> ComposeResult:
-        yield ParamList(self, id="param-list")
+        # The input above the list: on screen whichever row is selected.
         # select_on_focus would select the text after the focus lands, possibly after the
         # first typed key: open_input selects it at once instead (typing replaces it).
         yield Input(id="param-input", classes="hidden", select_on_focus=False)
+        yield ParamList(self, id="param-list")
         yield Static("", id="param-message")
 
     def on_mount(self) -> None:
         self.show_help()
 
     # -- values ----------------------------------------------------------------
+    @property
+    def values(self) -> dict[str, Any]:
+        """The full parameter set shown: the runner's (edits pending included), or the
+        panel's own while there is no runner."""
+        if self.runner is not None:
+            return {p.name: self.value(p.name) for p in self.topic.params}
+        return dict(self._values)
+
     def value(self, name: str) -> Any:
         if self.runner is not None:
             try:
@@ -116,13 +181,18 @@ class ParamPanel(Vertical):
         self.query_one(ParamList).selected = names.index(name)
 
     # -- drawing ----------------------------------------------------------------
-    def render_rows(self, width: int, selected: int, focused: bool) -> Text:
+    def render_rows(self, width: int, selected: int, focused: bool, first: int = 0,
+                    last: int | None = None) -> Text:
+        """Rows ``first`` to ``last`` (exclusive) of the list, then the re-init legend."""
         params = self.topic.params
         if not params:
             return Text("(no parameters)", style="dim")
+        last = len(params) if last is None else last
         name_w = min(max(len(p.name) for p in params), max(4, width - 12))
-        out = Text(no_wrap=True, overflow="ellipsis")
+        out = Text(no_wrap=True, overflow="crop")
         for i, p in enumerate(params):
+            if not first <= i < last:
+                continue
             mark = self.glyphs.cursor if i == selected else " "
             live = " " if p.live else self.glyphs.live
             value = p.format(self.value(p.name))
@@ -132,7 +202,7 @@ class ParamPanel(Vertical):
             line = f"{mark}{p.name[:name_w]:<{name_w}} {value:>{room}}{live}"
             style = "reverse" if i == selected and focused else ("bold" if i == selected else "")
             out.append(line, style=style)
-            if i < len(params) - 1:
+            if i < last - 1:
                 out.append("\n")
         if any(not p.live for p in params):
             out.append(f"\n{self.glyphs.live} re-initialises", style="dim")
@@ -159,8 +229,10 @@ class ParamPanel(Vertical):
             msg = self.query_one("#param-message", Static)
         except Exception:
             return
-        msg.update(Text(text, style="bold red" if error else "dim"))
+        msg.update(Text(self.glyphs.text(text), style="bold red" if error else "dim"))
         msg.set_class(error, "error")
+        if error:
+            self.post_message(self.Refused(text))
 
     @property
     def message(self) -> str:
@@ -170,11 +242,11 @@ class ParamPanel(Vertical):
     def _apply(self, p: Param, value: Any) -> bool:
         """Validate and queue one value (typed or text). Shows the outcome; True if accepted."""
         try:
-            if self.runner is None:
-                typed = p.parse(value) if isinstance(value, str) else p.validate(value)
-                merged = dict(self._values)
-                merged[p.name] = typed
-                self._values = self.topic.check(merged, (p.name,))
+            if self.runner is None:  # the same path as a runner's edit: Topic.resolve
+                edit = {p.name: value}
+                self._values = self.topic.resolve(texts=edit, base=self._values) \
+                    if isinstance(value, str) else self.topic.resolve(edit, base=self._values)
+                typed = self._values[p.name]
             else:
                 typed = self.runner.set(p.name, value)
         except ParamError as exc:
@@ -208,11 +280,13 @@ class ParamPanel(Vertical):
         box.remove_class("hidden")
         box.select_all()
         box.focus()
+        self.query_one(ParamList).refresh(layout=True)
         self._message(f"type a value for {p.name}, Enter to apply, Escape to cancel", error=False)
 
     def close_input(self) -> None:
         box = self.query_one("#param-input", Input)
         box.add_class("hidden")
+        self.query_one(ParamList).refresh(layout=True)
         self.query_one(ParamList).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -2,26 +2,25 @@
 {"x": [...], "series": {name: [...]}, "xlabel": str, "ylabel": str}
 or {"lines": {name: (x, y)}}, optionally with {"points": {name: (x, y)}} drawn as a
 scatter under the lines (e.g. data behind fitted ellipses) and a "note" shown when there is
-nothing to draw; options ``logy`` draws y on a log scale.
+nothing to draw; options ``logy`` draws y on a log scale. A line whose name says "exact"
+is drawn as a reference (its own colour and marker), the others as series.
 Non-finite points are not drawn; the subtitle counts them."""
 
 from __future__ import annotations
 
 from mletui.engine.topic import Frame
 
+from .chart import Chart, Curve
+from .chart_view import ChartView
 from .numbers import finite_pairs
-from .plotext_view import PlotextView
-
-_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "white", "yellow")
 
 
-class PlotView(PlotextView):
+class PlotView(ChartView):
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
         data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
-        plt = self.begin()
         if not isinstance(data, dict):
-            self.border_subtitle = "no data"
-            self.refresh()
+            self.draw(None)
+            self.set_notes([("", "no data")])
             return
         lines: dict = {}
         if "lines" in data:
@@ -33,36 +32,29 @@ class PlotView(PlotextView):
                 lines[name] = (x if x else list(range(len(ys))), ys)
         dropped = 0
         scattered = 0
-        logy = bool(self.view.options.get("logy"))
-        for k, (name, xy) in enumerate((data.get("points") or {}).items()):
+        curves: list[Curve] = []
+        for name, xy in (data.get("points") or {}).items():
             px, py, d = finite_pairs(list(xy[0]), list(xy[1]))
             dropped += d
             if px:
                 scattered += len(px)
-                plt.scatter(px, py, marker=self.glyphs.marker, color="gray",
-                            label=name if lines else None)
-        for k, (name, (xs, ys)) in enumerate(lines.items()):
+                curves.append(Curve(str(name) if lines else "", px, py, kind="points", role="data"))
+        for name, (xs, ys) in lines.items():
             px, py, d = finite_pairs(xs, ys)
-            if logy:
-                keep = [(a, b) for a, b in zip(px, py) if b > 0]
-                d += len(px) - len(keep)
-                px, py = [a for a, _ in keep], [b for _, b in keep]
             dropped += d
-            if px:
-                plt.plot(px, py, marker=self.glyphs.marker, color=_COLORS[k % len(_COLORS)],
-                         label=name if len(lines) > 1 else None)
-        if logy:
-            plt.yscale("log")
-        if data.get("xlabel"):
-            plt.xlabel(str(data["xlabel"]))
-        if data.get("ylabel"):
-            plt.ylabel(str(data["ylabel"]))
+            role = "reference" if "exact" in str(name).lower() else "series"
+            curves.append(Curve(str(name) if len(lines) > 1 else "", px, py, role=role))
+        chart = Chart(curves, xlabel=str(data.get("xlabel") or ""), ylabel=str(data.get("ylabel") or ""),
+                      logy=bool(self.view.options.get("logy")),
+                      message=str(data.get("note") or "nothing to draw"))
+        self.draw(chart)
         parts = []
         if scattered:
-            parts.append(f"{scattered} points")
+            parts.append(("", f"{scattered} points"))
         if dropped:
-            parts.append(f"{dropped} non-finite points not drawn")
+            parts.append(("", f"{dropped} non-finite points not drawn"))
+        if chart.not_positive():
+            parts.append(("", f"{chart.not_positive()} <= 0 not drawn (log axis)"))
         if not lines and not scattered and data.get("note"):
-            parts.append(str(data["note"]))
-        self.border_subtitle = ", ".join(parts)
-        self.refresh()
+            parts.append(("", str(data["note"])))
+        self.set_notes(parts)

@@ -1,43 +1,134 @@
-"""Readout: the latest frame's scalars as "name value" lines (NaN written "nan").
+"""Readout: the latest frame's scalars, one "label value unit" line each (NaN written
+"nan", in bold red), in the order the topic emits them.
 
-Scalars named in a trace's ``reference`` are shown beside the measured series as
-"measured vs exact" by the trace itself; here every scalar is listed once, in the
-order the topic emits them."""
+Labels and units come from the topic (``Topic.labels``, see labels.py); a scalar without
+one is shown by its name. A label too long for the panel is shortened word by word,
+never cut with a marker; a value is never cut. When the list is longer than the panel,
+↑/↓ (PageUp/PageDown, Home/End) move a selection and the list scrolls with it; the
+subtitle says which rows are shown.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widget import Widget
 
 from mletui.engine.topic import Frame
 
+from .labels import abbreviate, describe, fit_parts
 from .numbers import finite, fmt
 
 
-class Readout(Static):
-    def __init__(self, **kwargs) -> None:
-        super().__init__("", **kwargs)
-        self.border_title = "values"
+class Readout(Widget, can_focus=True):
 
+    BINDINGS = [
+        Binding("up", "move(-1)", "Prev value", show=False, tooltip="values: select the previous scalar"),
+        Binding("down", "move(1)", "Next value", show=False, tooltip="values: select the next scalar"),
+        Binding("pageup", "move(-10)", "Page up", show=False, tooltip="values: ten rows up"),
+        Binding("pagedown", "move(10)", "Page down", show=False, tooltip="values: ten rows down"),
+        Binding("home", "move(-100000)", "First", show=False, tooltip="values: the first scalar"),
+        Binding("end", "move(100000)", "Last", show=False, tooltip="values: the last scalar"),
+    ]
+
+    selected: reactive[int] = reactive(0)
+
+    def __init__(self, topic: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topic = topic
+        self.border_title = "values"
+        self._frame: Frame | None = None
+        self._waiting = True
+        self.top = 0  # first row shown
+
+    # -- data ---------------------------------------------------------------------------
     def show(self, frame: Frame | None) -> None:
-        if frame is None:
-            self.update(Text("waiting for the first frame", style="dim"), layout=False)
-            return
-        names = list(frame.scalars)
-        if not names:
-            self.update("", layout=False)
-            return
-        room = max(self.content_size.width, 16)
-        values = [fmt(frame.scalars[n]) for n in names]
-        value_w = min(max(len(v) for v in values), room // 2)
-        name_w = max(4, room - value_w - 1)
-        out = Text(no_wrap=True, overflow="ellipsis")
-        for i, (name, text) in enumerate(zip(names, values)):
-            v = frame.scalars[name]
-            bad = isinstance(v, float) and not finite(v)
-            label = name if len(name) <= name_w else name[: name_w - 1] + "~"
-            out.append(f"{label:<{name_w}} ", style="dim")
-            out.append(f"{text:>{value_w}}", style="bold red" if bad else "")
-            if i < len(names) - 1:
+        self._waiting = frame is None
+        self._frame = frame
+        self.refresh()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._frame.scalars) if self._frame is not None else []
+
+    def lines(self, width: int) -> list[tuple[str, str, bool]]:
+        """(label, value text, bad) for every scalar, fitted to ``width`` characters."""
+        if self._frame is None:
+            return []
+        rows = []
+        for name in self.names:
+            v = self._frame.scalars[name]
+            label, unit = describe(self.topic, name)
+            text = fmt(v)
+            if unit and cell_len(text) + 1 + cell_len(unit) <= width // 2:
+                text = f"{text} {unit}"
+            rows.append((label, text, isinstance(v, float) and not finite(v)))
+        value_w = max((cell_len(t) for _, t, _ in rows), default=0)
+        label_w = max(1, width - value_w - 1)
+        return [(abbreviate(lab, label_w), t, bad) for lab, t, bad in rows]
+
+    # -- keys ---------------------------------------------------------------------------
+    def action_move(self, delta: int) -> None:
+        n = len(self.names)
+        if n:
+            self.selected = max(0, min(n - 1, self.selected + delta))
+
+    def watch_selected(self, value: int) -> None:
+        self._scroll_to(value)
+        self.refresh()
+
+    def _scroll_to(self, row: int) -> None:
+        h = max(1, self.content_size.height)
+        if row < self.top:
+            self.top = row
+        elif row >= self.top + h:
+            self.top = row - h + 1
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- drawing ------------------------------------------------------------------------
+    def render(self) -> Text:
+        if self._waiting:
+            self.border_subtitle = ""
+            return Text("waiting for the first frame", style="dim")
+        width, height = max(self.content_size.width, 8), max(self.content_size.height, 1)
+        rows = self.lines(width)
+        n = len(rows)
+        self.top = max(0, min(self.top, n - height))
+        self._scroll_to(min(self.selected, max(0, n - 1)))
+        shown = rows[self.top:self.top + height]
+        if n > height:
+            last = self.top + len(shown)
+            more = ("↑" if self.top else "") + ("↓" if last < n else "")
+            if self.app_ascii:
+                more = more.replace("↑", "^").replace("↓", "v")
+            self.border_subtitle = fit_parts([("", f"{self.top + 1}-{last} of {n} {more}".strip())],
+                                             max(0, self.size.width - 6))
+        else:
+            self.border_subtitle = ""
+        out = Text(no_wrap=True, overflow="crop")
+        value_w = max((cell_len(t) for _, t, _ in rows), default=0)
+        for i, (label, text, bad) in enumerate(shown):
+            row = self.top + i
+            style = "reverse" if (row == self.selected and self.has_focus) else ""
+            label_w = width - value_w - 1
+            out.append(label + " " * max(1, label_w - cell_len(label) + 1), style=("dim " + style).strip())
+            out.append(" " * (value_w - cell_len(text)) + text, style=("bold red " + style).strip() if bad else style)
+            if i < len(shown) - 1:
                 out.append("\n")
-        self.update(out, layout=False)  # fixed size: no layout pass for the whole screen
+        return out
+
+    @property
+    def app_ascii(self) -> bool:
+        try:
+            return "ascii" in self.app.classes or bool(getattr(self.app, "ascii", False))
+        except Exception:
+            return False

@@ -11,8 +11,15 @@ round-robin in the same run, under a lock when asked), and the ratios SGD/method
 Adam/method (> 1: the method is faster).
 The K-FAC levers (the quadratic-model rescale, Levenberg-Marquardt damping, statistics
 from a larger batch, batched preconditioning) are switched on one at a time.
+With ``ngd`` the exact natural gradient (engine/optim/ngd.py) joins on the digits MLP: its
+KL budget and damping are tuned by the steps to tuned SGD's final loss on the tuning seed
+(a run stops at that target: its steps cost seconds), and on every seed it runs until it
+reaches that seed's targets (tuned SGD's and Adam's final losses).
 
-Run:  python -m mletui.engine.kfac_study --task digits_autoencoder --steps 1000 --seeds 3
+Every time is taken with engine/bench/timing.py (a synchronised call per training step in
+the study, interleaved rounds for the per-step costs).
+
+Run:  python -m mletui.engine.bench.kfac_study --task digits_autoencoder --steps 1000 --seeds 3
 """
 
 from __future__ import annotations
@@ -22,14 +29,16 @@ import contextlib
 import copy
 import json
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from .kfac import KFAC, mean_loss
-from .topics.kfac import LIKELIHOOD, TOPIC, Run, build_model, load_data, make_optimizer, train_step
+from ..models.supervised import LIKELIHOOD, WIDTHS, build_model, load_data
+from ..optim.kfac import KFAC
+from ..optim.likelihoods import mean_loss
+from ..optim.training import DEFAULTS, make_optimizer, train_step
+from .timing import interleaved, time_once
 
 
 @contextlib.contextmanager
@@ -80,16 +89,18 @@ class Curve:
 
 
 def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.device,
-                batch_size: int = 256, eval_every: int = 20, widths: tuple[int, ...] = (128, 64, 16)) -> Curve:
-    """Train one configuration; full-training-set loss every ``eval_every`` steps."""
-    p = TOPIC.resolve({"task": task, "widths": widths, "batch_size": batch_size})
+                batch_size: int = 256, eval_every: int = 20, widths: tuple[int, ...] = WIDTHS,
+                stop_below: float | None = None) -> Curve:
+    """Train one configuration; full-training-set loss every ``eval_every`` steps. With
+    ``stop_below`` the run ends at the first evaluation at or below it (the exact natural
+    gradient, whose steps cost seconds, is run only to the study's target)."""
+    p = dict(DEFAULTS, widths=widths, batch_size=batch_size)
     p.update(cfg.params)
     likelihood = LIKELIHOOD[task]
     data = load_data(task, seed, device)
     model = copy.deepcopy(build_model(task, widths, seed, device))
     p["batched"] = cfg.batched
     opt = make_optimizer(cfg.optimizer, model, likelihood, p)
-    run = Run(cfg.label, model, opt, torch.zeros((), device=device))
     gen = torch.Generator().manual_seed(seed + 1)          # the gradient batches: shared by all
     stats_gen = torch.Generator().manual_seed(seed + 2)    # statistics batches (stats_batch > 0)
     n_train = data.x_train.shape[0]
@@ -112,28 +123,28 @@ def train_curve(task: str, cfg: Config, seed: int, steps: int, device: torch.dev
         if sb and isinstance(opt, KFAC) and opt.stats_due:
             sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=stats_gen).to(device)
             xs, ys = data.x_train[sidx], data.y_train[sidx]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed += time.perf_counter() - t0
+        x, y = data.x_train[idx], data.y_train[idx]
+        elapsed += time_once(lambda: train_step(model, opt, likelihood, x, y, xs, ys), device)
         if i % eval_every == 0 or i == steps:
             evaluate(i)
             if not math.isfinite(curve.losses[-1]):
+                break
+            if stop_below is not None and curve.losses[-1] <= stop_below:
                 break
     curve.skipped = getattr(opt, "skipped", 0)
     return curve
 
 
-def base_configs() -> dict[str, Config]:
-    return {
+def base_configs(ngd: bool = False) -> dict[str, Config]:
+    configs = {
         "sgd": Config("sgd", "sgd"),
         "adam": Config("adam", "adam"),
         "kfac_true": Config("kfac_true", "kfac", {"fisher": "true"}),
         "kfac_empirical": Config("kfac_empirical", "kfac", {"fisher": "empirical"}),
     }
+    if ngd:
+        configs["ngd"] = Config("ngd", "ngd")
+    return configs
 
 
 GRIDS = {
@@ -145,33 +156,42 @@ GRIDS_MLP = {
     "sgd": [{"lr_sgd": v} for v in (0.03, 0.1, 0.3, 1.0)],
     "adam": [{"lr_adam": v} for v in (1e-3, 3e-3, 1e-2, 3e-2)],
     "kfac": [{"lr": lr, "damping": d} for lr in (0.03, 0.1, 0.3) for d in (1e-3, 1e-2, 1e-1)],
+    "ngd": [{"kl_budget": e, "ngd_damping": d} for e in (1e-2, 3e-2, 1e-1) for d in (1e-3, 1e-2)],
 }
 
 
 def tune(task: str, cfg: Config, grid: list[dict[str, Any]], seed: int, steps: int,
-         device: torch.device, log) -> Config:
-    best, best_loss = None, float("inf")
+         device: torch.device, log, stop_below: float | None = None) -> Config:
+    """The grid point with the lowest final loss; with ``stop_below``, the one that first
+    reaches it (then the lowest final loss among those that do not)."""
+    best, best_key = None, (math.inf, math.inf)
     for g in grid:
         c = cfg.with_(cfg.label, **g)
-        loss = train_curve(task, c, seed, steps, device).final
-        log(f"  tune {cfg.label} {g}: final {loss:.4f}")
-        if loss < best_loss:
-            best, best_loss = c, loss
+        curve = train_curve(task, c, seed, steps, device, stop_below=stop_below)
+        reached = curve.first_reach(stop_below)[0] if stop_below is not None else None
+        key = (math.inf if reached is None else reached, curve.final)
+        log(f"  tune {cfg.label} {g}: final {curve.final:.4f}" + ("" if stop_below is None else f", reached at {reached}"))
+        if key < best_key:
+            best, best_key = c, key
     return best
 
 
 def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
           device: torch.device | str = "cpu", tune_steps: int | None = None,
           levers: bool = True, log=print, timing: dict[str, float] | None = None,
-          timing_rounds: int = 5, lock: str | None = None, timing_steps: int = 100) -> dict[str, Any]:
+          timing_rounds: int = 5, lock: str | None = None, timing_steps: int = 100,
+          ngd: bool = False) -> dict[str, Any]:
     """Tune, run every method on every seed, and compare with tuned SGD and Adam."""
     device = torch.device(device)
     grids = GRIDS if task == "digits_autoencoder" else GRIDS_MLP
     tune_steps = tune_steps or steps
-    configs = base_configs()
+    configs = base_configs(ngd)
     tuned: dict[str, Config] = {}
     for name, cfg in configs.items():
-        tuned[name] = tune(task, cfg, grids[cfg.optimizer], 0, tune_steps, device, log)
+        stop = None
+        if cfg.optimizer == "ngd":          # to tuned SGD's final loss on the tuning seed
+            stop = train_curve(task, tuned["sgd"], 0, tune_steps, device).final
+        tuned[name] = tune(task, cfg, grids[cfg.optimizer], 0, tune_steps, device, log, stop_below=stop)
         log(f"tuned {name}: {tuned[name].params}")
     if levers:
         kt = tuned["kfac_true"]
@@ -189,9 +209,11 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
     curves: dict[str, list[Curve]] = {k: [] for k in tuned}
     for seed in range(seeds):
         for name, cfg in tuned.items():
-            curves[name].append(train_curve(task, cfg, seed, steps, device))
+            # the exact natural gradient: until it reaches both baselines' targets on this seed
+            stop = min(curves["sgd"][seed].final, curves["adam"][seed].final) if cfg.optimizer == "ngd" else None
+            curves[name].append(train_curve(task, cfg, seed, steps, device, stop_below=stop))
             c = curves[name][-1]
-            log(f"  seed {seed} {name}: final {c.final:.4f}, {1000 * c.seconds[-1] / steps:.2f} ms/step")
+            log(f"  seed {seed} {name}: final {c.final:.4f}, {1000 * c.seconds[-1] / c.steps[-1]:.2f} ms/step")
     if timing is None:
         log("timing (round-robin) ...")
         with bench_lock(lock):
@@ -203,7 +225,7 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
         rows[name] = {
             "final": sum(c.final for c in cs) / seeds,
             "ms_per_step": timing[name],
-            "ms_per_step_in_study": 1000 * sum(c.seconds[-1] for c in cs) / (seeds * steps),
+            "ms_per_step_in_study": 1000 * sum(c.seconds[-1] for c in cs) / sum(c.steps[-1] for c in cs),
             "skipped": sum(c.skipped for c in cs),
             "params": tuned[name].params,
         }
@@ -234,7 +256,7 @@ def retime(res: dict[str, Any], device: torch.device | str = "cpu", rounds: int 
     quieter machine) and recompute its wall-clock ratios; steps are deterministic."""
     configs = {}
     for name, params in res["tuned"].items():
-        opt = "sgd" if name == "sgd" else "adam" if name == "adam" else "kfac"
+        opt = name if name in ("sgd", "adam", "ngd") else "kfac"
         configs[name] = Config(name, opt, dict(params), batched="unbatched" not in name)
     with bench_lock(lock):
         timing = step_costs(res["task"], configs, device, rounds=rounds)
@@ -257,82 +279,45 @@ def step_costs(task: str, configs: dict[str, Config], device: torch.device | str
     configuration runs ``steps_per_round`` steps in turn, ``rounds`` times) so that a
     change of machine load hits all of them alike; the median round is reported.
     With t_cov=10 and t_inv=100, 100 steps per round include their amortised share of
-    factor updates (10) and of eigendecompositions (1)."""
+    factor updates (10) and of eigendecompositions (1). The exact natural gradient, whose
+    steps cost seconds, runs a tenth of them per round."""
     device = torch.device(device)
     likelihood = LIKELIHOOD[task]
     data = load_data(task, seed, device)
     n_train = data.x_train.shape[0]
     runs = {}
     for name, cfg in configs.items():
-        p = TOPIC.resolve({"task": task, "batch_size": batch_size})
+        p = dict(DEFAULTS, batch_size=batch_size)
         p.update(cfg.params)
-        model = build_model(task, p["widths"], seed, device)
+        model = build_model(task, WIDTHS, seed, device)
         p["batched"] = cfg.batched
         opt = make_optimizer(cfg.optimizer, model, likelihood, p)
-        runs[name] = (Run(name, model, opt, torch.zeros((), device=device)), int(p.get("stats_batch", 0) or 0))
+        runs[name] = (model, opt, int(p.get("stats_batch", 0) or 0))
     gen = torch.Generator().manual_seed(seed)
-    times: dict[str, list[float]] = {k: [] for k in runs}
 
-    def one(run: Run, sb: int) -> None:
+    def one(model: torch.nn.Module, opt: torch.optim.Optimizer, sb: int) -> None:
         idx = torch.randint(0, n_train, (batch_size,), generator=gen).to(device)
         xs = ys = None
-        if sb and isinstance(run.opt, KFAC) and run.opt.stats_due:
+        if sb and isinstance(opt, KFAC) and opt.stats_due:
             sidx = torch.randint(0, n_train, (min(sb, n_train),), generator=gen).to(device)
             xs, ys = data.x_train[sidx], data.y_train[sidx]
-        train_step(run, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
+        train_step(model, opt, likelihood, data.x_train[idx], data.y_train[idx], xs, ys)
 
-    for run, sb in runs.values():                    # warm-up, incl. the first eigendecomposition
+    for run in runs.values():                        # warm-up, incl. the first eigendecomposition
         for _ in range(5):
-            one(run, sb)
-    for _ in range(rounds):
-        for name, (run, sb) in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            for _ in range(steps_per_round):
-                one(run, sb)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append(1000 * (time.perf_counter() - t0) / steps_per_round)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            one(*run)
 
+    per_round = {k: max(1, steps_per_round // 10) if configs[k].optimizer == "ngd" else steps_per_round
+                 for k in runs}
 
-def bench_rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-    """Rows for ``mletui bench kfac``: steps and wall-clock to tuned SGD's final loss on the
-    digits autoencoder, and K-FAC's per-step cost against SGD (quick: a tiny study)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)         # small matrices: one thread is faster and steadier
-    try:
-        rows = _bench_study(device, quick)
-    finally:
-        torch.set_num_threads(threads)
-    yield from rows
+    def steps_of(run: tuple, n: int) -> Any:
+        def fn() -> None:
+            for _ in range(n):
+                one(*run)
+        return fn
 
-
-def _bench_study(device: torch.device, quick: bool) -> list[dict[str, Any]]:
-    out = []
-    if quick:
-        res = study("digits_autoencoder", steps=40, seeds=1, device=device, tune_steps=20,
-                    levers=False, log=lambda *_: None, timing_rounds=1, timing_steps=20)
-    else:
-        res = study("digits_autoencoder", steps=1000, seeds=3, device=device, tune_steps=600,
-                    log=lambda *_: None)
-    rows = res["rows"]
-    for name, r in rows.items():
-        for base in ("sgd", "adam"):
-            if name == base:
-                continue
-            out.append({"case": f"AE {name} steps to {base}'s final loss", "value": r[f"steps_to_{base}_final"],
-                        "unit": "steps", "baseline": f"tuned {base}",
-                        "baseline_value": rows[base][f"steps_to_{base}_final"],
-                        "ratio": r[f"steps_ratio_vs_{base}"], "wall_ratio": r[f"wall_ratio_vs_{base}"],
-                        "reached": f"{r[f'reached_{base}_final']}/{res['seeds']}"})
-        if name != "sgd":
-            out.append({"case": f"AE {name} step cost", "value": r["ms_per_step"], "unit": "ms/step",
-                        "baseline": "sgd step", "baseline_value": rows["sgd"]["ms_per_step"],
-                        "ratio": rows["sgd"]["ms_per_step"] / r["ms_per_step"]})
-    return out
+    m = interleaved([steps_of(run, per_round[k]) for k, run in runs.items()], device, rounds=rounds, warmup=0)
+    return {k: 1000 * t.median / per_round[k] for k, t in zip(runs, m.timings)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-levers", action="store_true")
+    ap.add_argument("--ngd", action="store_true", help="add the exact natural gradient (seconds per step)")
     ap.add_argument("--json", default=None, help="write the result here")
     ap.add_argument("--retime", default=None, metavar="JSON",
                     help="re-measure the step costs of a finished study (its --json) and print it again")
@@ -356,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds = res["seeds"]
     else:
         res = study(args.task, args.steps, args.seeds, args.device, args.tune_steps, not args.no_levers,
-                    lock=args.lock)
+                    lock=args.lock, ngd=args.ngd)
     print(f"targets: each seed's final training loss of tuned SGD (mean {res['sgd_final']:.4f}) "
           f"and of tuned Adam (mean {res['adam_final']:.4f}); {args.seeds} seeds")
     print(f"{'method':<38}{'final':>7}{'ms/step':>8}{'cost':>6} | {'to SGD final':>12}{'xSGD':>6}{'wall':>6}"

@@ -1,19 +1,21 @@
-"""K-FAC: Kronecker-factored approximate natural gradient, a ``torch.optim`` optimizer.
+"""K-FAC: Kronecker-factored approximate natural gradient, a ``torch.optim`` optimizer
+(Martens & Grosse 2015; for convolutions the KFC approximation of Grosse & Martens 2016).
 
 Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
   * A layer ``s = W a`` (``nn.Linear``: W is out x in; ``nn.Conv2d``: W reshaped to
-    out x (in*kh*kw), the KFC approximation of Grosse & Martens) has the Fisher block
-    F ≈ A ⊗ G (row-major vec of W), with
+    out x (in*kh*kw)) has the Fisher block F ≈ A ⊗ G (row-major vec of W), with
         A = E[a aᵀ]   (a the layer input, with a trailing 1 when the layer has a bias;
                        Conv2d: the mean over examples and output positions of the
                        unfolded input patches),
         G = E[g gᵀ]   (g = ∂(-log p(y|x))/∂s per example; Conv2d: Σ over output positions
                        of g gᵀ, averaged over examples).
+    Each handled module type is one small :class:`KFACLayer` subclass (``LAYER_KINDS``)
+    that says how its rows of a and g are laid out.
   * The loss whose curvature K-FAC models is the mean over the batch *and over the output
-    elements* of the negative log-likelihood (``likelihood``: categorical = softmax
-    cross-entropy on logits, D = 1; bernoulli = binary cross-entropy on logits;
-    gaussian = ½ (y - f)² with unit variance), so the optimizer preconditions with
-    A ⊗ (G / D), D the number of output elements per example.
+    elements* of the negative log-likelihood (a :class:`~.likelihoods.Likelihood`:
+    categorical = softmax cross-entropy on logits, D = 1; bernoulli = binary cross-entropy
+    on logits; gaussian = ½ (y - f)² with unit variance), so the optimizer preconditions
+    with A ⊗ (G / D), D the number of output elements per example.
   * Damping λ with the π-corrected split: A_λ = A + π√λ I, G_λ = G/D + (√λ/π) I,
     π = sqrt((tr A / dim A) / (tr (G/D) / dim G)); the update direction is
     V = G_λ⁻¹ ∇W A_λ⁻¹, i.e. vec(V) = (G_λ ⊗ A_λ)⁻¹ vec(∇W) (``torch.kron(G_λ, A_λ)``).
@@ -23,9 +25,9 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
     ``eigh_dtype``, float32 or float64 whatever the model's dtype) every ``t_inv`` steps.
     Damping enters through the eigenvalues, so a new λ needs no new eigendecomposition.
   * ``fisher``: ``true`` fills G from labels sampled from the model's own predictive
-    (``torch.multinomial`` on the softmax, a Bernoulli draw on the sigmoid, a unit
-    Gaussian draw around the output), ``empirical`` from the observed labels. The two
-    share one code path and differ only in the labels.
+    (``Likelihood.sample``: ``torch.multinomial`` on the softmax, a Bernoulli draw on the
+    sigmoid, a unit Gaussian draw around the output), ``empirical`` from the observed
+    labels. The two share one code path and differ only in the labels.
   * ``rescale``:
       ``kl_clip``  the reference implementations' rule (KFAC-Pytorch, kfac-jax): the
                    update is scaled by ν = min(1, sqrt(kl_clip / (lr² Σ_layers ⟨V, ∇W⟩))),
@@ -73,7 +75,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels.kfac_stats import cov_ema
+from ..kernels.kfac_stats import cov_ema
+from .likelihoods import LIKELIHOODS, Likelihood, get_likelihood, mean_loss
+
+__all__ = ["KFAC", "KFACLayer", "LinearLayer", "Conv2dLayer", "LAYER_KINDS", "kfac_layers",
+           "LIKELIHOODS", "Likelihood", "get_likelihood", "mean_loss"]
 
 # .grad views of the gradient buffers have the buffer's strides, which autograd notes once
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
@@ -86,73 +92,24 @@ _ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
     nn.Identity: (lambda z: z, None),
 }
 
-LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
 RESCALES = ("kl_clip", "quadratic", "none")
 FISHERS = ("true", "empirical")
 
 
-# -- likelihoods -------------------------------------------------------------------------
-def nll_sum(likelihood: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Σ over the batch and output elements of -log p(target | output) (up to constants)."""
-    if likelihood == "categorical":
-        return F.cross_entropy(output, target, reduction="sum")
-    if likelihood == "bernoulli":
-        return F.binary_cross_entropy_with_logits(output, target, reduction="sum")
-    if likelihood == "gaussian":
-        return 0.5 * (output - target).pow(2).sum()
-    raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
+# -- one K-FAC layer, one class per module type ------------------------------------------
+class KFACLayer:
+    """A handled module, its factors and their decomposition. Subclasses say which modules
+    they handle (``handles``) and how the rows of a and g are laid out."""
 
+    module_type: type = nn.Module
 
-def output_elements(likelihood: str, output: torch.Tensor) -> int:
-    """D: the output elements one example's loss is averaged over (1 for categorical)."""
-    if likelihood == "categorical":
-        return 1
-    return max(1, output[0].numel())
-
-
-def mean_loss(likelihood: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training loss: NLL averaged over the batch and over the D output elements."""
-    n = output.shape[0]
-    return nll_sum(likelihood, output, target) / (n * output_elements(likelihood, output))
-
-
-@torch.no_grad()
-def sample_labels(likelihood: str, output: torch.Tensor,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """One label per example drawn from the model's predictive p(y | x, θ)."""
-    out = output.detach()
-    if likelihood == "categorical":
-        probs = torch.softmax(out.float(), dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    if likelihood == "bernoulli":
-        return torch.bernoulli(torch.sigmoid(out), generator=generator)
-    if likelihood == "gaussian":
-        noise = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
-        return out + noise
-    raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
-
-
-def output_hessian_product(likelihood: str, output: torch.Tensor, u: torch.Tensor,
-                           v: torch.Tensor) -> torch.Tensor:
-    """Σ_n u_nᵀ H_n v_n, H_n = ∂²(-log p)/∂f² at the output (the Fisher of the likelihood
-    in its natural parameters): softmax diag(p) - ppᵀ, sigmoid σ(1-σ), gaussian I."""
-    if likelihood == "categorical":
-        p = torch.softmax(output, dim=-1)
-        return (p * u * v).sum() - ((p * u).sum(-1) * (p * v).sum(-1)).sum()
-    if likelihood == "bernoulli":
-        s = torch.sigmoid(output)
-        return (s * (1 - s) * u * v).sum()
-    return (u * v).sum()
-
-
-# -- one K-FAC layer ----------------------------------------------------------------------
-class _Layer:
-    """A handled module, its factors and their decomposition."""
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return isinstance(module, cls.module_type)
 
     def __init__(self, name: str, module: nn.Module, factor_dtype: torch.dtype) -> None:
         self.name = name
         self.module = module
-        self.conv = isinstance(module, nn.Conv2d)
         w = module.weight
         self.has_bias = getattr(module, "bias", None) is not None
         self.d_out = w.shape[0]
@@ -172,6 +129,22 @@ class _Layer:
         self.grad_buf: torch.Tensor | None = None     # [∇W | ∇b], the .grad tensors are views of it
         self.grad_group: torch.Tensor | None = None   # the (k, out, in) buffer it is a slice of
 
+    # how the module lays out its rows of a and g ------------------------------------------
+    def activations(self) -> torch.Tensor:
+        """Rows a for A (without the ones column), from the captured input."""
+        raise NotImplementedError
+
+    def output_grads(self, g: torch.Tensor) -> torch.Tensor:
+        """Rows g for G from ∂(-log p)/∂s (positions summed in G by the 1/N scale)."""
+        raise NotImplementedError
+
+    def weight_view(self, vw: torch.Tensor) -> torch.Tensor:
+        """The out x in matrix of the weight part as a tensor shaped like the weight."""
+        return vw
+
+    shares_grad_buffer = True   # may its .grad tensors be views of a (k, out, in) buffer
+
+    # gradients --------------------------------------------------------------------------
     def attach_grads(self) -> None:
         """Make weight.grad and bias.grad views of grad_buf (autograd accumulates in place)."""
         if self.grad_buf is None:
@@ -220,27 +193,58 @@ class _Layer:
         w = self.module.weight
         if v.dtype != w.dtype:
             v = v.to(w.dtype)
-        vw = v[:, :-1] if self.has_bias else v
-        if self.conv:
-            vw = vw.reshape(w.shape)
+        vw = self.weight_view(v[:, :-1] if self.has_bias else v)
         return [vw, v[:, -1]] if self.has_bias else [vw]
 
-    def activations(self) -> torch.Tensor:
-        """Rows a for A (without the ones column): (N, in) or (N*T, in*kh*kw)."""
-        a = self.a
-        if self.conv:
-            m = self.module
-            patches = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding,
-                               stride=m.stride)                   # (N, in*kh*kw, T)
-            return patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        return a.reshape(-1, a.shape[-1])
 
-    @staticmethod
-    def output_grads(g: torch.Tensor, conv: bool) -> torch.Tensor:
-        """Rows g for G: (N, out) or (N*T, out) (positions summed in G by the 1/N scale)."""
-        if conv:
-            return g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])
+class LinearLayer(KFACLayer):
+    """``nn.Linear``: one row of a and of g per example (and per leading position)."""
+
+    module_type = nn.Linear
+
+    def activations(self) -> torch.Tensor:
+        return self.a.reshape(-1, self.a.shape[-1])
+
+    def output_grads(self, g: torch.Tensor) -> torch.Tensor:
         return g.reshape(-1, g.shape[-1])
+
+
+class Conv2dLayer(KFACLayer):
+    """``nn.Conv2d`` (ungrouped, zero padding): one row per example and output position,
+    the unfolded input patch for a, the output channels' gradient for g (KFC)."""
+
+    module_type = nn.Conv2d
+
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+
+    @property
+    def shares_grad_buffer(self) -> bool:          # a conv bias keeps its own gradient
+        return not self.has_bias
+
+    def activations(self) -> torch.Tensor:
+        m = self.module
+        patches = F.unfold(self.a, m.kernel_size, dilation=m.dilation, padding=m.padding,
+                           stride=m.stride)                   # (N, in*kh*kw, T)
+        return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+    def output_grads(self, g: torch.Tensor) -> torch.Tensor:
+        return g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])
+
+    def weight_view(self, vw: torch.Tensor) -> torch.Tensor:
+        return vw.reshape(self.module.weight.shape)
+
+
+LAYER_KINDS: tuple[type[KFACLayer], ...] = (LinearLayer, Conv2dLayer)
+
+
+def layer_kind(module: nn.Module) -> type[KFACLayer] | None:
+    """The KFACLayer class that handles ``module``, or None."""
+    for kind in LAYER_KINDS:
+        if kind.handles(module):
+            return kind
+    return None
 
 
 class KFAC(torch.optim.Optimizer):
@@ -251,7 +255,7 @@ class KFAC(torch.optim.Optimizer):
     fisher, rescale, adaptive_damping, t_damping, quad_batch.
     """
 
-    def __init__(self, model: nn.Module, likelihood: str = "categorical", lr: float = 0.1,
+    def __init__(self, model: nn.Module, likelihood: str | Likelihood = "categorical", lr: float = 0.1,
                  momentum: float = 0.9, damping: float = 1e-3, weight_decay: float = 0.0,
                  stat_decay: float = 0.95, kl_clip: float = 1e-3, t_cov: int = 10,
                  t_inv: int = 100, fisher: str = "true", rescale: str = "kl_clip",
@@ -260,8 +264,7 @@ class KFAC(torch.optim.Optimizer):
                  min_damping: float = 1e-8, max_damping: float = 1e4,
                  batched: bool = True, triton_stats: bool | None = None,
                  generator: torch.Generator | None = None) -> None:
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {'|'.join(LIKELIHOODS)}, got {likelihood!r}")
+        lik = get_likelihood(likelihood)
         if eigh_dtype not in (torch.float32, torch.float64):
             raise ValueError("eigh_dtype must be torch.float32 or torch.float64")
         defaults = dict(lr=lr, momentum=momentum, damping=damping, weight_decay=weight_decay,
@@ -271,24 +274,23 @@ class KFAC(torch.optim.Optimizer):
         super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
         self._check_group()
         self.model = model
-        self.likelihood = likelihood
+        self.likelihood = lik
         self.eigh_dtype = eigh_dtype
         self.damping_raise = damping_raise
         self.min_damping, self.max_damping = min_damping, max_damping
         self.batched = batched
         self.generator = generator
-        self.layers: list[_Layer] = []
+        self.layers: list[KFACLayer] = []
         handled: set[int] = set()
         dev = None
         for name, module in model.named_modules():
-            ok = isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1
-                                                   and module.padding_mode == "zeros")
-            if not ok or not module.weight.requires_grad:
+            kind = layer_kind(module)
+            if kind is None or not module.weight.requires_grad:
                 continue
             w = module.weight
             dev = w.device
             factor_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
-            layer = _Layer(name, module, factor_dtype)
+            layer = kind(name, module, factor_dtype)
             self.layers.append(layer)
             handled.update(id(p) for p in layer.params)
             module.register_forward_hook(self._make_hook(layer))
@@ -296,7 +298,7 @@ class KFAC(torch.optim.Optimizer):
         self._grad_groups = self._make_grad_buffers() if batched else []
         self._plan = self._sequential_plan()
         if triton_stats is None:
-            from .device import use_triton
+            from ..device import use_triton
             triton_stats = dev is not None and use_triton(dev)
         self.triton_stats = bool(triton_stats)
         self.steps = 0                 # optimizer steps taken or skipped
@@ -319,10 +321,10 @@ class KFAC(torch.optim.Optimizer):
         """One (k, out, in) gradient buffer per group of same-shaped layers whose .grad
         tensors become its views: the batched preconditioning then reads the gradients
         without a copy (no cat, no stack). Conv layers with a bias keep their own grads."""
-        groups: dict[tuple, list[_Layer]] = {}
+        groups: dict[tuple, list[KFACLayer]] = {}
         for layer in self.layers:
             w = layer.module.weight
-            if (layer.conv and layer.has_bias) or w.dtype != layer.A.dtype:
+            if not layer.shares_grad_buffer or w.dtype != layer.A.dtype:
                 continue
             groups.setdefault((layer.d_out, layer.d_in, w.dtype, w.device), []).append(layer)
         buffers = []
@@ -385,7 +387,7 @@ class KFAC(torch.optim.Optimizer):
         """True when this step's forward pass feeds the factor statistics."""
         return self.steps % int(self.group["t_cov"]) == 0 and self._stats_done_at != self.steps
 
-    def _make_hook(self, layer: _Layer) -> Callable:
+    def _make_hook(self, layer: KFACLayer) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if self._jvp_active or not (torch.is_grad_enabled() or self._capture_now):
                 return
@@ -406,7 +408,7 @@ class KFAC(torch.optim.Optimizer):
         plan: list[tuple[str, Any]] = []
         for m in self.model:
             layer = by_module.get(id(m))
-            if layer is not None and not layer.conv:
+            if isinstance(layer, LinearLayer):
                 plan.append(("linear", layer))
             elif type(m) in _ACTIVATIONS:
                 plan.append(("act", _ACTIVATIONS[type(m)]))
@@ -461,13 +463,13 @@ class KFAC(torch.optim.Optimizer):
                                "of a forward pass run while opt.stats_due (or inside opt.capture())")
         g = self.group
         if g["fisher"] == "true" or target is None:
-            labels = sample_labels(self.likelihood, output, self.generator)
+            labels = self.likelihood.sample(output, self.generator)
         else:
             labels = target
-        grads = torch.autograd.grad(nll_sum(self.likelihood, output, labels),
+        grads = torch.autograd.grad(self.likelihood.nll_sum(output, labels),
                                     [l.s for l in layers], retain_graph=True, allow_unused=True)
         n = output.shape[0]
-        inv_d = 1.0 / output_elements(self.likelihood, output)
+        inv_d = 1.0 / self.likelihood.elements(output)
         decay = float(g["stat_decay"])
         with torch.no_grad():
             for layer, gs in zip(layers, grads):
@@ -478,7 +480,7 @@ class KFAC(torch.optim.Optimizer):
                         triton_kernel=use_triton)
                 if gs is None:
                     gs = torch.zeros_like(layer.s)
-                go = _Layer.output_grads(gs, layer.conv).to(layer.G.dtype)
+                go = layer.output_grads(gs).to(layer.G.dtype)
                 # G of the loss: E_n[g gᵀ] / D (conv: Σ over positions, averaged over examples)
                 cov_ema(go, layer.G, d, (1.0 - d) * inv_d / n, ones=False, triton_kernel=use_triton)
                 layer.fresh = False
@@ -507,7 +509,7 @@ class KFAC(torch.optim.Optimizer):
         ``inputs`` (the model's input) is needed by rescale=quadratic. Returns the loss."""
         if any(l.a is not None for l in self.layers) and (self.stats_due or self._capture_now):
             self.update_stats(output, target)
-        loss = mean_loss(self.likelihood, output, target)
+        loss = self.likelihood.mean_loss(output, target)
         loss.backward()
         self._batch = (inputs, target, loss.detach())
         return loss.detach()
@@ -548,9 +550,9 @@ class KFAC(torch.optim.Optimizer):
         self._inv_damping = lam
         self._groups = self._shape_groups()
 
-    def _shape_groups(self) -> list[tuple[list[_Layer], torch.Tensor | None, torch.Tensor | None]]:
+    def _shape_groups(self) -> list[tuple[list[KFACLayer], torch.Tensor | None, torch.Tensor | None]]:
         """Layers with inverses grouped by shape, with stacked inverses for batched bmm."""
-        groups: dict[tuple[int, int], list[_Layer]] = {}
+        groups: dict[tuple[int, int], list[KFACLayer]] = {}
         for layer in self.layers:
             if layer.A_inv is not None:
                 key = (layer.d_out, layer.d_in) if self.batched else (id(layer), 0)
@@ -570,7 +572,7 @@ class KFAC(torch.optim.Optimizer):
             self._group_buffers.append(buf if same else None)
         return out
 
-    def precondition(self, weight_decay: float = 0.0) -> tuple[list[tuple[_Layer, torch.Tensor, torch.Tensor]], torch.Tensor]:
+    def precondition(self, weight_decay: float = 0.0) -> tuple[list[tuple[KFACLayer, torch.Tensor, torch.Tensor]], torch.Tensor]:
         """[(layer, ∇W, V)] and Σ⟨V, ∇W⟩ over layers (a 0-d tensor, no host sync)."""
         results = []
         dots = []
@@ -729,9 +731,9 @@ class KFAC(torch.optim.Optimizer):
             j_delta = jvs[0]
         else:
             out, j_delta = self._jvp(x_q, unflat(delta), params)
-        scale = 1.0 / (out.shape[0] * output_elements(self.likelihood, out))
+        scale = 1.0 / (out.shape[0] * self.likelihood.elements(out))
         lam = self.damping + wd
-        hp = lambda u, v: scale * output_hessian_product(self.likelihood, out, u, v)
+        hp = lambda u, v: scale * self.likelihood.fisher_product(out, u, v)
         if prev is not None:
             j_prev = jvs[1] if fast is not None else self._jvp(x_q, unflat(prev), params)[1]
             basis = torch.stack([delta, prev])
@@ -764,7 +766,7 @@ class KFAC(torch.optim.Optimizer):
         if g["adaptive_damping"] and (self.steps + 1) % int(g["t_damping"]) == 0 and model_reduction < 0:
             self._jvp_active = True
             try:
-                new_loss = float(mean_loss(self.likelihood, self.model(inputs), target))
+                new_loss = float(self.likelihood.mean_loss(self.model(inputs), target))
             finally:
                 self._jvp_active = False
             if wd:
@@ -806,5 +808,5 @@ class KFAC(torch.optim.Optimizer):
 def kfac_layers(model: nn.Module) -> Iterable[str]:
     """Names of the modules K-FAC preconditions in ``model``."""
     for name, m in model.named_modules():
-        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1):
+        if layer_kind(m) is not None:
             yield name

@@ -1,0 +1,475 @@
+"""View widgets driven headless, one at a time, in a small host app (``App.run_test``).
+The assertions read what a widget decided to draw (its ``chart``: curves, ranges; the
+table's cell texts; the readout's rows), not pictures."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+
+import numpy as np
+import pytest
+from textual.app import App
+
+from mletui.engine.params import Param
+from mletui.engine.topic import Frame, Topic, View
+from mletui.tui.charset import ASCII, UNICODE
+from mletui.tui.widgets import toggle_history, widget_for
+from mletui.tui.widgets.chart import Chart, Curve, Look
+from mletui.tui.widgets.numbers import cell_text, value_error
+from mletui.tui.widgets.readout import Readout
+from mletui.tui.widgets.table import TableView, layout
+from mletui.tui.widgets.ticks import inner_ticks, linear_ticks, log_ticks
+from mletui.tui.widgets.trace import TraceView
+
+
+class Host(App):
+    """One widget filling the screen."""
+
+    def __init__(self, widget, **kw) -> None:
+        super().__init__(**kw)
+        self.widget = widget
+
+    def compose(self):
+        yield self.widget
+
+
+def hosted(widget, script, size=(60, 16)):
+    async def main():
+        app = Host(widget)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+class Sweeps(Topic):
+    name = "sweeps"
+    step_unit = "sweep"
+    labels = {"energy": ("energy per spin", "J"), "beta": "beta"}
+
+
+def history(n, scalars, params_at=()):
+    """Frames 1..n; ``scalars(i)`` gives frame i's scalars; frames in ``params_at`` carry
+    params (an edit happened just before them), as the runner marks them."""
+    return [Frame(step=i, scalars=scalars(i), params={"edited": True} if i in params_at else None)
+            for i in range(1, n + 1)]
+
+
+def curve(chart, role, label=None):
+    return next(c for c in chart.curves if c.role == role and (label is None or c.label == label))
+
+
+# -- ticks --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lo,hi,most", [(-1.47, -1.346, 5), (30, 2615, 5), (0.405, 0.695, 6),
+                                        (1e6, 1.23e6, 5), (1e-5, 3e-5, 4), (-0.2, 7.3, 4)])
+def test_linear_ticks_are_round_1_2_5_steps_that_enclose_the_data(lo, hi, most):
+    t = linear_ticks(lo, hi, most)
+    assert t.lo <= lo and t.hi >= hi                 # the first and last tick are drawn
+    assert t.values[0] == t.lo and t.values[-1] == t.hi
+    assert 2 <= len(t.values) <= most
+    steps = np.diff(t.values)
+    assert np.allclose(steps, steps[0])
+    mant = steps[0] / 10 ** math.floor(math.log10(steps[0]) + 1e-9)
+    assert round(mant, 6) in (1.0, 2.0, 5.0)
+    for v, s in zip(t.values, t.labels):
+        assert len(s) <= 7 and float(s) == pytest.approx(v, rel=1e-9, abs=1e-12)
+    decimals = {len(s.split(".")[1]) if "." in s and "e" not in s else 0 for s in t.labels if s != "0"}
+    assert len(decimals) == 1                        # one format per axis
+
+
+def test_ticks_on_integer_axes_are_integers_and_one_point_gets_short_labels():
+    t = linear_ticks(1, 42, 5, integer=True)
+    assert all(float(v).is_integer() for v in t.values) and all("." not in s for s in t.labels)
+    assert inner_ticks(1, 1, 5, integer=True).labels == ("0", "1", "2")
+    one = linear_ticks(-2.10804643710364381, -2.10804643710364381, 5)
+    assert one.lo < -2.108 < one.hi and max(len(s) for s in one.labels) <= 4, one
+
+
+def test_log_ticks_are_decades_over_many_decades_and_round_values_over_few():
+    assert log_ticks(1e-9, 1e3, 5).labels == ("1e-9", "1e-6", "0.001", "1", "1000")
+    assert log_ticks(0.003, 0.7, 5).labels == ("0.001", "0.01", "0.1", "1")
+    assert log_ticks(0.405, 0.695, 6).labels == ("0.4", "0.5", "0.6", "0.7")
+
+
+# -- the chart ------------------------------------------------------------------------------
+
+def _noisy(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.arange(1, n + 1)
+    return x, -1.42 + 0.01 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("look", [Look(), Look(mono=True), Look(ascii=True, mono=True), Look(ascii=True)])
+def test_chart_rows_are_exactly_the_width_and_ascii_mode_is_ascii(look):
+    x, y = _noisy()
+    chart = Chart([Curve("a", x, y), Curve("b", x, y + 0.02), Curve("exact", x, np.full_like(y, -1.41),
+                                                                      role="reference")],
+                  xlabel="sweep", ylabel="E/N", integer_x=True, robust=True)
+    for w, h in ((60, 16), (26, 7), (9, 4)):
+        rows = chart.render(w, h, look)
+        assert len(rows) == h and all(sum(len(t) for t, _ in r) == w for r in rows)
+        text = "".join(t for r in rows for t, _ in r)
+        if look.ascii:
+            assert text.isascii(), [c for c in text if not c.isascii()][:5]
+        if look.mono:
+            assert all(s is None or s.color is None for r in rows for _, s in r)
+
+
+def test_each_series_has_its_own_colour_and_in_mono_and_ascii_its_own_marker():
+    x = np.arange(10.0)
+    chart = Chart([Curve(f"s{k}", x, x * k) for k in range(5)] +
+                  [Curve("exact", x, x, role="reference")])
+    for look in (Look(), Look(mono=True), Look(ascii=True, mono=True)):
+        chart.assign_styles(look)
+        marks = [c.mark for c in chart.curves]
+        colours = [c.colour for c in chart.curves]
+        assert len(set(marks)) == len(marks) and len(set(colours)) == len(colours)
+    chart.assign_styles(Look(ascii=True, mono=True))
+    rows = chart.render(40, 12, Look(ascii=True, mono=True))
+    text = "".join(t for r in rows for t, _ in r)
+    for c in chart.curves:                           # every marker is on screen
+        assert c.mark in text, c
+
+
+def test_an_outlier_is_clipped_with_a_marker_and_the_ticks_stay_short():
+    x, y = _noisy()
+    y[10] = 1e8
+    chart = Chart([Curve("", x, y)], robust=True, integer_x=True)
+    rows = chart.render(50, 12, Look())
+    assert chart.clipped == {"above": 1, "below": 0}
+    text = ["".join(t for t, _ in r) for r in rows]
+    assert "▲" in text[0]
+    labels = [t.split("┤")[0].strip() for t in text if "┤" in t]
+    assert labels and max(len(s) for s in labels) <= 6, labels
+    assert all(-1.6 < float(s) < -1.2 for s in labels)
+
+
+def test_legend_goes_where_it_covers_nothing():
+    x = np.linspace(0, 1, 200)
+    chart = Chart([Curve("rise", x, x), Curve("rise too", x, x * 0.9)])  # data on the diagonal
+    rows = [["".join(t for t, _ in r)] for r in chart.render(60, 14, Look(ascii=True, mono=True))]
+    top = [r[0] for r in rows[:2]]
+    # the top-left corner is empty above the diagonal: the legend is there
+    assert "* rise" in top[0] and "o rise too" in top[1], top
+
+
+# -- trace: references, window, scales -------------------------------------------------------
+
+def test_a_reference_is_drawn_at_each_x_of_the_history_not_as_the_latest_value():
+    betas = np.linspace(0.0, 1.0, 41)
+    exact = lambda b: -2 * np.tanh(2 * b)           # any curve over x
+    frames = [Frame(step=i, scalars={"beta": float(b), "energy": float(exact(b) + 0.01),
+                                     "energy_exact": float(exact(b))})
+              for i, b in enumerate(betas)]
+    view = View("trace", "energy vs beta", series=("energy",), reference=("energy_exact",), x="beta")
+    w = TraceView(view, UNICODE, topic=type("Finite", (Sweeps,), {"finite": True})())
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        ref = curve(w.chart, "reference")
+        np.testing.assert_allclose(ref.x, betas)
+        np.testing.assert_allclose(ref.y, exact(betas))
+        assert np.ptp(ref.y) > 1.5                   # not a line at the latest value
+        assert w.chart.xlabel == "β"
+
+    hosted(w, script)
+
+
+def test_a_constant_reference_is_a_line_only_for_the_stretch_it_holds_for():
+    # beta edited at frame 51: the exact value moves from -1.4 to -1.7 there
+    frames = history(100, lambda i: {"energy": -1.5, "energy_exact": -1.4 if i <= 50 else -1.7},
+                     params_at=(1, 51))
+    view = View("trace", "energy", series=("energy",), reference=("energy_exact",))
+    w = TraceView(view, UNICODE)
+    w.full_history = True
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        ref = curve(w.chart, "reference")
+        gap = np.flatnonzero(np.isnan(ref.x))
+        assert len(gap) == 1                         # one pen-up, at the edit
+        before, after = ref.y[:gap[0]], ref.y[gap[0] + 1:]
+        assert np.all(before == -1.4) and np.all(after == -1.7)
+        np.testing.assert_array_equal(ref.x[:gap[0]], np.arange(1, 51))
+        np.testing.assert_array_equal(ref.x[gap[0] + 1:], np.arange(51, 101))
+
+    hosted(w, script)
+
+
+def test_a_reference_curve_the_frame_carries_is_drawn_as_given():
+    grid = np.linspace(0, 1, 11)
+    frames = history(5, lambda i: {"beta": i / 10, "log_z": float(i)})
+    frames[-1].arrays["log_z_exact"] = {"x": grid.tolist(), "y": (grid ** 2).tolist()}
+    w = TraceView(View("trace", "ln Z", series=("log_z",), reference=("log_z_exact",), x="beta"), UNICODE)
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        ref = curve(w.chart, "reference")
+        np.testing.assert_allclose(ref.x, grid)
+        np.testing.assert_allclose(ref.y, grid ** 2)
+
+    hosted(w, script)
+
+
+def test_the_recent_window_autoscales_past_the_transient_and_h_shows_everything():
+    frames = history(400, lambda i: {"energy": (0.0 if i <= 20 else -1.42 + 0.001 * (i % 7))})
+    w = TraceView(View("trace", "energy", series=("energy",)), UNICODE, topic=Sweeps())
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        c = w.chart.curves[0]
+        assert c.x[0] == 301 and c.x[-1] == 400      # the last quarter
+        lo, hi = w.chart.y_range()
+        assert hi < -1.3                             # the transient at 0 is not in view
+        assert w.chart.xlabel == "sweep" and w.chart.integer_x
+        assert "last 100 of 400 frames" in w.notes_text
+        assert toggle_history([w]) == "traces: full history"
+        c = w.chart.curves[0]
+        assert c.x[0] == 1 and len(c.x) == 400
+        assert toggle_history([w]).startswith("traces: recent")
+
+    hosted(w, script)
+
+
+def test_logy_is_honoured_with_decade_ticks():
+    frames = history(60, lambda i: {"loss": 10.0 ** (-i / 10)})
+    w = TraceView(View("trace", "loss", series=("loss",), options={"logy": True}), UNICODE)
+    w.full_history = True
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        assert w.chart.logy
+        labels = [r.split("┤")[0].strip() for r in w.rows() if "┤" in r]
+        assert set(labels) <= {"1e-6", "1e-5", "1e-4", "0.001", "0.01", "0.1", "1"}, labels
+        assert len(labels) >= 3
+
+    hosted(w, script)
+
+
+def test_a_first_frame_with_one_point_draws_short_sensible_axes():
+    f = Frame(step=1, scalars={"loss": -2.10804643710364381})
+    w = TraceView(View("trace", "loss", series=("loss",)), UNICODE)
+
+    async def script(pilot):
+        w.show(f, [f])
+        rows = w.rows()
+        labels = [r.split("┤")[0].strip() for r in rows if "┤" in r]
+        assert labels and max(len(s) for s in labels) <= 5, labels
+        assert any(ch in "".join(rows) for ch in "⠁⠂⠄⡀⠈⠐⠠⢀")  # the point is drawn
+        assert "step" in rows[-1]                    # the x label, in the step unit
+
+    hosted(w, script)
+
+
+def test_nan_is_counted_not_drawn_and_the_subtitle_never_has_an_ellipsis():
+    frames = history(30, lambda i: {"energy_per_spin_of_a_long_name": math.nan if i % 3 == 0 else -1.0 * i})
+    w = TraceView(View("trace", "energy", series=("energy_per_spin_of_a_long_name",)), ASCII)
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        await pilot.pause()
+        assert "10 nan not drawn" in w.notes_text
+        assert "10 nan not drawn" in str(w.border_subtitle)   # warnings come first
+        assert "…" not in str(w.border_subtitle) and str(w.border_subtitle).isascii()
+        assert np.isnan(w.chart.curves[0].y).sum() == 10
+
+    hosted(w, script, size=(30, 10))
+
+
+# -- histograms ---------------------------------------------------------------------------
+
+def test_a_histogram_title_says_what_was_binned():
+    frames = history(40, lambda i: {"m": (i % 5) / 5})
+    w = widget_for(View("histogram", "magnetization", series=("m",)), UNICODE)
+    src = widget_for(View("histogram", "m per replica", source="h"), UNICODE)
+
+    async def script(pilot):
+        w.show(frames[-1], frames)
+        await pilot.pause()
+        assert str(w.border_title) == "magnetization: last 40 frames"
+        f = Frame(views={"h": {"edges": [-1, 0, 1], "counts": [3, 5], "binned": "8 replicas x 40 frames"}})
+        src.show(f)
+        assert src._title_extra == "8 replicas x 40 frames"
+
+    hosted(w, script)
+
+
+def test_density_lines_over_a_histogram_have_distinct_colours():
+    lines = {name: ([0, 1, 2], [1, 2, 1]) for name in ("EM mixture", "EM 1", "EM 2", "gradient mixture")}
+    f = Frame(views={"d": {"edges": [0, 1, 2, 3], "counts": [1, 3, 1], "lines": lines}})
+    w = widget_for(View("histogram", "density", source="d"), UNICODE)
+
+    async def script(pilot):
+        w.show(f)
+        w.chart.assign_styles(Look())
+        line_colours = [c.colour for c in w.chart.curves if c.kind == "line"]
+        assert len(line_colours) == 4 and len(set(line_colours)) == 4
+
+    hosted(w, script)
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+def test_value_and_error_are_written_to_the_errors_significant_digits():
+    assert value_error(-1.42195, 0.0022265) == "-1.4220 ± 0.0022"
+    assert value_error(-1.42195, 0.0022265, ascii=True) == "-1.4220 +/- 0.0022"
+    assert value_error(-1.42195, 0.0022265, level=1) == "-1.4220(22)"
+    assert value_error(-1.42195, 0.0022265, level=2) == "-1.422(2)"
+    assert value_error(36.962, 6.2872, level=2) == "37(6)"
+    assert value_error(1.2e-5, 3e-7, level=1) == "1.200(30)e-5"
+    assert cell_text(None) == "-" and cell_text(math.nan) == "nan"
+    flagged = cell_text((2.9, 0.5, 1.8))
+    assert "not equilibrated" in flagged and "±" not in flagged and "1.8" in flagged
+    assert cell_text((0.31, 0.01, 1.01)) == "0.310 ± 0.010"   # mixed chains: the error stands
+
+
+ISING_TABLE = (["observable", "measured", "exact L=64", "L=inf"],
+               [["energy/spin", (-1.42195, 0.0022265), -1.41605874, -1.40223],
+                ["|m|", (0.60826, 0.011764), None, 0.0],
+                ["C/spin", (2.0168, 0.063806), 2.2205, None],
+                ["acceptance", 0.19694, None, None]])
+KFAC_TABLE = (["run", "damping", "cond A[0]", "cond G[0]", "kl", "skipped"],
+              [["kfac_true", 0.01, 1.58, 1.6, 0.00099, 0], ["kfac_empirical", 0.01, 1.5, 1.99, 0.001, 0]])
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?(\(\d+(\.\d+)?\))?(e-?\d+)?$")
+
+
+@pytest.mark.parametrize("table", [ISING_TABLE, KFAC_TABLE])
+@pytest.mark.parametrize("width", [22, 25, 27, 30, 36, 40, 44, 60])
+def test_tables_never_cut_a_number_and_row_labels_stay_distinct(table, width):
+    columns, rows = table
+    heads, body, hidden = layout(columns, rows, width, ascii=True)
+    assert body, "nothing fits"
+    for r, src in zip(body, rows):
+        assert sum(len(c) for c in r) + 2 * (len(r) - 1) <= width
+        for text, cell in zip(r[1:], src[1:]):
+            assert "…" not in text and "~" not in text
+            if cell is None:
+                assert text == "-"
+                continue
+            first = text.split(" +/- ")[0]
+            assert _NUMBER.match(first), (width, text)
+            value = cell[0] if isinstance(cell, tuple) else cell
+            digits = re.sub(r"\(.*\)", "", first)
+            assert float(digits) == pytest.approx(value, rel=0.05, abs=1e-9), (text, value)
+    labels = [r[0] for r in body]
+    assert len(set(labels)) == len(labels), labels
+    assert len(heads) + hidden == len(columns)
+
+
+def test_a_table_widget_fits_its_width_at_80x24_sizes():
+    w = TableView(View("table", "measured vs exact", source="t"), ASCII)
+    f = Frame(views={"t": {"columns": ISING_TABLE[0], "rows": ISING_TABLE[1]}})
+
+    async def script(pilot):
+        w.show(f)
+        await pilot.pause()
+        text = w.render().plain
+        assert "…" not in text and text.isascii()
+        assert "-1.4" in text
+        assert all(len(line) <= w.content_size.width for line in text.splitlines())
+
+    hosted(w, script, size=(27, 8))
+
+
+# -- the values panel ----------------------------------------------------------------------
+
+def test_values_panel_shows_labels_and_units_and_scrolls_with_the_selection():
+    names = [f"scalar_{k:02d}" for k in range(30)]
+    topic = Sweeps()
+    topic.labels = {"scalar_00": ("energy per spin", "J"), **{n: n.replace("_", " ") for n in names[1:]}}
+    frame = Frame(scalars={n: float(k) for k, n in enumerate(names)})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        r.focus()
+        await pilot.pause()
+        text = r.render().plain
+        assert text.splitlines()[0].startswith("energy per spin") and text.splitlines()[0].endswith("0 J")
+        assert "~" not in text and "scalar_" not in text
+        for _ in range(25):
+            await pilot.press("down")
+        await pilot.pause()
+        text = r.render().plain
+        assert r.selected == 25 and "scalar 25" in text and "energy per spin" not in text
+        assert "of 30" in str(r.border_subtitle)
+
+    hosted(r, script, size=(30, 10))
+
+
+# -- the parameter panel ------------------------------------------------------------------
+
+def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():
+    from mletui.tui.widgets.params import ParamList, ParamPanel
+
+    class Many(Topic):
+        name = "many"
+        params = tuple(Param(f"p{k:02d}", "float", 1.0, "a knob", lo=0.0, hi=10.0) for k in range(25))
+
+    panel = ParamPanel(Many(), UNICODE)
+
+    class Side(App):
+        CSS = ("#side { height: 1fr; } ParamPanel { height: auto; max-height: 70%; border: round white; }"
+               " #param-list { height: auto; } #param-input { height: 3; } .hidden { display: none; }")
+
+        def compose(self):
+            from textual.containers import Vertical
+            with Vertical(id="side"):
+                yield panel
+
+    async def main():
+        app = Side()
+        async with app.run_test(size=(40, 20)) as pilot:
+            plist = panel.query_one(ParamList)
+            plist.focus()
+            await pilot.pause()
+            for _ in range(24):
+                await pilot.press("down")
+            await pilot.pause()
+            assert panel.current.name == "p24"
+            shown = plist.render().plain
+            assert "p24" in shown and "p00" not in shown
+            assert plist.region.bottom <= panel.region.bottom
+            await pilot.press("enter")
+            await pilot.pause()
+            box = panel.query_one("#param-input")
+            assert panel.editing and box.region.height > 0
+            assert panel.region.y <= box.region.y and box.region.bottom <= panel.region.bottom
+            assert box.region.bottom <= app.screen.region.bottom
+            assert "p24" in plist.render().plain    # the row being edited stays in view
+
+    asyncio.run(main())
+
+
+def test_bar_names_are_shortened_but_stay_distinct():
+    f = Frame(views={"t": {"labels": ["kfac_true", "kfac_empirical", "sgd", "adam"],
+                           "values": [4716.4, 1199.8, 300.0, 250.0]}})
+    w = widget_for(View("bars", "step time (ms)", source="t"), UNICODE)
+
+    async def script(pilot):
+        w.show(f)
+        names = [s for _, s in w.chart.xticks]
+        assert len(set(names)) == 4 and names[2:] == ["sgd", "adam"], names
+        assert w.chart.ylim is None and w.chart.curves[0].kind == "bars"
+
+    hosted(w, script, size=(27, 9))
+
+
+def test_the_view_contract_accepts_reference_curves_and_rhat_cells_and_refuses_bad_ones():
+    from mletui.engine.views import problems
+
+    trace = View("trace", "ln Z", series=("log_z",), reference=("log_z_exact",), x="beta")
+    ok = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {"log_z_exact": {"x": [0, 1], "y": [0, 2]}})
+    assert ok == []
+    bad = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {"log_z_exact": {"x": [0, 1], "y": [0]}})
+    assert bad and "equal lengths" in bad[0]
+    missing = problems(trace, {"log_z": 1.0, "beta": 0.5}, {}, {})
+    assert missing and "log_z_exact" in missing[0]
+    table = View("table", "t", source="t")
+    rows = {"columns": ["obs", "value"], "rows": [["C", (2.9, 0.5, 1.8)], ["E", "1.2 +/- 0.1"]]}
+    found = problems(table, {}, {}, {"t": rows})
+    assert len(found) == 1 and "row 1" in found[0]
