@@ -37,9 +37,12 @@ same ``uniforms`` all three produce the same spins.
 
 from __future__ import annotations
 
+import atexit as _atexit
 import contextlib as _contextlib
+import ctypes as _ctypes
 import os as _os
 import threading as _threading
+import time as _time
 from typing import Any, Iterator
 
 import numpy as _np
@@ -551,6 +554,11 @@ def _like(a: Any, replicas: int) -> Any:
     return out
 
 
+class _BuildCancelled(BaseException):
+    """Raised in a build thread to stop it (at exit); not an Exception, so the compiler's
+    own handlers let it through."""
+
+
 class _Compiled:
     """torch.compile'd versions of the fast twin's pieces.
 
@@ -622,19 +630,38 @@ class _Compiled:
         grad = torch.is_grad_enabled()     # torch.compile guards on it: build as the caller calls
 
         def build() -> None:
+            done = False
             try:
                 with torch.set_grad_enabled(grad):
                     self._compiled(name, fn)(*(_like(a, replicas) for a in copies))
+                done = True
+            except _BuildCancelled:
+                pass
             except Exception as exc:  # pragma: no cover - depends on the toolchain
                 self._fail(exc)
             with self._lock:
                 self.pending.pop(key, None)
-                if self.failed is None:
+                if done and self.failed is None:
                     self.ready.add(key)
 
+        if not self._threads:
+            _atexit.register(self.cancel)
         thread = _threading.Thread(target=build, name=f"mletui-compile-{name}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+
+    def cancel(self, timeout: float = 1.0) -> None:
+        """Stop the builds under way (at exit): raise _BuildCancelled in each build thread and
+        wait for them. A daemon thread still inside torch when the interpreter finalises is
+        killed through C++ frames that may not unwind (std::terminate, exit status 134);
+        tracing and code generation are Python, so the exception lands within moments."""
+        alive = [t for t in self._threads if t.is_alive()]
+        for thread in alive:
+            _ctypes.pythonapi.PyThreadState_SetAsyncExc(_ctypes.c_ulong(thread.ident),
+                                                        _ctypes.py_object(_BuildCancelled))
+        deadline = _time.monotonic() + timeout
+        for thread in alive:
+            thread.join(max(0.0, deadline - _time.monotonic()))
 
     def building(self) -> tuple[str, ...]:
         """What the builds under way are for (e.g. "L=1024"), each once, sorted."""
