@@ -39,7 +39,7 @@ from ..device import use_triton
 
 SITE_METHODS = ("pl", "mpf")
 
-from . import tl, triton  # the one Triton import guard (None where there is no triton)
+from . import Launch, placeholder, tl, triton  # one Triton import guard (None without triton)
 
 
 # -- the PyTorch twins -------------------------------------------------------------------------
@@ -130,7 +130,7 @@ if triton is not None:
 
 def _blocks(R: int, n: int) -> tuple[int, int]:
     bn = min(triton.next_power_of_2(max(int(n), 1)), 128)
-    br = max(1, min(triton.next_power_of_2(max(int(R), 1)), 4096 // bn))
+    br = max(1, min(triton.next_power_of_2(max(int(R), 1)), 1024 // bn))  # 8 per thread: no spill
     return br, bn
 
 
@@ -192,3 +192,29 @@ def site_terms(X: torch.Tensor, F: torch.Tensor, method: str) -> tuple[torch.Ten
     if use_triton(F.device) and F.dtype == torch.float32:
         return site_terms_triton(X, F, method)
     return site_terms_torch(X, F, method)
+
+
+# -- the launches the compile gate builds (engine/kernels: Launch, LAUNCHES) --------------------
+def _sample_launch(R: int, n: int, unif: bool, probs: bool, accum: bool, default: bool = False) -> Launch:
+    def call():
+        return sample_layer_triton(placeholder(R, n), placeholder(n), seed=3, counter=5,
+                                   uniforms=placeholder(R, n) if unif else None,
+                                   stat=placeholder(n) if accum else None, want_probs=probs)
+    label = f"R={R} n={n}" + " uniforms" * unif + " probs" * probs + " accumulate" * accum
+    return Launch(label, call, default)
+
+
+def _site_launch(M: int, N: int, method: str, default: bool = False) -> Launch:
+    def call():
+        return site_terms_triton(placeholder(M, N), placeholder(M, N), method)
+    return Launch(f"M={M} N={N} {method}", call, default)
+
+
+LAUNCHES = (
+    # chains x units: a 4x3 test machine, the 784x500 digits rbm's hidden layer, 10^5 chains
+    *(_sample_launch(R, n, u, p, a, default=(R, n, u, p, a) == (1000, 500, False, True, True))
+      for R, n in ((10, 16), (1000, 500), (100000, 784))
+      for u in (False, True) for p in (False, True) for a in (False, True)),
+    *(_site_launch(M, N, m, default=(M, N) == (10000, 16))
+      for M, N in ((100, 8), (10000, 16), (1500, 400)) for m in SITE_METHODS),
+)
