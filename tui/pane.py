@@ -341,7 +341,7 @@ class TopicPane(Horizontal):
             w.display = i in shown
         self.note.display = not shown
         if not shown:
-            self.note.update(self._why_empty())
+            self.note.update(self.glyphs.text(self._why_empty()))
         if width > 0:
             cols, rows = legible_shape(max(1, len(shown)), width, height)
             grid.styles.grid_size_columns = cols
@@ -397,7 +397,7 @@ class TopicPane(Horizontal):
         runner = self.runner
         if runner is None:
             if self.note.display:
-                self.note.update(self._why_empty())
+                self.note.update(self.glyphs.text(self._why_empty()))
             return []
         if runner.generation != self._generation:
             self._generation = runner.generation
@@ -412,7 +412,7 @@ class TopicPane(Horizontal):
             self.layout_views()
         if latest is None or latest is self._shown:
             if self.note.display:
-                self.note.update(self._why_empty())
+                self.note.update(self.glyphs.text(self._why_empty()))
             return []
         history = runner.frames()
         notes = self._new_notes(history)

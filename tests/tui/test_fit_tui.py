@@ -189,3 +189,35 @@ def test_a_refused_typed_value_is_also_on_the_event_line():
         assert pane.runner.params["dim"] == 1
 
     drive(app, script, size=(80, 24))
+
+
+def _screen_text(app) -> str:
+    """Every character on the screen (from Textual's SVG export, which writes each cell)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    return html.unescape("".join(re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S))).replace("\xa0", " ")
+
+
+@pytest.mark.parametrize("name", ["ising", "annealing", "tempering", "population", "em", "langevin", "kfac"])
+def test_in_ascii_mode_every_character_on_the_screen_and_the_help_is_ascii(name):
+    from mletui.engine.topics import all_topics
+
+    topic = all_topics()[name]
+    app = MletuiApp(topics=[topic], overrides={name: dict(topic.quick)}, seed=1, device=torch.device("cpu"),
+                    fps=20, ascii=True, runner="thread")
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane.shown and app.pane.runner.steps > 3, timeout=60, what="views")
+        await pilot.pause(0.3)
+        text = _screen_text(app)
+        assert "seed 1" in text and "tab " in text
+        bad = sorted({c for c in text if ord(c) > 127})
+        assert not bad, (bad, [text[max(0, i - 30):i + 5] for i, c in enumerate(text) if ord(c) > 127][:3])
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        bad = sorted({c for c in _screen_text(app) if ord(c) > 127})
+        assert not bad, bad
+
+    drive(app, script, size=(80, 24))
