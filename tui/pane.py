@@ -133,6 +133,7 @@ class TopicPane(Horizontal):
         self.view_widgets = [widget_for(v, glyphs, topic) for v in topic.views]
         self.note = Static("", id="views-note")
         self._content = [False] * len(self.view_widgets)   # has drawn something (this generation)
+        self._content_step = -1     # frames up to this step were looked at for content
         self._applies = [v.applies(None) for v in topic.views]
         self.shown: list[int] = []  # indices of the views on screen
         self.first = 0              # index (among the eligible views) of the first one shown
@@ -340,7 +341,7 @@ class TopicPane(Horizontal):
             w.display = i in shown
         self.note.display = not shown
         if not shown:
-            self.note.update(self._why_empty())
+            self.note.update(self.glyphs.text(self._why_empty()))
         if width > 0:
             cols, rows = legible_shape(max(1, len(shown)), width, height)
             grid.styles.grid_size_columns = cols
@@ -377,6 +378,7 @@ class TopicPane(Horizontal):
         self._shown = None
         self._noted_step = -1
         self._content = [False] * len(self.view_widgets)
+        self._content_step = -1
         for w in self.view_widgets:
             w.clear()
         self.layout_views()
@@ -395,7 +397,7 @@ class TopicPane(Horizontal):
         runner = self.runner
         if runner is None:
             if self.note.display:
-                self.note.update(self._why_empty())
+                self.note.update(self.glyphs.text(self._why_empty()))
             return []
         if runner.generation != self._generation:
             self._generation = runner.generation
@@ -410,13 +412,19 @@ class TopicPane(Horizontal):
             self.layout_views()
         if latest is None or latest is self._shown:
             if self.note.display:
-                self.note.update(self._why_empty())
+                self.note.update(self.glyphs.text(self._why_empty()))
             return []
         history = runner.frames()
         notes = self._new_notes(history)
         if self.frozen:
             return notes
-        content = [c or has_content(v, latest, history) for c, v in zip(self._content, self.topic.views)]
+        if not all(self._content):
+            # the frames not looked at yet (a view without content so far may get some)
+            fresh = [f for f in history if f.step > self._content_step] or [latest]
+            content = [c or has_content(v, latest, fresh) for c, v in zip(self._content, self.topic.views)]
+            self._content_step = max(self._content_step, latest.step)
+        else:
+            content = self._content
         if content != self._content:
             self._content = content
             self.layout_views()

@@ -9,7 +9,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.scrollbar import ScrollBarRender
 from textual.widgets import Input, Static
+
+
+class AsciiScrollBarRender(ScrollBarRender):
+    """A scrollbar without block characters (ASCII mode): the thumb is its colour alone."""
+
+    VERTICAL_BARS = [" "] * 8
+    HORIZONTAL_BARS = [" "] * 8
 
 
 class HelpScreen(ModalScreen):
@@ -30,6 +38,13 @@ class HelpScreen(ModalScreen):
         with VerticalScroll(id="help-box") as box:
             box.border_title = "keys (escape closes)"
             yield Static(table, id="help-table")
+
+    def on_mount(self) -> None:
+        glyphs = getattr(self.app, "glyphs", None)
+        if glyphs is not None and glyphs.ascii:
+            box = self.query_one("#help-box", VerticalScroll)
+            box.vertical_scrollbar.renderer = AsciiScrollBarRender
+            box.horizontal_scrollbar.renderer = AsciiScrollBarRender
 
     def action_dismiss(self) -> None:
         self.dismiss()

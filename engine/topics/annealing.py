@@ -65,9 +65,9 @@ class AnnealingTopic(LatticeTopic):
     window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
     scalars = (
         Scalar("sweep", "sweep", "sweeps", "schedule steps done (one sweep each)"),
-        Scalar("beta", "β", "", "the inverse temperature reached"),
+        Scalar("beta", "beta", "", "the inverse temperature reached"),
         Scalar("energy_per_spin", "energy per spin", "J", "E/N, mean over the replicas"),
-        Scalar("energy_per_spin_exact", "exact energy at β (Kaufman)", "J", "equilibrium E/N at this β (ferromagnet)"),
+        Scalar("energy_per_spin_exact", "exact energy at beta (Kaufman)", "J", "equilibrium E/N at this β (ferromagnet)"),
         Scalar("best_energy_per_spin", "best energy per spin", "J", "lowest E/N any replica has visited"),
         Scalar("ground_state_energy_per_spin", "ground-state energy", "J", "-2 for the ferromagnet; none for a spin glass"),
         Scalar("flip_rate", "flip rate", "", "spins flipped / spins in the last sweep"),

@@ -117,8 +117,8 @@ class PopulationTopic(LatticeTopic):
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
     scalars = (
-        Scalar("beta", "β", "", "the inverse temperature reached"),
-        Scalar("dbeta", "Δβ", "", "the last step's increment"),
+        Scalar("beta", "beta", "", "the inverse temperature reached"),
+        Scalar("dbeta", "beta step", "", "the last step's increment"),
         Scalar("log_z", "ln Z", "", "ln Z(β) estimated, ln Z(0) + sum of ln Q"),
         Scalar("log_z_exact", "exact ln Z (Kaufman)", "", "Kaufman's ln Z(β) for this L"),
         Scalar("log_z_per_spin", "ln Z / N", "", "the estimate per spin"),

@@ -74,7 +74,7 @@ class TemperingTopic(LatticeTopic):
     scalars = (
         Scalar("sweep", "sweep", "sweeps", "sweeps since init"),
         Scalar("chain0_rung", "chain 0 rung", "", "the rung k chain 0 is on"),
-        Scalar("chain0_beta", "chain 0 β", "", "β_k of that rung"),
+        Scalar("chain0_beta", "chain 0 beta", "", "β_k of that rung"),
         Scalar("chain0_energy_per_spin", "chain 0 energy per spin", "J", "E/N of chain 0"),
         Scalar("rung_acceptance_rate", "rung-move acceptance", "", "accepted / attempted rung moves, all edges"),
         Scalar("rung_flatness", "rung flatness", "", "min / max of the rung visit fractions (1: flat)"),

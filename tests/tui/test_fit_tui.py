@@ -189,3 +189,90 @@ def test_a_refused_typed_value_is_also_on_the_event_line():
         assert pane.runner.params["dim"] == 1
 
     drive(app, script, size=(80, 24))
+
+
+def _screen_text(app) -> str:
+    """Every character on the screen (from Textual's SVG export, which writes each cell)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    return html.unescape("".join(re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S))).replace("\xa0", " ")
+
+
+@pytest.mark.parametrize("name", ["ising", "annealing", "tempering", "population", "em", "langevin", "kfac"])
+def test_in_ascii_mode_every_character_on_the_screen_and_the_help_is_ascii(name):
+    from mletui.engine.topics import all_topics
+
+    topic = all_topics()[name]
+    app = MletuiApp(topics=[topic], overrides={name: dict(topic.quick)}, seed=1, device=torch.device("cpu"),
+                    fps=20, ascii=True, runner="thread")
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane.shown and app.pane.runner.steps > 3, timeout=60, what="views")
+        await pilot.pause(0.3)
+        text = _screen_text(app)
+        assert "seed 1" in text and "tab " in text
+        bad = sorted({c for c in text if ord(c) > 127})
+        assert not bad, (bad, [text[max(0, i - 30):i + 5] for i, c in enumerate(text) if ord(c) > 127][:3])
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        bad = sorted({c for c in _screen_text(app) if ord(c) > 127})
+        assert not bad, bad
+
+    drive(app, script, size=(80, 24))
+
+
+def _terminal_bytes(env: dict, seconds: float = 12.0) -> bytes:
+    """What the app (as `mletui` starts it, thread runner) writes to an 80x24 terminal
+    in ``seconds``, then after ``q``."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update({"TERM": "xterm-256color", "MLETUI_RUNNER": "thread", **env})
+        os.execv(sys.executable, [sys.executable, "-m", "mletui.tui.cli", "--topic", "ising", "--set", "L=16"])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    out = b""
+    t0 = time.monotonic()
+    quit_sent = False
+    while time.monotonic() - t0 < seconds + 30:
+        if not quit_sent and time.monotonic() - t0 > seconds:
+            os.write(fd, b"q")
+            quit_sent = True
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return out
+
+
+def _colour_params(out: bytes) -> set[str]:
+    """SGR parameters that set a colour (30-37, 40-47, 90-97, 100-107, 38;..., 48;...)."""
+    import re
+
+    found = set()
+    for seq in re.findall(rb"\x1b\[([0-9;]*)m", out):
+        for p in seq.decode().split(";"):
+            if p.isdigit() and (30 <= int(p) <= 38 or 40 <= int(p) <= 48 or 90 <= int(p) <= 107):
+                found.add(p)
+    return found
+
+
+def test_no_color_the_app_sends_no_colour_codes_to_the_terminal():
+    assert _colour_params(_terminal_bytes({})), "in colour the app sends colour codes (the check can fail)"
+    out = _terminal_bytes({"NO_COLOR": "1"})
+    assert b"seed" in out and not _colour_params(out), _colour_params(out)

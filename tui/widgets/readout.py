@@ -20,6 +20,7 @@ from textual.widget import Widget
 
 from mletui.engine.topic import Frame
 
+from ..charset import to_ascii
 from .labels import abbreviate, describe, fit_parts
 from .numbers import finite, fmt
 
@@ -63,6 +64,8 @@ class Readout(Widget, can_focus=True):
         for name in self.names:
             v = self._frame.scalars[name]
             label, unit = describe(self.topic, name)
+            if self.app_ascii:  # labels may hold Greek letters (β): spelled out in ASCII mode
+                label, unit = to_ascii(label), to_ascii(unit)
             text = fmt(v)
             if unit and cell_len(text) + 1 + cell_len(unit) <= width // 2:
                 text = f"{text} {unit}"
