@@ -413,7 +413,7 @@ def test_trace_says_no_exact_value_when_the_reference_is_none():
         app.pane.param_panel.select("h")
         await type_value(pilot, app.pane.param_panel, "0")
         await pilot.press("n")
-        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
+        await until(pilot, lambda: "exact energy (Kaufman) -" in trace.notes_text, what="exact value shown")
 
     drive(app, script)
 
