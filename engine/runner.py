@@ -172,6 +172,15 @@ class RunnerBase:
         """Carry a control command to the engine (the state machine here has run)."""
         raise NotImplementedError
 
+    def _keep(self, frame: Frame) -> None:
+        """Append a screen frame to the history (under the lock). Only the latest frame
+        keeps its view-only data (lattices, histogram counts): readers of the history use
+        its scalars and arrays, and 2000 frames of lattices would hold hundreds of MB that
+        the garbage collector walks over and over."""
+        if self.history and self.history[-1].views:
+            self.history[-1].views = {}
+        self.history.append(frame)
+
     def _starting(self, paused: bool) -> None:
         self._paused = paused
         self.status = Status.PAUSED if paused else Status.RUNNING
@@ -234,7 +243,8 @@ class RunnerBase:
             return self._pending.get(name, self.params[name])
 
     def frames(self) -> list[Frame]:
-        """The screen-rate frames since the last reset (the newest ``history`` of them)."""
+        """The screen-rate frames since the last reset (the newest ``history`` of them);
+        only the newest carries its view-only data (``views``)."""
         with self._lock:
             return list(self.history)
 
@@ -349,7 +359,7 @@ class Runner(RunnerBase):
             self._notes = []
         with self._lock:
             self.latest = frame
-            self.history.append(frame)
+            self._keep(frame)
             if frame.done:
                 self.status = Status.DONE
                 self._paused = True

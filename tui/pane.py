@@ -420,7 +420,12 @@ class TopicPane(Horizontal):
             return notes
         if not all(self._content):
             # the frames not looked at yet (a view without content so far may get some)
-            fresh = [f for f in history if f.step > self._content_step] or [latest]
+            fresh = []
+            for f in reversed(history):
+                if f.step <= self._content_step:
+                    break
+                fresh.append(f)
+            fresh = fresh or [latest]
             content = [c or has_content(v, latest, fresh) for c, v in zip(self._content, self.topic.views)]
             self._content_step = max(self._content_step, latest.step)
         else:
@@ -434,11 +439,12 @@ class TopicPane(Horizontal):
         return notes
 
     def _new_notes(self, history: list[Frame]) -> list[str]:
-        out: list[str] = []
         last = self._noted_step
-        for f in history:
-            if f.step > last:
-                out.extend(f"step {f.step}: {n}" for n in f.notes)
+        fresh: list[Frame] = []
+        for f in reversed(history):  # the new frames are at the end
+            if f.step <= last:
+                break
+            fresh.append(f)
         if history:
             self._noted_step = max(last, history[-1].step)
-        return out
+        return [f"step {f.step}: {n}" for f in reversed(fresh) for n in f.notes]

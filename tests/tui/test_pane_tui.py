@@ -57,7 +57,7 @@ async def ising_after(app, pilot, runner):
 
 async def ising_before(app, pilot):
     trace = app.pane.view_widgets[[v.kind for v in app.pane.topic.views].index("trace")]
-    await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
+    await until(pilot, lambda: "exact energy (Kaufman) -" in trace.notes_text, what="exact value shown")
 
 
 def annealing_frame(f):

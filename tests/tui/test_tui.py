@@ -387,6 +387,14 @@ def test_app_has_one_tab_per_registered_topic_in_order():
 
 # -- views: data conventions, NaN, ASCII, layout -------------------------------------------
 
+def views_laid_out(pane) -> bool:
+    """Every view of the pane on screen with a size and drawn (views appear with their
+    first content, so the first frame finds them not laid out yet)."""
+    widgets = pane.view_widgets
+    return len(pane.shown) == len(widgets) and all(w.size.width > 0 and w.size.height > 0 for w in widgets) \
+        and all(getattr(w, "notes_text", "x") != "" or w.view.kind in ("histogram", "table") for w in widgets)
+
+
 def _toy_app(**kw):
     return MletuiApp(topics=[TOY], seed=0, device=torch.device("cpu"), fps=20, **kw)
 
@@ -397,6 +405,7 @@ def test_every_view_kind_draws_its_documented_data_and_nan_is_text_not_plotted()
     async def script(pilot):
         pane = app.pane
         await until(pilot, lambda: pane._shown is not None and pane._shown.step > 7, what="frames")
+        await until(pilot, lambda: views_laid_out(pane), what="every view laid out and drawn")
         await pilot.press("space")
         await pilot.pause(0.2)
         subs = {w.view.kind: w.notes_text for w in pane.view_widgets}
@@ -424,7 +433,7 @@ def test_trace_says_no_exact_value_when_the_reference_is_none():
         app.pane.param_panel.select("h")
         await type_value(pilot, app.pane.param_panel, "0")
         await pilot.press("n")
-        await until(pilot, lambda: "energy_exact -" in trace.notes_text, what="exact value shown")
+        await until(pilot, lambda: "exact energy (Kaufman) -" in trace.notes_text, what="exact value shown")
 
     drive(app, script)
 
@@ -564,6 +573,7 @@ def test_no_color_draws_the_heatmap_with_shade_characters(monkeypatch):
     async def script(pilot):
         assert app.no_color, "Textual reads NO_COLOR (and then renders monochrome)"
         await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
+        await until(pilot, lambda: views_laid_out(app.pane), what="every view laid out and drawn")
         heat = next(w for w in app.pane.view_widgets if w.view.kind == "heatmap")
         text = "".join(seg.text for y in range(heat.content_size.height) for seg in heat.render_line(y))
         assert "▀" not in text, "colour-only half blocks are invisible without colour"
