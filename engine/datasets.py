@@ -8,7 +8,8 @@ whitespace-separated text of floats (one optional header line, ``#`` comments). 
 taken from the file. Bad content raises :class:`DataError` (a ParamError) with one line
 saying which problem and how many rows, so nothing is fitted on bad data:
 NaN/inf rows, a wrong shape (ragged rows, 0-D or 3-D+ arrays), non-numeric values,
-pickled object arrays, an empty file.
+pickled object arrays, an empty file. ``load_binary`` reads the same formats as 0/1 or ±1
+rows for the Boltzmann topic (engine.boltzmann_data), with the same one-line refusals.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def load_points(path: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, size: int, mtime_ns: int) -> np.ndarray:
+def _load_cached(path: str, size: int, mtime_ns: int, binary: bool = False) -> np.ndarray:
     name = os.path.basename(path)
     lower = name.lower()
     if lower.endswith(".npy"):
@@ -108,7 +109,7 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> np.ndarray:
         arr = _load_npz(path, name)
     else:
         arr = _load_text(path, name)
-    pts = validate_points(arr, name)
+    pts = validate_binary(arr, name) if binary else validate_points(arr, name)
     pts.setflags(write=False)
     return pts
 
@@ -208,14 +209,20 @@ def _load_text(path: str, name: str) -> np.ndarray:
     return arr
 
 
-def validate_points(arr: np.ndarray, name: str = "data") -> np.ndarray:
-    """An array of points -> float64 (N, D), or DataError naming the problem and how many rows."""
+def _numeric(arr: np.ndarray, name: str, expected: str) -> np.ndarray:
+    """The array if it holds real numbers (never Python objects); DataError otherwise."""
     arr = np.asarray(arr)
     if arr.dtype == object:
         raise DataError(f"data: {name} holds Python objects; refused (mletui never unpickles)")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
             or arr.dtype == np.bool_):
-        raise DataError(f"data: {name} holds {arr.dtype} values; expected real numbers")
+        raise DataError(f"data: {name} holds {arr.dtype} values; expected {expected}")
+    return arr
+
+
+def validate_points(arr: np.ndarray, name: str = "data") -> np.ndarray:
+    """An array of points -> float64 (N, D), or DataError naming the problem and how many rows."""
+    arr = _numeric(arr, name, "real numbers")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -233,3 +240,71 @@ def validate_points(arr: np.ndarray, name: str = "data") -> np.ndarray:
         raise DataError(f"data: {int(bad.sum())} of {n} rows of {name} have NaN/inf values "
                         f"(first: row {int(np.argmax(bad))}); refused, nothing fitted")
     return pts
+
+
+# -- binary data (Boltzmann machines) -------------------------------------------------------
+MAX_BINARY_UNITS = 4096
+
+
+def load_binary(path: str) -> np.ndarray:
+    """A user's binary data in ``path`` (.npy, .npz or CSV; 0/1 or ±1 values) as float64 0/1
+    rows (N, D); DataError (one line, with a count) on anything else. Never unpickled."""
+    full = os.path.expanduser(str(path))
+    try:
+        st = os.stat(full)
+    except OSError:
+        raise DataError(f"data: no readable file at {path!r}") from None
+    return _load_cached(full, st.st_size, st.st_mtime_ns, True).copy()
+
+
+def validate_binary(arr: np.ndarray, name: str = "data") -> np.ndarray:
+    """Rows of 0/1 or of ±1 values -> float64 0/1 (N, D), or DataError naming the problem and
+    how many rows have it (non-binary values, NaN, a mix of 0 and -1, a wrong shape, no rows)."""
+    arr = _numeric(arr, name, "0/1 or -1/+1")
+    if arr.ndim != 2:
+        raise DataError(f"data: wrong shape {tuple(arr.shape)} in {name}: expected N rows x D binary columns")
+    n, d = arr.shape
+    if n == 0 or d == 0:
+        raise DataError(f"data: {name} holds no rows (shape {tuple(arr.shape)})")
+    if d > MAX_BINARY_UNITS:
+        raise DataError(f"data: {name} has {d} columns, at most {MAX_BINARY_UNITS} units supported")
+    x = arr.astype(np.float64)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"data: {int(bad.sum())} of {n} rows of {name} have NaN/inf values "
+                        f"(first: row {int(np.argmax(bad))}); refused, nothing fitted")
+    nonbinary = ~np.isin(x, (-1.0, 0.0, 1.0)).all(axis=1)
+    if nonbinary.any():
+        raise DataError(f"data: {int(nonbinary.sum())} of {n} rows of {name} hold values other than "
+                        f"0/1 or -1/+1 (first: row {int(np.argmax(nonbinary))}); refused, nothing fitted")
+    if (x == -1.0).any():
+        if (x == 0.0).any():
+            zeros = int((x == 0.0).any(axis=1).sum())
+            raise DataError(f"data: {name} mixes 0 and -1 ({zeros} of {n} rows hold a 0 beside -1 "
+                            "values elsewhere): use 0/1 or -1/+1 throughout")
+        x = (x + 1.0) / 2.0
+    return x
+
+
+def bars_and_stripes(size: int) -> np.ndarray:
+    """The distinct size x size bars-and-stripes patterns, each once, float64 0/1 rows: every
+    subset of rows switched on (bars) and every subset of columns (stripes), the all-off and
+    all-on images counted once, so 2^(size+1) - 2 patterns (14 for 3x3, 30 for 4x4)."""
+    seen: dict[bytes, np.ndarray] = {}
+    for mask in range(1 << size):
+        on = np.array([(mask >> i) & 1 for i in range(size)], dtype=np.float64)
+        for img in (np.repeat(on[:, None], size, axis=1), np.repeat(on[None, :], size, axis=0)):
+            seen.setdefault(img.tobytes(), img.reshape(-1))
+    return np.stack(list(seen.values()))
+
+
+DIGITS_TRAIN = 1500
+
+
+def binary_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1797 images, no download) binarised at >= 8 (of 16),
+    split in order: the first 1500 train, the last 297 held out. float64 0/1 rows of 64."""
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().data >= 8).astype(np.float64)
+    return x[:DIGITS_TRAIN], x[DIGITS_TRAIN:]

@@ -514,3 +514,41 @@ class GradientFit:
             loss = self._loss_and_grad()
             self.optimizer.step()
         return -loss.detach()
+
+
+# -- what the pane draws of a fit (host-side, small) -------------------------------------------
+
+def weighted_densities_1d(grid: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                          covariances: np.ndarray) -> np.ndarray:
+    """π_k N(x | μ_k, σ_k²) of each component on ``grid`` (1-D data): shape (K, len(grid))."""
+    sd = np.sqrt(np.maximum(covariances[:, 0, 0], 1e-300))
+    z = (grid[None, :] - means[:, 0, None]) / sd[:, None]
+    return weights[:, None] * np.exp(-0.5 * z * z) / (sd[:, None] * math.sqrt(2 * math.pi))
+
+
+def ellipse_2d(mean: np.ndarray, covariance: np.ndarray, points: int) -> np.ndarray | None:
+    """The 2σ ellipse {μ + 2 L u : |u| = 1} of a 2-D Gaussian (L the Cholesky factor of Σ), as
+    (2, points) coordinates; None when Σ is not positive definite."""
+    t = np.linspace(0.0, 2.0 * np.pi, points)
+    try:
+        chol = np.linalg.cholesky(0.5 * (covariance + covariance.T))
+    except np.linalg.LinAlgError:
+        return None
+    return mean[:, None] + 2.0 * chol @ np.stack([np.cos(t), np.sin(t)])
+
+
+def component_summary(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> list[list]:
+    """Per component: [π, μ, σ] and, for 2-D data, the correlation ρ; μ and σ are numbers for
+    1-D data and lists (σ the square roots of Σ's diagonal) otherwise."""
+    d = means.shape[1]
+    rows = []
+    for j in range(len(weights)):
+        sd = np.sqrt(np.maximum(np.diagonal(covariances[j]), 0.0))
+        if d == 1:
+            rows.append([float(weights[j]), float(means[j, 0]), float(sd[0])])
+            continue
+        row = [float(weights[j]), [float(v) for v in means[j]], [float(v) for v in sd]]
+        if d == 2:
+            row.append(float(covariances[j, 0, 1] / max(sd[0] * sd[1], 1e-300)))
+        rows.append(row)
+    return rows

@@ -22,9 +22,10 @@ BETA_C = 0.5 * math.log(1.0 + math.sqrt(2.0))  # ln(1 + sqrt 2) / 2 = 0.4406868.
 
 
 def _ln2cosh(x: torch.Tensor) -> torch.Tensor:
-    """ln(2 cosh x) without overflow."""
-    a = x.abs()
-    return a + torch.log1p(torch.exp(-2.0 * a))
+    """ln(2 cosh x) = ln(e^x + e^-x) without overflow. (logaddexp, not |x| + log1p(e^-2|x|):
+    the double backward of abs runs through torch._refs, whose first call imports
+    torch._dynamo -- seconds before a first frame.)"""
+    return torch.logaddexp(x, -x)
 
 
 def _kaufman_log_z(beta: torch.Tensor, n: int, m: int) -> torch.Tensor:

@@ -10,6 +10,8 @@ keeps detailed balance. A full sweep is colour 0 then colour 1.
 Layouts shared by the Triton kernels and their PyTorch twins:
     spins      int8 (R, L, L), values +1/-1, updated in place; L even.
     beta       float, or float32 tensor (R,) (one inverse temperature per replica).
+    h          float, or float32 (L, L): a per-site field h_ij shared by all replicas (the
+               fully visible Boltzmann machine on the lattice graph); ``measure`` takes a float.
     couplings  None (uniform J = 1) or float32 (2, L, L) shared by all replicas:
                couplings[0, i, j] = J between (i, j) and (i, j+1 mod L)   ("right" bond)
                couplings[1, i, j] = J between (i, j) and (i+1 mod L, j)   ("down" bond)
@@ -24,7 +26,9 @@ Implementations, one contract (``half_sweep`` / ``sweep`` / ``measure`` pick one
     Triton kernels     CUDA (and CPU tensors under TRITON_INTERPRET=1, for tests): in-kernel
                        Philox4x32-10, key = seed, counter = (site, replica, counter lo, hi).
     fast CPU twin      packed colour layout, a fused counter-based hash generator, compiled by
-                       torch.compile on large lattices (eager below COMPILE_MIN_SITES).
+                       torch.compile on large lattices (eager below COMPILE_MIN_SITES); a new
+                       size is compiled in a background thread while the twin runs eagerly
+                       (``compiling()`` names the sizes being built), same spins either way.
     reference twin     ``half_sweep_torch``: masked full lattice, torch.rand (used when a
                        ``generator`` is passed); the test reference and benchmark neighbour.
 The three streams differ (Philox, hash, torch.rand); the statistics do not, and given the
@@ -33,8 +37,14 @@ same ``uniforms`` all three produce the same spins.
 
 from __future__ import annotations
 
+import atexit as _atexit
+import contextlib as _contextlib
+import ctypes as _ctypes
 import os as _os
-from typing import Any
+import sys as _sys
+import threading as _threading
+import time as _time
+from typing import Any, Iterator
 
 import numpy as _np
 import torch
@@ -145,7 +155,8 @@ if triton is not None:
 
     @triton.jit
     def _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k, row_ok, L, HALF,
-                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr):
+                     beta, h, u, METHOD: tl.constexpr, HAS_COUP: tl.constexpr,
+                     field_ptr, HAS_FIELD: tl.constexpr):
         """Update the active sites (rows, k) of one sub-tile in place; returns the flip count."""
         mask = row_ok[:, None] & (k < HALF)[None, :]
         j = 2 * k[None, :] + parity[:, None]
@@ -159,6 +170,8 @@ if triton is not None:
         s_l = tl.load(spins_ptr + base + row + jl, mask=mask, other=0).to(tl.float32)
         s_d = tl.load(spins_ptr + base + rdn + j, mask=mask, other=0).to(tl.float32)
         s_u = tl.load(spins_ptr + base + rup + j, mask=mask, other=0).to(tl.float32)
+        if HAS_FIELD:
+            h = tl.load(field_ptr + row + j, mask=mask, other=0.0)
         if HAS_COUP:
             plane = L * L
             j_r = tl.load(coup_ptr + row + j, mask=mask, other=0.0)
@@ -184,7 +197,8 @@ if triton is not None:
     def _half_sweep_kernel(spins_ptr, beta_ptr, coup_ptr, unif_ptr, flips_ptr, h, seed,
                            ctr_lo, ctr_hi, L, HALF, color,
                            BLOCK_ROWS: tl.constexpr, QW: tl.constexpr, METHOD: tl.constexpr,
-                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr):
+                           HAS_COUP: tl.constexpr, HAS_UNIF: tl.constexpr,
+                           field_ptr, HAS_FIELD: tl.constexpr):
         r = tl.program_id(0)
         rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         k4 = tl.arange(0, QW)
@@ -216,13 +230,13 @@ if triton is not None:
             u2 = (x2 >> 8).to(tl.float32) * 5.9604644775390625e-08
             u3 = (x3 >> 8).to(tl.float32) * 5.9604644775390625e-08
         n = _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, k4, row_ok, L, HALF,
-                         beta, h, u0, METHOD, HAS_COUP)
+                         beta, h, u0, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, QW + k4, row_ok, L,
-                          HALF, beta, h, u1, METHOD, HAS_COUP)
+                          HALF, beta, h, u1, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 2 * QW + k4, row_ok,
-                          L, HALF, beta, h, u2, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u2, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         n += _site_update(spins_ptr, coup_ptr, base, rows, up, down, parity, 3 * QW + k4, row_ok,
-                          L, HALF, beta, h, u3, METHOD, HAS_COUP)
+                          L, HALF, beta, h, u3, METHOD, HAS_COUP, field_ptr, HAS_FIELD)
         tl.atomic_add(flips_ptr + r, n)
 
     @triton.jit(do_not_specialize=["seed", "ctr_lo", "ctr_hi"])
@@ -316,13 +330,17 @@ def half_sweep_triton(spins: torch.Tensor, color: int, beta: float | torch.Tenso
     flips = torch.zeros(R, dtype=torch.int32, device=spins.device)
     coup = couplings.to(device=spins.device, dtype=torch.float32).contiguous() if couplings is not None else b
     unif = uniforms.to(device=spins.device, dtype=torch.float32).contiguous() if uniforms is not None else b
+    per_site = isinstance(h, torch.Tensor)
+    field = h.to(device=spins.device, dtype=torch.float32).contiguous() if per_site else b
     rows, qw = _sweep_tiling(L)
     counter = int(counter) & 0xFFFFFFFFFFFFFFFF
     grid = (R, triton.cdiv(L, rows))
-    _half_sweep_kernel[grid](spins, b, coup, unif, flips, float(h), int(seed) & 0x7FFFFFFFFFFFFFFF,
+    _half_sweep_kernel[grid](spins, b, coup, unif, flips, 0.0 if per_site else float(h),
+                             int(seed) & 0x7FFFFFFFFFFFFFFF,
                              counter & 0xFFFFFFFF, counter >> 32, L, half, int(color) % 2,
                              BLOCK_ROWS=rows, QW=qw, METHOD=METHODS.index(method),
-                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None)
+                             HAS_COUP=couplings is not None, HAS_UNIF=uniforms is not None,
+                             field_ptr=field, HAS_FIELD=per_site)
     return flips
 
 
@@ -373,6 +391,8 @@ _M64 = (1 << 64) - 1
 _FMIX_1 = 0x85EBCA6B - (1 << 32)   # MurmurHash3 fmix32 multipliers as signed int32
 _FMIX_2 = 0xC2B2AE35 - (1 << 32)
 COMPILE_MIN_SITES = 1 << 16        # below this many sites per half-sweep the eager twin is used
+BUILD_NICENESS = 10                # the background build thread's CPU priority (nice), Linux
+BUILD_SWITCH_INTERVAL = 0.0005     # the GIL switch interval (s) while a build runs (default 0.005)
 
 
 def _splitmix64(x: _np.ndarray) -> _np.ndarray:
@@ -429,7 +449,7 @@ def _update_packed(active: torch.Tensor, other_pad: torch.Tensor, parity0: torch
     """New spins of the active colour, packed int8 (R, L, L/2), from the other colour's
     (padded by :func:`_pad`). parity0: bool (1, L, 1), True on rows whose active sites sit at
     even columns: there the second horizontal neighbour is other[i, k-1], else other[i, k+1].
-    beta: float32 (R, 1, 1); h: float32 scalar tensor; keys: int32 (2, R, 1, 1)."""
+    beta: float32 (R, 1, 1); h: float32 scalar tensor or a packed per-site field (1, L, L/2); keys: int32 (2, R, 1, 1)."""
     _, L, half = active.shape
     o = other_pad.to(torch.float32)
     same_k = o[:, 1:-1, 1:-1]                                           # other[i, k]
@@ -507,33 +527,208 @@ def _packed_couplings(couplings: torch.Tensor, color: int) -> tuple[torch.Tensor
     return packed
 
 
+def _signature(args: tuple) -> tuple:
+    """What a build serves: each tensor's shape, strides and dtype, every other argument's
+    value (None, ints), with the replica count R = args[0].shape[0] left out (a size or
+    stride equal to it reads -1) when R > 1: builds are dynamic in R (:func:`_like`), so a
+    population whose size changes every step (population annealing) needs one build."""
+    r = args[0].shape[0] if isinstance(args[0], torch.Tensor) else 0
+
+    def free(sizes: Any) -> tuple:
+        return tuple(-1 if r > 1 and n == r else n for n in sizes)
+
+    return tuple((free(a.shape), free(a.stride()), a.dtype) if isinstance(a, torch.Tensor) else a
+                 for a in args)
+
+
+def _like(a: Any, replicas: int) -> Any:
+    """A copy of a tensor argument with the same shape, strides and values (for a build off
+    the caller's data), every dimension of size ``replicas`` (> 1) marked dynamic; anything
+    else as it is."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    out = torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device).copy_(a)
+    if replicas > 1:
+        from torch._dynamo import maybe_mark_dynamic   # only here: importing it takes seconds
+
+        for dim, n in enumerate(out.shape):
+            if n == replicas:
+                maybe_mark_dynamic(out, dim)
+    return out
+
+
+class _BuildCancelled(BaseException):
+    """Raised in a build thread to stop it (at exit); not an Exception, so the compiler's
+    own handlers let it through."""
+
+
 class _Compiled:
-    """torch.compile'd versions of the fast twin's pieces, built on first use; any failure
-    (no compiler, an inductor error) falls back to eager for the rest of the process."""
+    """torch.compile'd versions of the fast twin's pieces.
+
+    The first call of a piece with a new signature (a new lattice size, say) queues its build
+    for one background thread (niced, so the stepping keeps the CPU), on copies of that
+    call's arguments, and runs eagerly; so do all calls while any build is queued or under
+    way (no compiled code runs beside a compilation). Once
+    every build is done the compiled pieces run. The two paths are the same integer hash and
+    the same float32 comparisons, so they give the same spins and a run does not depend on
+    when the switch happened. With ``background`` False (benchmarks, tests) a build runs in
+    the calling thread on its first call, as torch.compile does. Any failure (no compiler, an
+    inductor error) falls back to eager for the rest of the process; ``failed`` says why.
+    ``MLETUI_NO_COMPILE=1`` keeps everything eager."""
 
     def __init__(self) -> None:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None if _os.environ.get("MLETUI_NO_COMPILE", "") in ("", "0") \
             else "disabled by MLETUI_NO_COMPILE"
+        self.background = True
+        self.ready: set[tuple] = set()          # (name, signature) built
+        self.pending: dict[tuple, str] = {}     # (name, signature) -> what it is for ("L=1024")
+        self.compiled_calls = 0                 # calls that ran a compiled piece (for tests)
+        self._lock = _threading.Lock()
+        self._jobs: list[tuple] = []            # builds queued for the worker
+        self._worker: _threading.Thread | None = None
+        self._registered = False                # cancel() registered with atexit
 
-    def call(self, name: str, fn: Any, *args: Any) -> Any:
-        if self.failed is None:
+    def _compiled(self, name: str, fn: Any) -> Any:
+        got = self.fns.get(name)
+        if got is None:
+            got = self.fns[name] = torch.compile(fn)
+        return got
+
+    def _fail(self, exc: BaseException) -> None:  # pragma: no cover - depends on the toolchain
+        self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+    def call(self, name: str, fn: Any, *args: Any, label: str = "") -> Any:
+        if self.failed is not None:
+            return fn(*args)
+        key = (name, _signature(args))
+        if not self.background:
             try:
-                compiled = self.fns.get(name)
-                if compiled is None:
-                    compiled = self.fns[name] = torch.compile(fn)
-                return compiled(*args)
+                out = self._compiled(name, fn)(*args)
             except Exception as exc:  # pragma: no cover - depends on the toolchain
-                self.failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return fn(*args)
+                self._fail(exc)
+                return fn(*args)
+            self.ready.add(key)
+            self.compiled_calls += 1
+            return out
+        with self._lock:
+            if key in self.ready and not self.pending:
+                compiled = self.fns[name]
+            else:
+                compiled = None
+                if key not in self.ready and key not in self.pending:
+                    self._start(key, name, fn, args, label)
+        if compiled is None:
+            return fn(*args)
+        try:
+            out = compiled(*args)
+        except Exception as exc:  # pragma: no cover - depends on the toolchain
+            self._fail(exc)
+            return fn(*args)
+        self.compiled_calls += 1
+        return out
+
+    def _start(self, key: tuple, name: str, fn: Any, args: tuple, label: str) -> None:
+        """Queue the build of ``key`` for the worker thread (called with the lock held)."""
+        self.pending[key] = label or name
+        copies = tuple(_like(a, 1) for a in args)        # the caller may change them in place
+        self._jobs.append((key, name, fn, copies, args[0].shape[0], torch.is_grad_enabled()))
+        if self._worker is None:
+            if not self._registered:
+                _atexit.register(self.cancel)
+                self._registered = True
+            self._worker = _threading.Thread(target=self._work, name="mletui-compile", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        """The build thread: one build at a time, at a lower CPU priority than the stepping
+        (its compiler subprocesses inherit it), until the queue is empty or it is cancelled."""
+        try:
+            _os.setpriority(_os.PRIO_PROCESS, _threading.get_native_id(), BUILD_NICENESS)
+        except (AttributeError, OSError):  # pragma: no cover - not on Linux
+            pass
+        # the compiler is Python and holds the GIL; every eager op of the stepping thread
+        # waits for it up to the switch interval (5 ms): shorter while building
+        interval = _sys.getswitchinterval()
+        _sys.setswitchinterval(min(interval, BUILD_SWITCH_INTERVAL))
+        try:
+            while True:
+                with self._lock:
+                    if not self._jobs:
+                        self._worker = None          # the next build starts a new worker
+                        _sys.setswitchinterval(interval)
+                        return
+                    key, name, fn, copies, replicas, grad = self._jobs.pop(0)
+                done = False
+                try:
+                    # torch.compile guards on the grad mode: build as the caller calls
+                    with torch.set_grad_enabled(grad):
+                        self._compiled(name, fn)(*(_like(a, replicas) for a in copies))
+                    done = True
+                except Exception as exc:  # pragma: no cover - depends on the toolchain
+                    self._fail(exc)
+                with self._lock:
+                    self.pending.pop(key, None)
+                    if done and self.failed is None:
+                        self.ready.add(key)
+        except _BuildCancelled:
+            with self._lock:
+                self._jobs.clear()
+                self.pending.clear()
+                self._worker = None
+            _sys.setswitchinterval(interval)
+
+    def cancel(self, timeout: float = 2.0) -> None:
+        """Stop the builds (at exit): drop the queue, raise _BuildCancelled in the build
+        thread and wait for it. A daemon thread still inside torch when the interpreter
+        finalises is killed through C++ frames that may not unwind (std::terminate, exit
+        status 134); tracing and code generation are Python, so the exception lands soon."""
+        with self._lock:
+            self._jobs.clear()
+            worker = self._worker
+        if worker is None or not worker.is_alive():
+            return
+        _ctypes.pythonapi.PyThreadState_SetAsyncExc(_ctypes.c_ulong(worker.ident),
+                                                    _ctypes.py_object(_BuildCancelled))
+        worker.join(timeout)
+
+    def building(self) -> tuple[str, ...]:
+        """What the builds under way are for (e.g. "L=1024"), each once, sorted."""
+        with self._lock:
+            return tuple(sorted(set(self.pending.values())))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the builds under way; True when none is left."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return not self.pending
 
 
 _COMPILED = _Compiled()
 
 
-def _run(name: str, fn: Any, sites: int, *args: Any) -> Any:
+@_contextlib.contextmanager
+def foreground_builds() -> Iterator[None]:
+    """Within: a new size is compiled on its first call, in the calling thread (benchmarks
+    time the compiled kernels, not the eager ones that run during a background build)."""
+    before = _COMPILED.background
+    _COMPILED.background = False
+    try:
+        yield
+    finally:
+        _COMPILED.background = before
+
+
+def compiling() -> tuple[str, ...]:
+    """The lattice sizes whose compiled CPU kernels are being built in the background
+    (e.g. ("L=1024",)); meanwhile the fast twin runs eagerly. Empty when none is."""
+    return _COMPILED.building()
+
+
+def _run(name: str, fn: Any, sites: int, *args: Any, L: int = 0) -> Any:
     if sites >= COMPILE_MIN_SITES and args[0].device.type == "cpu":
-        return _COMPILED.call(name, fn, *args)
+        return _COMPILED.call(name, fn, *args, label=f"L={L}" if L else "")
     return fn(*args)
 
 
@@ -543,13 +738,16 @@ def _fast_half(p_act: torch.Tensor, p_oth: torch.Tensor, color: int, b: torch.Te
     R, L, half = p_act.shape
     parity0 = ((torch.arange(L, device=p_act.device) + color) % 2 == 0).view(1, L, 1)
     keys = hash_keys(seed, counter, R).to(p_act.device)
-    hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
+    if isinstance(h, torch.Tensor):   # per-site field: packed like the active colour's spins
+        hh = pack(h.to(device=p_act.device, dtype=torch.float32)[None].contiguous(), color).contiguous()
+    else:
+        hh = torch.tensor(float(h), dtype=torch.float32, device=p_act.device)
     js = _packed_couplings(couplings.to(p_act.device), color) if couplings is not None else (None,) * 4
     u = uniforms.to(device=p_act.device, dtype=torch.float32) if uniforms is not None else None
-    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}", _update_packed,
+    new = _run(f"update{METHODS.index(method)}{couplings is not None}{u is not None}{hh.dim()}", _update_packed,
                R * L * half, p_act, _pad(p_oth), parity0, b.view(R, 1, 1), hh, keys, u, *js,
-               METHODS.index(method))
-    flips = _run("count", _count_flips, R * L * half, new, p_act)
+               METHODS.index(method), L=L)
+    flips = _run("count", _count_flips, R * L * half, new, p_act, L=L)
     return new, flips
 
 
@@ -608,7 +806,7 @@ def measure_fast(spins: torch.Tensor, couplings: torch.Tensor | None = None,
     R, L, _ = spins.shape
     padded = torch.cat((spins, spins[:, :1]), dim=1)
     padded = torch.cat((padded, padded[:, :, :1]), dim=2)
-    bonds, mag = _run("bonds", _bonds_and_magnetization, R * L * L // 2, padded)
+    bonds, mag = _run("bonds", _bonds_and_magnetization, R * L * L // 2, padded, L=L)
     m = mag.to(torch.float32)
     return -bonds.to(torch.float32) - h * m, m
 

@@ -28,6 +28,7 @@ from ..exact.ising import kaufman
 from ..kernels import checkerboard
 from ..params import Param, ParamError
 from ..topic import Topic, finite_or_none
+from ..views import Scalar
 
 MODELS = ("ferromagnet", "spinglass")
 GROUND_STATE_FERROMAGNET = -2.0  # energy per spin of the all-up / all-down state
@@ -162,11 +163,35 @@ class LatticeState:
 
     replicas: Replicas
     notes: list[str] = field(default_factory=list)
+    builds_seen: tuple[str, ...] = ()      # the kernel builds the last frame reported
 
     def take_notes(self) -> list[str]:
         """The notes made since the last frame (the window of events), and a fresh list."""
         notes, self.notes = self.notes, []
         return notes
+
+    def kernel_status(self) -> str | None:
+        """The ``compiling`` scalar of a frame: while the CPU kernels for a new lattice size
+        are built in the background (checkerboard.compiling; the steps run the eager twin
+        meanwhile, with the same spins) a line such as "compiling for L=1024, first time
+        only", else None. A note when a build starts and when the compiled kernels take over.
+        Call before :meth:`take_notes`. Wall-clock state: a topic lists ``compiling`` in its
+        ``window_scalars``."""
+        sizes = checkerboard.compiling()
+        if sizes != self.builds_seen:
+            if sizes:
+                self.notes.append(f"compiling the CPU kernels for {', '.join(sizes)} (first time "
+                                  "only); stepping eagerly meanwhile")
+            else:
+                self.notes.append(f"compiled CPU kernels for {', '.join(self.builds_seen)} ready: "
+                                  "switched from eager (same spins)")
+            self.builds_seen = sizes
+        return f"compiling for {', '.join(sizes)}, first time only" if sizes else None
+
+
+# The ``compiling`` scalar every lattice topic reports (a window scalar: wall-clock state).
+COMPILING = Scalar("compiling", "compiling", "",
+                   "a CPU kernel build for this lattice size under way (stepping eagerly meanwhile)")
 
 
 class LatticeTopic(Topic):

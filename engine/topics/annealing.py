@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..annealing import SCHEDULES, ais_estimate, beta_schedule
-from ..models.ising import (GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
+from ..models.ising import (COMPILING, GROUND_STATE_FERROMAGNET, LatticeState, LatticeTopic, Replicas, disorder_seed_param,
                             exact_energy_per_spin, exact_log_z, method_param, model_couplings,
                             model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
@@ -62,6 +62,7 @@ class AnnealingTopic(LatticeTopic):
     finite = True
     step_unit = "sweep"
     quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
+    window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
     scalars = (
         Scalar("sweep", "sweep", "sweeps", "schedule steps done (one sweep each)"),
         Scalar("beta", "beta", "", "the inverse temperature reached"),
@@ -80,6 +81,7 @@ class AnnealingTopic(LatticeTopic):
         Scalar("minus_delta_log_z_exact", "-ln(Z_t/Z_0) exact", "", "the same from Kaufman's ln Z"),
         Scalar("dissipated_work", "dissipated work", "", "<W> + ln(Z_t/Z_0), >= 0 by Jensen"),
         Scalar("nonfinite_work", "non-finite work", "replicas", "replicas whose work is not finite"),
+        COMPILING,
     )
 
     params = (
@@ -162,6 +164,7 @@ class AnnealingTopic(LatticeTopic):
         n = L * L
         model = p["model"]
         beta = float(state.betas[state.t])
+        compiling = state.kernel_status()
         frame = Frame(notes=state.take_notes())
 
         energy = state.energy.double() / n
@@ -206,6 +209,7 @@ class AnnealingTopic(LatticeTopic):
             "minus_delta_log_z_exact": minus_delta_exact,
             "dissipated_work": finite_or_none(dissipated),
             "nonfinite_work": nonfinite,
+            "compiling": compiling,
         }
 
         lo, hi = energy.min().item(), energy.max().item()

@@ -503,9 +503,7 @@ class EMTopic(Topic):
         grid = np.linspace(edges[0], edges[-1], GRID_POINTS)
         lines: dict[str, tuple] = {}
         for name, w, m, c in fits:
-            sd = np.sqrt(np.maximum(c[:, 0, 0], 1e-300))
-            z = (grid[None, :] - m[:, 0, None]) / sd[:, None]
-            each = w[:, None] * np.exp(-0.5 * z * z) / (sd[:, None] * math.sqrt(2 * math.pi))
+            each = gmm.weighted_densities_1d(grid, w, m, c)
             lines[f"{name} mixture"] = (grid.tolist(), each.sum(0).tolist())
             if name == "EM" and len(w) <= MAX_COMPONENT_LINES:
                 for j in range(len(w)):
@@ -516,18 +514,12 @@ class EMTopic(Topic):
     def _ellipse_view(state: EMState, fits: list) -> dict:
         if state.d < 2:
             return {"lines": {}, "points": {}, "note": "1-D data: see the histogram"}
-        t = np.linspace(0.0, 2.0 * np.pi, ELLIPSE_POINTS)
-        circle = np.stack([np.cos(t), np.sin(t)])            # (2, T)
         lines: dict[str, tuple] = {}
         for name, _, m, c in fits:
             for j in range(len(m)):
-                c2 = c[j, :2, :2]
-                try:
-                    chol = np.linalg.cholesky(0.5 * (c2 + c2.T))
-                except np.linalg.LinAlgError:
-                    continue
-                pts = m[j, :2, None] + 2.0 * chol @ circle
-                lines[f"{name} {j + 1}"] = (pts[0].tolist(), pts[1].tolist())
+                pts = gmm.ellipse_2d(m[j, :2], c[j, :2, :2], ELLIPSE_POINTS)
+                if pts is not None:
+                    lines[f"{name} {j + 1}"] = (pts[0].tolist(), pts[1].tolist())
         points = {"data": (state.scatter[:, 0].tolist(), state.scatter[:, 1].tolist())}
         return {"lines": lines, "points": points, "xlabel": "x1", "ylabel": "x2"}
 
@@ -536,19 +528,8 @@ class EMTopic(Topic):
         d = state.d
         columns = ["", "pi", "mu", "sigma"] + (["rho"] if d == 2 else []) if d <= 2 \
             else ["", "pi", "mu", "sigma (diag)"]
-        rows = []
-        for name, w, m, c in fits:
-            prefix = "EM " if name == "EM" else "grad "
-            for j in range(len(w)):
-                sd = np.sqrt(np.maximum(np.diagonal(c[j]), 0.0))
-                row = [f"{prefix}{j + 1}", float(w[j])]
-                if d == 1:
-                    row += [float(m[j, 0]), float(sd[0])]
-                else:
-                    row += [[float(v) for v in m[j]], [float(v) for v in sd]]
-                    if d == 2:
-                        row.append(float(c[j, 0, 1] / max(sd[0] * sd[1], 1e-300)))
-                rows.append(row)
+        rows = [[f"{'EM' if name == 'EM' else 'grad'} {j + 1}", *summary]
+                for name, w, m, c in fits for j, summary in enumerate(gmm.component_summary(w, m, c))]
         return {"columns": columns, "rows": rows}
 
     def work_per_step(self, state: EMState, p: Mapping[str, Any]) -> float:

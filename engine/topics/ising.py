@@ -7,7 +7,13 @@ One step is one full sweep (both colours) of every replica; scalars are averages
 replicas. Running means start after ``burn_in`` sweeps and restart after every live edit
 (they describe a different distribution); their standard errors come from the spread
 across replicas of each replica's own time average, which accounts for autocorrelation
-because the replicas are independent.
+because the replicas are independent -- provided they sample the same law. Replicas stuck
+in different long-lived states (stripes beside an ordered lattice below T_c) each look
+converged and their spread means nothing, so every sweep after the burn-in also records
+each replica's e, m and |m| (thinned, engine.convergence.ChainDraws) and each frame carries
+their rank-normalised split-R-hat (Vehtari et al. 2021). A standard error is reported only
+while its R-hat is at most RHAT_MAX = 1.01; otherwise it is None, the table's cell is
+(value, None), the table carries a note and ``equilibrated`` is False.
 
 Frame scalars (the JSONL schema):
     energy_per_spin, magnetization_per_spin, abs_magnetization   current, replica average
@@ -17,9 +23,23 @@ Frame scalars (the JSONL schema):
     abs_magnetization_mean, abs_magnetization_stderr          running means (None before any)
     specific_heat, specific_heat_stderr    beta^2 N var(E/N) per spin
     susceptibility, susceptibility_stderr  beta N var(|M|/N) per spin
+    energy_rhat, magnetization_rhat, abs_magnetization_rhat   split-R-hat of the per-sweep e,
+                      m, |m| across replicas (None with fewer than 8 recorded sweeps; +inf
+                      when every replica is frozen, in different states); energy_rhat
+                      governs energy_stderr and specific_heat_stderr (the specific heat's
+                      inputs are e and e^2: the folded R-hat sees chains that differ in
+                      spread), abs_magnetization_rhat governs abs_magnetization_stderr and
+                      susceptibility_stderr, magnetization_rhat magnetization_stderr
+                      (below T_c at h = 0 the replicas keep the sign they ordered with, so
+                      it stays large: <m> is not sampled on any practical time scale)
+    equilibrated      energy_rhat and abs_magnetization_rhat both <= RHAT_MAX (False
+                      before there are enough sweeps to tell)
     energy_exact, specific_heat_exact      Kaufman, this L, h = 0 (None at h != 0)
     energy_onsager, magnetization_yang     L -> infinity, h = 0 (None at h != 0)
     bad_spins         spins not equal to +1/-1 (always 0 unless memory was corrupted)
+    compiling         "compiling for L=1024, first time only" while the CPU kernels for this
+                      size are built in the background (the sweeps run eagerly meanwhile,
+                      with the same spins), else None
 """
 
 from __future__ import annotations
@@ -30,13 +50,15 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..convergence import RHAT_MAX, ChainDraws, split_rhat
 from ..exact.ising import kaufman, onsager_energy, yang_magnetization
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View
 
 LATTICE_VIEW_MAX = 128  # the lattice view is downsampled on the device to at most this size
+M_BINS = 40             # bins of the per-replica magnetisation histogram over [-1, 1]
 
 
 @dataclass
@@ -48,6 +70,8 @@ class IsingState(LatticeState):    # replicas: the R lattices (int8 (R, L, L)) a
     window_flips: torch.Tensor | None = None   # int64 (R,) flips since the last observe
     # running sums over accumulated sweeps, float64 (R,) each, on the device
     sums: torch.Tensor | None = None           # (6, R): e, e^2, m, m^2, |m|, |m|^2
+    draws: ChainDraws | None = None            # thinned per-sweep (e, m) of each replica, for R-hat
+    m_counts: torch.Tensor | None = None       # int64 (M_BINS,): per-replica m of every accumulated sweep
     exact_cache: dict = field(default_factory=dict)
 
 
@@ -74,15 +98,16 @@ class IsingTopic(LatticeTopic):
     )
     views = (
         View("lattice", "spins (replica 0)", source="lattice"),
-        View("histogram", "magnetization per spin", series=("magnetization_per_spin",),
-             options={"bins": 40, "range": (-1.0, 1.0)}),
+        View("histogram", "per-replica m, sweeps since burn-in",
+             source="m_histogram", options={"xlabel": "m"}),
         View("trace", "energy per spin", series=("energy_per_spin", "energy_mean"),
              reference=("energy_exact",), x="sweeps"),
         View("table", "measured vs exact", source="measured_vs_exact"),
     )
 
     quick = {"L": 16, "replicas": 2, "burn_in": 2}
-    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
+    # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
+    window_scalars = ("acceptance", "compiling")
 
     scalars = (
         Scalar("energy_per_spin", "energy per spin", "J", "E/N of the current lattices, mean over the replicas"),
@@ -106,7 +131,9 @@ class IsingTopic(LatticeTopic):
         Scalar("energy_onsager", "energy, L = inf (Onsager)", "J", "Onsager's E/N of the infinite lattice at h = 0"),
         Scalar("magnetization_yang", "|m|, L = inf (Yang)", "", "Yang's spontaneous magnetisation at h = 0"),
         Scalar("bad_spins", "bad spins", "spins", "spins not +1/-1 (0 unless memory was corrupted)"),
-        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Stan, ArviZ); above 1.05: not equilibrated"),
+        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Vehtari et al. 2021); above 1.01: not equilibrated"),
+        Scalar("equilibrated", "equilibrated", "", "energy and |m| R-hat both <= 1.01 (standard errors shown only then)"),
+        COMPILING,
     )
 
     MAX_SPINS = 1 << 31  # replicas * L^2: int8 spins, 2 GiB, plus the twin's temporaries
@@ -131,6 +158,8 @@ class IsingTopic(LatticeTopic):
         state = IsingState(replicas=Replicas(spins, seed=int(seed) & 0x7FFFFFFF))
         state.window_flips = torch.zeros(R, dtype=torch.int64, device=device)
         state.sums = torch.zeros(6, R, dtype=torch.float64, device=device)
+        state.draws = ChainDraws(2, R, device)
+        state.m_counts = torch.zeros(M_BINS, dtype=torch.int64, device=device)
         return state
 
     def step(self, state: IsingState, p: Mapping[str, Any]) -> None:
@@ -146,11 +175,15 @@ class IsingTopic(LatticeTopic):
             m = mag.to(torch.float64) / n
             am = m.abs()
             state.sums += torch.stack((e, e * e, m, m * m, am, am * am))
+            state.draws.add(torch.stack((e, m)))
+            state.m_counts += torch.bincount(m_bin(m), minlength=M_BINS)
             state.samples += 1
 
     def on_edit(self, state: IsingState, p: Mapping[str, Any], changed: Sequence[str]) -> None:
         """A live edit changes the distribution: restart the running means and the burn-in."""
         state.sums.zero_()
+        state.draws.reset()
+        state.m_counts.zero_()
         state.samples = 0
         state.since_edit = 0
 
@@ -165,15 +198,25 @@ class IsingTopic(LatticeTopic):
         energy, mag = state.replicas.measure(h)
         bad = (spins.abs() != 1).sum()
         lattice = downsample(spins[0], LATTICE_VIEW_MAX)
+        draws = state.draws.draws()
+        rhat = split_rhat(torch.stack((draws[0], draws[1], draws[1].abs())))
+        if rhat is None:
+            rhat = torch.full((3,), math.nan, dtype=torch.float64, device=spins.device)
         # one device-to-host copy for everything (the lattice view rides along as float64)
         packed = torch.cat((energy.to(torch.float64) / N, mag.to(torch.float64) / N,
                             state.window_flips.to(torch.float64), bad.to(torch.float64).reshape(1),
-                            state.sums.reshape(-1), lattice.reshape(-1).to(torch.float64))).cpu()
+                            state.sums.reshape(-1), rhat, state.m_counts.to(torch.float64),
+                            lattice.reshape(-1).to(torch.float64))).cpu()
         e_now, m_now = packed[:R], packed[R:2 * R]
         flips = packed[2 * R:3 * R]
         n_bad = int(packed[3 * R])
-        sums = packed[3 * R + 1:9 * R + 1].reshape(6, R)
-        lattice = packed[9 * R + 1:].to(torch.int8).reshape(lattice.shape)
+        at = 3 * R + 1
+        sums = packed[at:at + 6 * R].reshape(6, R)
+        at += 6 * R
+        rhats = [None if math.isnan(x) else x for x in packed[at:at + 3].tolist()]
+        at += 3
+        m_counts = [int(c) for c in packed[at:at + M_BINS].tolist()]
+        lattice = packed[at + M_BINS:].to(torch.int8).reshape(lattice.shape)
 
         attempted = state.window_sweeps * R * N
         acceptance = float(flips.sum()) / attempted if attempted else None
@@ -189,13 +232,23 @@ class IsingTopic(LatticeTopic):
             "samples": state.samples,
         }
         s.update(_running_stats(sums, state.samples, beta, N))
+        s.update(_trusted(s, *rhats))
         s.update(self._exact(state, beta, h, L))
         s["bad_spins"] = n_bad
         if n_bad:
             state.notes.append(f"{n_bad} spins are not +1/-1: the lattice is corrupted")
+        # the verdict goes with the table (and ``equilibrated`` with the scalars), not to the
+        # event line: R-hat hovering at the threshold is no event
+        verdict = _equilibration(s)
+        frozen = [k for k in RHATS if s[k] == math.inf]
+        if frozen:                                   # an infinite scalar is named in its own frame
+            state.notes.append(f"{', '.join(frozen)} = inf: every replica is frozen, not all in "
+                               "the same state")
+        s["compiling"] = state.kernel_status()
         frame = Frame(scalars=s, notes=state.take_notes())
         frame.views["lattice"] = lattice.numpy()
-        frame.views["measured_vs_exact"] = _table(s, L)
+        frame.views["m_histogram"] = {"edges": M_EDGES, "counts": m_counts}
+        frame.views["measured_vs_exact"] = _table(s, L, verdict, R)
         return frame
 
     # -- exact values ------------------------------------------------------------------------
@@ -213,6 +266,48 @@ class IsingTopic(LatticeTopic):
                        "magnetization_yang": yang_magnetization(beta)}
             state.exact_cache = {key: got}
         return dict(got)
+
+
+M_EDGES = [-1.0 + 2.0 * i / M_BINS for i in range(M_BINS + 1)]
+RHATS = ("energy_rhat", "magnetization_rhat", "abs_magnetization_rhat")
+# which R-hat vouches for which standard error
+GOVERNS = {"energy_rhat": ("energy_stderr", "specific_heat_stderr"),
+           "magnetization_rhat": ("magnetization_stderr",),
+           "abs_magnetization_rhat": ("abs_magnetization_stderr", "susceptibility_stderr")}
+
+
+def m_bin(m: torch.Tensor) -> torch.Tensor:
+    """Bin index of magnetisations per spin m in [-1, 1]: M_BINS equal bins, [-1, -1 + w)
+    first, m = 1 in the last; int64, on m's device."""
+    return ((m + 1.0) * (M_BINS / 2.0)).floor().clamp(0, M_BINS - 1).to(torch.int64)
+
+
+def _trusted(s: Mapping[str, Any], energy_rhat: float | None, m_rhat: float | None,
+             abs_m_rhat: float | None) -> dict[str, Any]:
+    """The R-hat scalars, ``equilibrated``, and the standard errors each R-hat vouches for
+    set to None where it does not (R-hat above RHAT_MAX, or too few sweeps to have one)."""
+    out: dict[str, Any] = {"energy_rhat": energy_rhat, "magnetization_rhat": m_rhat,
+                           "abs_magnetization_rhat": abs_m_rhat}
+    for name, errors in GOVERNS.items():
+        if out[name] is None or not out[name] <= RHAT_MAX:
+            out.update({e: None for e in errors if s.get(e) is not None})
+    out["equilibrated"] = all(out[k] is not None and out[k] <= RHAT_MAX
+                              for k in ("energy_rhat", "abs_magnetization_rhat"))
+    return out
+
+
+def _equilibration(s: Mapping[str, Any]) -> str:
+    """One line on whether the running means can be trusted, naming the R-hat behind it."""
+    if not s["samples"]:
+        return "burning in: no running means yet"
+    if s["energy_rhat"] is None or s["abs_magnetization_rhat"] is None:
+        return f"not equilibrated: {s['samples']} sweeps are too few for R-hat; no error bars yet"
+    bad = [(k, s[k]) for k in ("energy_rhat", "abs_magnetization_rhat") if not s[k] <= RHAT_MAX]
+    if not bad:
+        return (f"equilibrated: energy R-hat {s['energy_rhat']:.3f}, |m| R-hat "
+                f"{s['abs_magnetization_rhat']:.3f} (<= {RHAT_MAX})")
+    named = ", ".join(f"{k} = {v:.3g}" for k, v in bad)
+    return f"not equilibrated ({named} > {RHAT_MAX}): the replicas disagree, so their spread is no error bar"
 
 
 def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str, Any]:
@@ -247,27 +342,36 @@ def _running_stats(sums: torch.Tensor, n: int, beta: float, N: int) -> dict[str,
     return out
 
 
-def _measured(value: float | None, stderr: float | None) -> float | tuple[float, float] | None:
-    """A table cell: (value, stderr), the value alone when it has no error bar, None for none."""
-    if value is None or stderr is None:
-        return value
-    return (value, stderr)
+def _measured_or_flagged(value: float | None, stderr: float | None, rhat_ok: bool,
+                         replicas: int) -> float | tuple[float, float | None] | None:
+    """A measured cell: (value, stderr); (value, None) when R-hat withholds the error bar;
+    the value alone with one replica (no error bar to withhold); None before any sample."""
+    if value is None:
+        return None
+    if stderr is not None:
+        return (value, stderr)
+    return value if replicas < 2 and rhat_ok else (value, None)
 
 
-def _table(s: Mapping[str, Any], L: int) -> dict[str, Any]:
-    """Measured vs exact: cells are numbers, (value, stderr) pairs or None (no value); the
-    UI formats them."""
+def _table(s: Mapping[str, Any], L: int, verdict: str, replicas: int = 2) -> dict[str, Any]:
+    """Measured vs exact, with the R-hat behind each measured figure: cells are numbers,
+    (value, stderr) pairs (stderr None: not equilibrated, no error bar) or None (no value);
+    ``note`` says whether the running means are equilibrated. The UI formats them."""
+    e_ok = s["energy_rhat"] is not None and s["energy_rhat"] <= RHAT_MAX
+    m_ok = s["abs_magnetization_rhat"] is not None and s["abs_magnetization_rhat"] <= RHAT_MAX
     return {
-        "columns": ["observable", "measured", f"exact L={L}", "L=inf"],
+        "columns": ["observable", "measured", "Rhat", f"exact L={L}", "L=inf"],
         "rows": [
-            ["energy/spin", _measured(s["energy_mean"], s["energy_stderr"]), s["energy_exact"],
-             s["energy_onsager"]],
-            ["|m|", _measured(s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
-             s["magnetization_yang"]],
-            ["C/spin", _measured(s["specific_heat"], s["specific_heat_stderr"]),
-             s["specific_heat_exact"], None],
-            ["acceptance", s["acceptance"], None, None],
+            ["energy/spin", _measured_or_flagged(s["energy_mean"], s["energy_stderr"], e_ok, replicas),
+             s["energy_rhat"], s["energy_exact"], s["energy_onsager"]],
+            ["|m|", _measured_or_flagged(s["abs_magnetization_mean"], s["abs_magnetization_stderr"],
+                                         m_ok, replicas),
+             s["abs_magnetization_rhat"], None, s["magnetization_yang"]],
+            ["C/spin", _measured_or_flagged(s["specific_heat"], s["specific_heat_stderr"], e_ok, replicas),
+             s["energy_rhat"], s["specific_heat_exact"], None],
+            ["acceptance", s["acceptance"], None, None, None],
         ],
+        "note": verdict,
     }
 
 

@@ -16,7 +16,8 @@ step, the mean over the steps since the last frame), and per K-FAC run ``damping
 engine.optim.kfac) and ``skipped_*``. A single-optimizer run uses the same names
 (optimizer=kfac, fisher=true writes ``loss_kfac_true``). A run whose batch loss turns
 non-finite is stopped in the step that saw it and reported (``diverged_*`` true and a
-note); its loss is then omitted, never plotted as NaN.
+note); its loss is then None, never plotted as NaN. Every series a view names is in every
+frame, None where it does not apply (accuracy of a regression, a run that is absent).
 
 Per run and step, ``kl_step_*`` is the KL actually moved: between the model's predictive
 distributions before and after the step on the step's batch (per example and output
@@ -348,6 +349,9 @@ class KFACTopic(Topic):
             self._kfac_views(frame, kfac_runs, p)
         if state.fisher_blocks is not None:
             frame.views["fisher_blocks"] = {k: v for k, v in state.fisher_blocks.items() if k != "run"}
+        for view in self.views:          # a series that does not apply here is None, never NaN
+            for name in (*view.series, *view.reference):
+                sc.setdefault(name, None)
         return frame
 
     @staticmethod

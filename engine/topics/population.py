@@ -38,6 +38,8 @@ Frame scalars (the JSONL schema):
     acceptance                  spins flipped / spin updates attempted since the last frame
     steps, sweeps               annealing steps and sweeps per replica done since init
     nonfinite_steps             steps whose ln Q was not finite (skipped; a note says when)
+    compiling                   "compiling for L=..., first time only" while the CPU kernels
+                                for a new size are built in the background, else None
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .. import distributed as shards
 from ..annealing import CAPACITY_FACTOR, ReplicaBuffers, copy_counts, reweight
 from ..exact.ising import kaufman
 from ..kernels import resampling as rs
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, downsample, method_param, side_param,
                             uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View
@@ -112,7 +114,8 @@ class PopulationTopic(LatticeTopic):
               lo=0.05, hi=0.999, step=0.05),
     )
     quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
-    window_scalars = ("acceptance",)   # flips over the sweeps since the last frame
+    # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
+    window_scalars = ("acceptance", "compiling")
     scalars = (
         Scalar("beta", "beta", "", "the inverse temperature reached"),
         Scalar("dbeta", "beta step", "", "the last step's increment"),
@@ -133,6 +136,7 @@ class PopulationTopic(LatticeTopic):
         Scalar("steps", "annealing steps", "", "β steps since init"),
         Scalar("sweeps", "sweeps", "sweeps", "sweeps per replica since init"),
         Scalar("nonfinite_steps", "non-finite steps", "", "steps whose ln Q was not finite (skipped)"),
+        COMPILING,
     )
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
@@ -298,6 +302,7 @@ class PopulationTopic(LatticeTopic):
             "lines": {"exact <E>/N": ([exact_u, exact_u], [0.0, float(counts.max())])}}}
         if state.replicas.spins.shape[0] > 0:
             views["lattice"] = downsample(state.replicas.spins[0], LATTICE_VIEW_MAX).tolist()
+        scalars["compiling"] = state.kernel_status()
         return Frame(scalars=scalars, views=views, notes=state.take_notes(),
                      done=state.beta >= float(p["beta_max"]))
 

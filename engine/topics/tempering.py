@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..annealing import SPACINGS, beta_ladder, fill_unmeasured, trapezoid_log_z_differences
-from ..models.ising import (LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
+from ..models.ising import (COMPILING, LatticeState, LatticeTopic, Replicas, disorder_seed_param, exact_log_z,
                             method_param, model_couplings, model_param, side_param, uniform_spins)
 from ..params import Param, ParamError
 from ..topic import Frame, Scalar, View, finite_or_none
@@ -70,6 +70,7 @@ class TemperingTopic(LatticeTopic):
     finite = False
     step_unit = "sweep + rung move"
     quick = {"L": 4, "replicas": 8, "rungs": 4, "burn_in": 5}
+    window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
     scalars = (
         Scalar("sweep", "sweep", "sweeps", "sweeps since init"),
         Scalar("chain0_rung", "chain 0 rung", "", "the rung k chain 0 is on"),
@@ -80,6 +81,7 @@ class TemperingTopic(LatticeTopic):
         Scalar("g_max_error", "max |g - g exact|", "", "largest error of the learned weights (ferromagnet)"),
         Scalar("round_trips", "round trips", "", "chain passages from the lowest rung to the highest and back"),
         Scalar("nonfinite_weights", "non-finite weights", "rungs", "weights g_k that are not finite"),
+        COMPILING,
     )
 
     params = (
@@ -193,6 +195,7 @@ class TemperingTopic(LatticeTopic):
     def observe(self, state: TemperState, p: Mapping[str, Any]) -> Frame:
         L = state.replicas.spins.shape[-1]
         n = L * L
+        compiling = state.kernel_status()
         frame = Frame(notes=state.take_notes())
         betas = state.betas.tolist()
         g = state.g.tolist()
@@ -228,6 +231,7 @@ class TemperingTopic(LatticeTopic):
             "g_max_error": g_error,
             "round_trips": int(state.round_trips.item()),
             "nonfinite_weights": nonfinite,
+            "compiling": compiling,
         }
         frame.arrays = {
             "betas": betas,

@@ -38,7 +38,8 @@ def test_running_means_start_after_burn_in_and_restart_after_a_live_edit():
         TOPIC.step(state, p)
     f = TOPIC.observe(state, p)
     assert f.scalars["samples"] == 10 and f.scalars["sweeps"] == 15
-    assert f.scalars["energy_mean"] is not None and f.scalars["energy_stderr"] is not None
+    assert f.scalars["energy_mean"] is not None and f.scalars["energy_rhat"] is not None
+    assert sum(f.views["m_histogram"]["counts"]) == 4 * 10          # each replica, each sweep
     # a live edit: the means describe another distribution, so they restart, burn-in included
     p = dict(p, beta=0.6)
     TOPIC.on_edit(state, p, ["beta"])
@@ -46,6 +47,7 @@ def test_running_means_start_after_burn_in_and_restart_after_a_live_edit():
         TOPIC.step(state, p)
     f = TOPIC.observe(state, p)
     assert f.scalars["samples"] == 0 and f.scalars["energy_mean"] is None
+    assert f.scalars["energy_rhat"] is None and sum(f.views["m_histogram"]["counts"]) == 0
     assert f.scalars["sweeps"] == 20                                    # sweeps keep counting
     TOPIC.step(state, p)
     f = TOPIC.observe(state, p)
@@ -134,29 +136,126 @@ def test_a_corrupted_lattice_is_reported_not_plotted_silently():
     assert any("not +1/-1" in n for n in f.notes)
 
 
-def test_measured_vs_exact_table_names_the_exact_values():
-    p, state = _init(L=8, replicas=4, burn_in=0, beta=0.6)
-    for _ in range(3):
+def test_measured_vs_exact_table_names_the_exact_values_and_the_rhat_behind_each_figure():
+    p, state = _init(L=8, replicas=8, burn_in=50, beta=0.3)
+    for _ in range(550):
         TOPIC.step(state, p)
     f = TOPIC.observe(state, p)
     table, s = f.views["measured_vs_exact"], f.scalars
-    assert table["columns"] == ["observable", "measured", "exact L=8", "L=inf"] and len(table["rows"]) == 4
+    assert s["equilibrated"] is True and table["note"].startswith("equilibrated")
+    assert table["columns"] == ["observable", "measured", "Rhat", "exact L=8", "L=inf"] and len(table["rows"]) == 4
     energy, m, c, acc = table["rows"]
     # cells are numbers, (value, stderr) pairs or None: the UI formats them
-    assert energy == ["energy/spin", (s["energy_mean"], s["energy_stderr"]), exact.kaufman_energy(0.6, 8),
-                      exact.onsager_energy(0.6)]
-    assert m == ["|m|", (s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), None,
-                 exact.yang_magnetization(0.6)]
-    assert c == ["C/spin", (s["specific_heat"], s["specific_heat_stderr"]), exact.kaufman_specific_heat(0.6, 8),
-                 None]
-    assert acc == ["acceptance", s["acceptance"], None, None] and 0 < s["acceptance"] < 1
-    # one replica: no error bar, so the measured cell is the value alone; before any sample, None
-    p, state = _init(L=8, replicas=1, burn_in=0, beta=0.6)
-    TOPIC.step(state, p)
-    row = TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0]
-    assert isinstance(row[1], float) and row[1] == TOPIC.observe(state, p).scalars["energy_mean"]
+    assert energy == ["energy/spin", (s["energy_mean"], s["energy_stderr"]), s["energy_rhat"],
+                      exact.kaufman_energy(0.3, 8), exact.onsager_energy(0.3)]
+    assert m == ["|m|", (s["abs_magnetization_mean"], s["abs_magnetization_stderr"]), s["abs_magnetization_rhat"],
+                 None, 0.0]                                        # no spontaneous m above T_c
+    assert c == ["C/spin", (s["specific_heat"], s["specific_heat_stderr"]), s["energy_rhat"],
+                 exact.kaufman_specific_heat(0.3, 8), None]
+    assert acc == ["acceptance", s["acceptance"], None, None, None] and 0 < s["acceptance"] < 1
+    assert all(isinstance(x, float) for x in (s["energy_stderr"], s["specific_heat_stderr"], s["energy_rhat"]))
+    # too few sweeps for an R-hat: the values without error bars, and the note says why
+    p, state = _init(L=8, replicas=4, burn_in=0, beta=0.3)
+    for _ in range(3):
+        TOPIC.step(state, p)
+    f = TOPIC.observe(state, p)
+    s, rows = f.scalars, f.views["measured_vs_exact"]["rows"]
+    assert s["energy_rhat"] is None and s["equilibrated"] is False and s["energy_stderr"] is None
+    assert rows[0][1] == (s["energy_mean"], None) and rows[0][2] is None
+    assert "too few" in f.views["measured_vs_exact"]["note"]
+    # one replica: no error bar to withhold once equilibrated; before any sample, None
+    p, state = _init(L=8, replicas=1, burn_in=0, beta=0.3)
+    for _ in range(400):
+        TOPIC.step(state, p)
+    f = TOPIC.observe(state, p)
+    assert f.scalars["equilibrated"] is True
+    assert f.views["measured_vs_exact"]["rows"][0][1] == f.scalars["energy_mean"]
     p, state = _init(L=8, replicas=2, burn_in=5)
     assert TOPIC.observe(state, p).views["measured_vs_exact"]["rows"][0][1] is None
+
+
+def _mixed_start(beta, seed, L=32, replicas=8, burn_in=100):
+    """Half the replicas from uniform spins (hot), half from the all-up lattice (cold)."""
+    p, state = _init(L=L, replicas=replicas, beta=beta, burn_in=burn_in)
+    p, state = p, TOPIC.init(p, torch.device("cpu"), seed=seed)
+    state.replicas.spins[replicas // 2:] = 1
+    return p, state
+
+
+def test_rhat_flags_replicas_stuck_in_stripes_below_tc_and_passes_above_it():
+    """Below T_c (beta = 0.6, L = 32) a random start coarsens into stripes (two domain walls
+    around the torus) that live far longer than the run, beside the cold replicas' ordered
+    lattices: each replica's time average looks converged, their spread is no error bar, and
+    R-hat must say so. Above T_c (beta = 0.3) the same mixed start forgets itself during
+    the burn-in and R-hat passes."""
+    from mletui.engine.convergence import RHAT_MAX
+
+    R, L = 8, 32
+    p, state = _mixed_start(0.6, seed=1)
+    for _ in range(400):
+        TOPIC.step(state, p)
+    f = TOPIC.observe(state, p)
+    s = f.scalars
+    e, m = (x / L**2 for x in state.replicas.measure())
+    hot, cold = slice(0, R // 2), slice(R // 2, R)
+    # a hot replica is still striped: 2L broken bonds above the ordered energy, |m| far from 1
+    striped = (e[hot] > e[cold].max() + 2 * 2 * L / L**2 * 0.75) & (m[hot].abs() < 0.6)
+    assert bool(striped.any()), (e, m)
+    assert s["energy_rhat"] > RHAT_MAX and s["equilibrated"] is False
+    assert s["energy_stderr"] is None and s["specific_heat_stderr"] is None
+    rows = f.views["measured_vs_exact"]["rows"]
+    assert rows[0][1] == (s["energy_mean"], None) and rows[0][2] == s["energy_rhat"]
+    assert rows[2][1] == (s["specific_heat"], None)
+    note = f.views["measured_vs_exact"]["note"]
+    assert note.startswith("not equilibrated") and "energy_rhat" in note
+    # the specific heat it would have claimed is far from the exact value (the issue's 2.9 vs 0.31)
+    assert s["specific_heat"] > 2 * s["specific_heat_exact"]
+
+    p, state = _mixed_start(0.3, seed=1)
+    for _ in range(600):
+        TOPIC.step(state, p)
+    s = TOPIC.observe(state, p).scalars
+    assert s["energy_rhat"] < RHAT_MAX and s["abs_magnetization_rhat"] < RHAT_MAX
+    assert s["equilibrated"] is True and s["energy_stderr"] > 0 and s["specific_heat_stderr"] > 0
+    assert abs(s["energy_mean"] - exact.kaufman_energy(0.3, L)) < 4 * s["energy_stderr"]
+
+
+def test_magnetisation_histogram_bins_each_replica_not_their_average():
+    """Two frozen replicas at +1 and -1 (beta = 3, cold): their average m is 0, yet the
+    histogram must show two peaks at the ends, one count per replica per sweep."""
+    p, state = _init(L=8, replicas=2, beta=3.0, start="cold", burn_in=0)
+    state.replicas.spins[1] = -1
+    for _ in range(5):
+        TOPIC.step(state, p)
+    f = TOPIC.observe(state, p)
+    hist = f.views["m_histogram"]
+    assert len(hist["edges"]) == len(hist["counts"]) + 1 == 41
+    assert hist["edges"][0] == -1.0 and hist["edges"][-1] == 1.0
+    assert hist["counts"][0] == 5 and hist["counts"][-1] == 5 and sum(hist["counts"]) == 10
+    assert abs(f.scalars["magnetization_per_spin"]) < 0.1           # the average sits in between
+    # frozen replicas in different states: R-hat of m is infinite, and a note names it
+    assert f.scalars["magnetization_rhat"] is None                  # 5 sweeps: too few
+    for _ in range(20):
+        TOPIC.step(state, p)
+    f = TOPIC.observe(state, p)
+    assert f.scalars["magnetization_rhat"] == float("inf")
+    assert any("magnetization_rhat" in n and "inf" in n for n in f.notes)
+    view = next(v for v in TOPIC.views if v.kind == "histogram")
+    assert view.source == "m_histogram" and "per-replica m" in view.title
+
+
+def test_rhat_and_histogram_do_not_depend_on_how_often_frames_are_taken():
+    from mletui.engine.runner import run
+
+    params = {"L": 16, "replicas": 4, "beta": 0.5, "burn_in": 3}
+    one = {f.step: f for f in run(TOPIC, steps=42, params=params, seed=3, device="cpu", every=1)}
+    seven = list(run(TOPIC, steps=42, params=params, seed=3, device="cpu", every=7))
+    for f in seven:
+        g = one[f.step]
+        for k in ("energy_rhat", "magnetization_rhat", "abs_magnetization_rhat", "equilibrated",
+                  "energy_stderr", "specific_heat"):
+            assert f.scalars[k] == g.scalars[k], (f.step, k)
+        assert f.views["m_histogram"] == g.views["m_histogram"]
 
 
 def test_a_lattice_batch_too_large_for_memory_is_refused_with_one_line():

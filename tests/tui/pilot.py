@@ -27,3 +27,14 @@ async def until(pilot, cond, timeout=30.0, what="condition"):
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def type_value(pilot, panel, text):
+    """Enter opens the param panel's input; once it has focus, clear it, type, Enter."""
+    from textual.widgets import Input
+
+    await pilot.press("enter")
+    box = panel.query_one("#param-input", Input)
+    await until(pilot, lambda: panel.editing and box.has_focus, what="the input to open")
+    await pilot.press("ctrl+u", *text, "enter")
+    await until(pilot, lambda: not panel.editing, what="the input to close")

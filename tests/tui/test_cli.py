@@ -196,7 +196,7 @@ def test_set_without_topic_picks_the_one_topic_that_has_the_parameter(monkeypatc
 
 @pytest.mark.parametrize("argv,line", [
     (["--set", "nosuch=1"], "mletui: error: --set nosuch=1: no topic has a parameter 'nosuch' (see `mletui topics`)"),
-    (["--set", "L=32"], "mletui: error: --set L=32: ising, annealing, tempering, population all have L; "
+    (["--set", "L=32"], "mletui: error: --set L=32: ising, annealing, tempering, population, boltzmann all have L; "
                         "choose one with --topic"),
     (["--set", "h=0.1", "--set", "rungs=4"], "mletui: error: --set h=0.1 --set rungs=4: no one topic has all "
                                              "of h, rungs; choose one with --topic"),

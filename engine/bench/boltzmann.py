@@ -1,0 +1,151 @@
+"""Benchmarks of the Boltzmann topic, each against its baseline in the same run.
+
+- PCD-1 epochs on the binarised digits at scikit-learn's BernoulliRBM defaults (256 hidden,
+  batch 10, lr 0.1, 10 persistent chains, no momentum): the topic's update loop (one
+  ``step`` per mini-batch, 150 per epoch) vs ``BernoulliRBM(n_iter=1).fit``; ratio =
+  scikit-learn's seconds per epoch / ours.
+- Held-out log-likelihood (exact ln Z) after 200 epochs with 16 hidden units: the
+  boltzmann-digits preset vs BernoulliRBM at the same settings (lr 0.01, batch 10), medians
+  over seeds 0, 1, 2 (no ratio: the row gives the difference in nats).
+- Block-Gibbs chain-sweeps/s of a 784 x 500 rbm (v -> z -> v per chain): the engine's layer
+  sampler (float32; the Triton kernel on CUDA) vs scikit-learn's ``BernoulliRBM.gibbs`` on the
+  same weights (NumPy, float64), at 10^3, 10^4 and 10^5 chains.
+- Planted N = 16 (the boltzmann-race settings): seconds of updates until the coupling RMSE
+  is within 1.3x of exact ML's converged RMSE, for mpf, pl and pcd, as ratios of exact's own
+  time to get there (> 1: faster than exact), each capped (10 minutes; 2 s when quick).
+All timing goes through engine.bench.timing (interleaved rounds, medians).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .. import datasets, presets
+from ..models.boltzmann import RBM, Stream
+from ..topics.boltzmann import TOPIC
+from . import timing
+
+CAP_S = 600.0
+
+
+def _digits_epochs(device: torch.device, quick: bool) -> dict[str, Any]:
+    from sklearn.neural_network import BernoulliRBM
+
+    hidden = 64 if quick else 256
+    X, _ = datasets.binary_digits()
+    p = TOPIC.resolve({"dataset": "digits", "hidden": hidden, "method": "pcd", "chains": 10,
+                       "batch_size": 10, "gibbs_steps": 1, "lr": 0.1, "momentum": 0.0,
+                       "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1})
+    state = TOPIC.init(p, device, 0)
+    updates = X.shape[0] // 10
+
+    def ours() -> None:
+        for _ in range(updates):
+            TOPIC.step(state, p)
+
+    def sklearn() -> None:
+        BernoulliRBM(n_components=hidden, learning_rate=0.1, batch_size=10, n_iter=1, random_state=0).fit(X)
+
+    m = timing.interleaved([ours, sklearn], device, rounds=2 if quick else 7)
+    t_ours, t_sk = m.timings[0].median, m.timings[1].median
+    return {"case": f"digits rbm 64x{hidden} PCD-1 batch 10: one epoch", "value": t_ours, "unit": "s/epoch",
+            "baseline": "scikit-learn BernoulliRBM.fit(n_iter=1)", "baseline_value": t_sk,
+            "ratio": t_sk / t_ours, "load": m.load, "threads": torch.get_num_threads()}
+
+
+def _digits_likelihood(device: torch.device, quick: bool) -> dict[str, Any]:
+    """Held-out log-likelihood (exact ln Z) of a 16-hidden rbm after 200 epochs, the
+    boltzmann-digits preset vs BernoulliRBM at the same settings, medians over 3 seeds."""
+    import statistics
+
+    from sklearn.neural_network import BernoulliRBM
+
+    from ..exact import boltzmann as exact
+
+    epochs = 2 if quick else 200
+    train, held = datasets.binary_digits()
+    held_t = torch.from_numpy(held)
+    ours, theirs = [], []
+    for seed in range(3):
+        p = TOPIC.resolve({**presets.load("boltzmann-digits").params, "eval_every": 10**6,
+                           "ais_runs": 2, "ais_betas": 1})
+        state = TOPIC.init(p, device, seed)
+        for _ in range(epochs * train.shape[0] // p["batch_size"]):
+            TOPIC.step(state, p)
+        model = state.learners[0].model
+        ours.append(exact.log_likelihood(model, held_t.to(model.W.device), exact.log_z(model)))
+        sk = BernoulliRBM(n_components=16, learning_rate=0.01, batch_size=10, n_iter=epochs,
+                          random_state=seed).fit(train)
+        m = RBM(torch.from_numpy(sk.components_.T.copy()), torch.from_numpy(sk.intercept_visible_.copy()),
+                torch.from_numpy(sk.intercept_hidden_.copy()))
+        theirs.append(exact.log_likelihood(m, held_t, exact.log_z(m)))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    return {"case": f"digits rbm 64x16, {epochs} epochs: held-out log-likelihood (median of 3 seeds)",
+            "value": a, "unit": "nats/image", "baseline": "scikit-learn BernoulliRBM, same settings",
+            "baseline_value": b, "ratio": None, "difference": a - b,
+            "seeds_ours": [round(x, 3) for x in ours], "seeds_sklearn": [round(x, 3) for x in theirs]}
+
+
+def _gibbs_rows(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    from sklearn.neural_network import BernoulliRBM
+
+    nv, nh = 784, 500
+    g = torch.Generator().manual_seed(0)
+    model = RBM.init(nv, nh, g, torch.float32, device, scale=0.05)
+    sk = BernoulliRBM(n_components=nh)
+    sk.components_ = model.W.T.double().cpu().numpy()
+    sk.intercept_hidden_ = np.zeros(nh)
+    sk.intercept_visible_ = np.zeros(nv)
+    sk.random_state_ = np.random.RandomState(0)
+    for R in ((100,) if quick else (1000, 10_000, 100_000)):
+        V = (torch.rand(R, nv, generator=g) < 0.3).float().to(device)
+        Vn = V.double().cpu().numpy()
+        stream = Stream.new(1, device)
+        m = timing.interleaved([lambda: model.gibbs(V, 1, stream), lambda: sk.gibbs(Vn)], device,
+                               rounds=2 if quick else 3)
+        ours, base = m.timings[0].rate(R), m.timings[1].rate(R)
+        yield {"case": f"block Gibbs 784x500, {R} chains", "value": ours, "unit": "chain-sweeps/s",
+               "baseline": "scikit-learn BernoulliRBM.gibbs (float64)", "baseline_value": base,
+               "ratio": ours / base, "load": m.load}
+
+
+def _race(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    cap = 2.0 if quick else CAP_S
+    base = {**presets.load("boltzmann-race").params, "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1}
+    if quick:
+        base.update(n_samples=1000, batch_size=1000, chains=100)
+
+    def fit(method: str, target: float | None, updates: int | None) -> tuple[float, float, bool]:
+        """(update seconds until RMSE <= target (or after ``updates``), final RMSE, reached)."""
+        optimizer = "sgd" if method == "pcd" else base["optimizer"]    # as compare mode runs it
+        p = TOPIC.resolve({**base, "method": method, "optimizer": optimizer})
+        state = TOPIC.init(p, device, 0)
+        spent, n = 0.0, 0
+        while spent < cap:
+            spent += timing.time_once(lambda: TOPIC.step(state, p), device)
+            n += 1
+            rmse = TOPIC.observe(state, p).scalars["coupling_rmse"]
+            if (target is not None and rmse <= target) or (updates is not None and n >= updates):
+                return spent, rmse, target is None or rmse <= target
+        return spent, rmse, False
+
+    _, exact_final, _ = fit("exact", None, 60)
+    target = 1.3 * exact_final
+    t_exact, _, _ = fit("exact", target, None)
+    for method in ("mpf", "pl", "pcd"):
+        t, rmse, reached = fit(method, target, None)
+        yield {"case": f"planted N=16: {method} to 1.3x exact's RMSE ({target:.4f})",
+               "value": t if reached else None, "unit": "s",
+               "baseline": "exact ML (enumeration, L-BFGS)", "baseline_value": t_exact,
+               "ratio": t_exact / t if reached else None,
+               "note": "" if reached else f"not reached in {cap:g} s (RMSE {rmse:.4f})"}
+
+
+def rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
+    yield _digits_epochs(device, quick)
+    yield _digits_likelihood(device, quick)
+    yield from _gibbs_rows(device, quick)
+    yield from _race(device, quick)

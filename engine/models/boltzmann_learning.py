@@ -1,0 +1,293 @@
+"""Learning a Boltzmann machine by maximum likelihood and its stand-ins, one update at a time.
+
+Methods (the loss each minimises is in engine.models.boltzmann):
+    exact  the log-likelihood gradient <stats>_data - <stats>_model with the model term by
+           enumeration (engine.exact.boltzmann; <= 20 enumerated units).
+    pcd    persistent contrastive divergence (Tieleman 2008): ``chains`` chains kept across
+           updates, ``gibbs_steps`` Gibbs steps (block Gibbs for the rbm, sequential or
+           checkerboard for the fvbm) before each update; the model term from them.
+    cd     CD-k (Hinton 2002): chains started at the mini-batch, k Gibbs steps (biased).
+    pl     pseudo-likelihood (Besag 1975), exact gradient, no sampling.
+    mpf    minimum probability flow, single-flip connectivity (Sohl-Dickstein et al. 2011).
+The rbm's model term uses the Rao-Blackwellised hidden statistics p(z | v) of the chains, as
+scikit-learn's BernoulliRBM does. Optimisers: SGD with momentum (weight decay on the couplings
+only, torch.optim.SGD's convention: buf = mu buf + g + wd theta, theta -= lr buf) for every
+method, or L-BFGS with a strong-Wolfe line search on the full-batch objective (exact, pl,
+mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
+search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
+
+Every learner also keeps ``chains`` chains for display and chain health (for pcd they are the
+training chains; for the others they advance ``gibbs_steps`` steps per update, outside the
+timed update): their mean energy per unit (F(v) / nv for the rbm) each update in a ring
+buffer on the device, and their flip rate (units changed per unit per step) in a window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..exact import boltzmann as exact
+from . import boltzmann_annealing as annealing
+from .boltzmann import FVBM, RBM, Stream
+
+METHODS = ("exact", "pcd", "cd", "pl", "mpf")
+SAMPLING = ("pcd", "cd")
+FULL_BATCH = ("exact", "pl", "mpf")
+ENERGY_HISTORY = 256
+
+
+def applies(method: str, model: FVBM | RBM) -> bool:
+    return method != "exact" or exact.enumerable(model)
+
+
+def to_units(model: FVBM | RBM, bits: torch.Tensor) -> torch.Tensor:
+    """0/1 rows -> the model's units: ±1 spins for the fvbm, 0/1 for the rbm."""
+    return 2.0 * bits - 1.0 if isinstance(model, FVBM) else bits
+
+
+def to_bits(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
+    return (X + 1.0) / 2.0 if isinstance(model, FVBM) else X
+
+
+def couplings(model: FVBM | RBM) -> torch.Tensor:
+    return model.theta if isinstance(model, FVBM) else model.W
+
+
+def energy_per_unit(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
+    """Mean over chains of E(s) / N (fvbm) or F(v) / nv (rbm), 0-d on the device."""
+    if isinstance(model, FVBM):
+        return model.energy(X).mean() / model.n
+    return model.free_energy(X).mean() / model.nv
+
+
+def reconstruction_error(model: FVBM | RBM, bits: torch.Tensor) -> float:
+    """Mean squared error of the mean-field one-step reconstruction of 0/1 rows: the rbm's
+    sigma(b + W sigma(c + v^T W)), the fvbm's E[x_i | x_-i] = (1 + tanh f_i) / 2."""
+    X = to_units(model, bits)
+    if isinstance(model, RBM):
+        rec = torch.sigmoid(torch.sigmoid(X @ model.W + model.c) @ model.W.T + model.b)
+    else:
+        rec = (1.0 + torch.tanh(model.fields(X))) / 2.0
+    return float(((bits - rec) ** 2).mean())
+
+
+@dataclass
+class Learner:
+    """One method's model, optimiser, chains and counters."""
+
+    method: str
+    model: FVBM | RBM
+    optimizer_name: str
+    chains: torch.Tensor            # (R, n) in the model's units
+    stream: Stream
+    updates: int = 0
+    wall_s: float = 0.0             # seconds spent in updates
+    energy_ring: torch.Tensor | None = None
+    flip_sum: torch.Tensor | None = None
+    flip_steps: int = 0
+    opt: torch.optim.Optimizer | None = None
+    bufs: list | None = None        # the fused rbm update's momentum buffers
+    last_loss: torch.Tensor | None = None
+    evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
+
+    def __post_init__(self) -> None:
+        dev, dt = self.chains.device, self.chains.dtype
+        self.energy_ring = torch.full((ENERGY_HISTORY,), math.nan, dtype=dt, device=dev)
+        self.flip_sum = torch.zeros((), dtype=dt, device=dev)
+
+    def build_optimizer(self, p: dict) -> None:
+        params = self.model.parameters()
+        if self.optimizer_name == "lbfgs" and self.method in FULL_BATCH:
+            self.opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26, history_size=20,
+                                         line_search_fn="strong_wolfe")
+        else:
+            self.opt = torch.optim.SGD([{"params": params[:1], "weight_decay": p["weight_decay"]},
+                                        {"params": params[1:], "weight_decay": 0.0}],
+                                       lr=p["lr"], momentum=p["momentum"])
+
+    @property
+    def lbfgs(self) -> bool:
+        return isinstance(self.opt, torch.optim.LBFGS)
+
+    def set_hyper(self, p: dict) -> None:
+        """Live edits of lr, momentum and weight decay."""
+        if self.lbfgs:
+            return
+        for k, grp in enumerate(self.opt.param_groups):
+            grp.update(lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"] if k == 0 else 0.0)
+
+    def loss_and_grads(self, X: torch.Tensor, p: dict) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """(the batch loss where the method has one, the loss gradient) at the current model."""
+        m, meth = self.model, self.method
+        if meth in ("pl", "mpf"):
+            return m.site_loss(X, meth) if isinstance(m, FVBM) else m.flip_loss(X, meth)
+        data = m.stats(X)
+        if meth == "exact":
+            ln_z, model_stats = exact.moments(m)
+            model_stats = tuple(t.to(X.dtype) for t in model_stats)
+            loss = energy_free(m, X).mean() + ln_z
+            return loss, m.ml_grad(data, model_stats)
+        if meth == "pcd":
+            self.chains = self._advance(self.chains, p["gibbs_steps"])
+            return None, m.ml_grad(data, m.stats(self.chains))
+        neg = m.gibbs(X.clone(), p["k"], self.stream)
+        return None, m.ml_grad(data, m.stats(neg))
+
+    def fused(self) -> bool:
+        """The rbm's sampling methods under SGD on the CPU take one fused update (fewer ops:
+        per-update dispatch is what costs at small batches); CUDA keeps the kernel path."""
+        return (isinstance(self.model, RBM) and self.method in SAMPLING and not self.lbfgs
+                and self.model.W.device.type == "cpu")
+
+    def _fused_update(self, X: torch.Tensor, p: dict) -> torch.Tensor | None:
+        m = self.model
+        if self.bufs is None:
+            self.bufs = [torch.zeros_like(t) for t in m.parameters()]
+        pcd = self.method == "pcd"
+        steps = p["gibbs_steps"] if pcd else p["k"]
+        v0 = self.chains if pcd else X
+        R = v0.shape[0]
+        uh = self.stream.rand((steps, R, m.nh), torch.float32, v0.device)
+        uv = self.stream.rand((steps, R, m.nv), torch.float32, v0.device)
+        vn, flips, energy = rbm_sgd_update(m.W, m.b, m.c, *self.bufs, X, v0, uh, uv,
+                                           p["lr"], p["momentum"], p["weight_decay"])
+        if pcd:
+            self.chains = vn
+            self.flip_sum += flips / (vn.numel() * steps)
+            self.flip_steps += 1
+            return energy
+        return None
+
+    def update(self, X: torch.Tensor, p: dict) -> None:
+        """One parameter update on the batch X (model units); then the display chains move."""
+        t0 = time.perf_counter()
+        params = self.model.parameters()
+        energy = None
+        if self.fused():
+            energy = self._fused_update(X, p)
+        elif self.lbfgs:
+            wd = p["weight_decay"]
+
+            def closure():
+                loss, grads = self.loss_and_grads(X, p)
+                for t, g in zip(params, grads):
+                    t.grad = g
+                if wd:
+                    c = params[0]
+                    loss = loss + 0.5 * wd * (c * c).sum()
+                    c.grad = c.grad + wd * c
+                return loss
+
+            self.last_loss = self.opt.step(closure)
+        else:
+            loss, grads = self.loss_and_grads(X, p)
+            for t, g in zip(params, grads):
+                t.grad = g
+            self.opt.step()
+            self.last_loss = loss
+        self.wall_s += time.perf_counter() - t0
+        if self.method != "pcd":
+            self.chains = self._advance(self.chains, p["gibbs_steps"])
+        if energy is None:
+            energy = energy_per_unit(self.model, self.chains)
+        self.energy_ring[self.updates % ENERGY_HISTORY] = energy
+        self.updates += 1
+
+    def _advance(self, chains: torch.Tensor, steps: int) -> torch.Tensor:
+        before = chains.clone()
+        chains = self.model.gibbs(chains, steps, self.stream)
+        self.flip_sum += (chains != before).to(chains.dtype).mean() / max(steps, 1)
+        self.flip_steps += 1
+        return chains
+
+    def take_flip_rate(self) -> float | None:
+        """The window's mean flip rate, then a fresh window (observe's reduction)."""
+        if not self.flip_steps:
+            return None
+        rate = float(self.flip_sum) / self.flip_steps
+        self.flip_sum.zero_()
+        self.flip_steps = 0
+        return rate
+
+    def energy_trace(self) -> tuple[list[int], list[float]]:
+        """(update, energy per unit) of the last ENERGY_HISTORY updates, oldest first."""
+        n = min(self.updates, ENERGY_HISTORY)
+        ring = self.energy_ring.tolist()
+        first = self.updates - n
+        return list(range(first + 1, self.updates + 1)), [ring[u % ENERGY_HISTORY] for u in range(first, self.updates)]
+
+
+def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.Tensor,
+                   bb: torch.Tensor, bc: torch.Tensor, vd: torch.Tensor, v0: torch.Tensor,
+                   uh: torch.Tensor, uv: torch.Tensor, lr: float, mom: float, wd: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One fused PCD / CD update of an rbm, in place: len(uh) block-Gibbs steps from the
+    chains v0 with the given uniforms (z = u < sigma(c + v W), v = u < sigma(b + W z)), then
+    SGD with momentum on the loss gradient <.>_chains - <.>_data (Rao-Blackwellised hidden
+    statistics), torch.optim.SGD's convention. Means over rows are matrix-vector products
+    (one BLAS call each: at batch 10 every op's dispatch is what costs). Returns the new
+    chains, the number of units they flipped (0-d) and their mean free energy per unit F(v)/nv
+    at the parameters before the update (0-d)."""
+    dt = W.dtype
+    v = v0
+    for k in range(uh.shape[0]):
+        h = (uh[k] < torch.sigmoid(torch.addmm(c, v, W))).to(dt)
+        v = (uv[k] < torch.sigmoid(torch.addmm(b, h, W.T))).to(dt)
+    flips = torch.ne(v, v0).sum()
+    R, M = v.shape[0], vd.shape[0]
+    wr = torch.full((R,), 1.0 / R, dtype=dt, device=v.device)
+    wm = torch.full((M,), 1.0 / M, dtype=dt, device=v.device)
+    an = torch.addmm(c, v, W)
+    pd = torch.sigmoid(torch.addmm(c, vd, W))
+    pn = torch.sigmoid(an)
+    energy = -(torch.dot(torch.mv(v.T, wr), b) + torch.nn.functional.softplus(an).sum() / R) / W.shape[0]
+    gW = torch.addmm(torch.mm(vd.T, pd), v.T, pn, beta=-1.0 / M, alpha=1.0 / R)
+    if wd:
+        gW.add_(W, alpha=wd)
+    bW.mul_(mom).add_(gW)
+    bb.mul_(mom).add_(torch.addmv(torch.mv(vd.T, wm), v.T, wr, beta=-1.0))
+    bc.mul_(mom).add_(torch.addmv(torch.mv(pd.T, wm), pn.T, wr, beta=-1.0))
+    W.sub_(bW, alpha=lr)
+    b.sub_(bb, alpha=lr)
+    c.sub_(bc, alpha=lr)
+    return v, flips, energy
+
+
+def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
+    """E(s) for the fvbm, F(v) for the rbm, per row."""
+    return model.energy(X) if isinstance(model, FVBM) else model.free_energy(X)
+
+
+def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
+             runs: int, steps: int, stream: Stream, with_pa: bool = True) -> dict:
+    """ln Z three ways on one parameter snapshot (exact where enumerable, AIS, population
+    annealing), and from it the mean log-likelihoods, KL(data || model) (exact only) and the
+    reconstruction error. Float64 throughout; values are host floats (None where absent)."""
+    snap = model.clone(torch.float64)
+    train = train_bits.to(device=snap.parameters()[0].device, dtype=torch.float64)
+    out: dict = {"log_z_exact": None}
+    if exact.enumerable(snap):
+        out["log_z_exact"] = exact.log_z(snap)
+    out["log_z_ais"], out["log_z_ais_stderr"] = annealing.ais(snap, train, runs, steps, stream)
+    if with_pa:
+        pa = annealing.population_annealing(snap, train, max(2, runs // 4), steps, stream)
+        out.update(log_z_pa=pa.log_z, log_z_pa_stderr=pa.stderr, pa_ess_fraction=pa.ess_fraction,
+                   pa_families_fraction=pa.families_fraction)
+    known = out["log_z_exact"] is not None
+    out["log_likelihood_kind"] = "exact" if known else "ais"
+    lz = out["log_z_exact"] if known else out["log_z_ais"]
+    out["log_z"] = lz
+    out["log_likelihood"] = exact.log_likelihood(snap, to_units(snap, train), lz)
+    if heldout_bits is not None and heldout_bits.shape[0]:
+        held = heldout_bits.to(device=train.device, dtype=torch.float64)
+        out["log_likelihood_heldout"] = exact.log_likelihood(snap, to_units(snap, held), lz)
+    if not known:
+        out["log_likelihood_stderr"] = out["log_z_ais_stderr"]
+    else:
+        out["kl_data_model"] = exact.kl_data_model(snap, to_units(snap, train), lz)
+    out["reconstruction_error"] = reconstruction_error(snap, train)
+    return out
