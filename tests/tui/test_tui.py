@@ -555,8 +555,6 @@ def test_work_rate_is_shown_in_the_topics_unit():
     assert work_rate(0.0, "flips") == ""
 
 
-@pytest.mark.xfail(reason="after the pane-fit merge the toy pane's heatmap renders no lines under NO_COLOR; "
-                          "open in issue 11 (closing note)", strict=False)
 def test_no_color_draws_the_heatmap_with_shade_characters(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     app = _toy_app(start_paused=True, ascii=False)
