@@ -412,3 +412,41 @@ class Runner(RunnerBase):
             self.status = Status.ERROR
             self._paused = True
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class SteppedRunner(Runner):
+    """A Runner without a thread: it steps only when told, in the caller's thread, and
+    every command takes effect before it returns. Pause, resume and the frame rate do not
+    apply (nothing runs by itself), so what it publishes depends only on the seed, the
+    params and the steps asked for: for snapshot tests of the app and for reproducing a
+    pane step by step. ``start`` initialises and observes step 0."""
+
+    def start(self, paused: bool = True) -> None:
+        if self._state is not None:
+            return
+        self._starting(True)
+        try:
+            self._init_state(self.seed)
+            self._observe(screen=True)
+        except Exception as exc:
+            self._fail(exc)
+
+    def stop_nowait(self) -> None:
+        return None
+
+    def resume(self) -> None:  # nothing runs by itself: stays paused
+        return None
+
+    def _command(self, cmd: str, *args: Any) -> None:
+        if cmd == "reset":
+            self._reset_seed = args[0]
+        if cmd not in ("set", "reset", "step") or self._state is None:
+            return
+        try:
+            self._apply_pending()
+            if cmd == "step" and not self.status.final:
+                self.topic.step(self._state, self.params)
+                self.steps += 1
+                self._observe(screen=True)
+        except Exception as exc:
+            self._fail(exc)

@@ -135,7 +135,8 @@ class MletuiApp(App):
                  release_after: float | None = None) -> None:
         """topics: the topics to show (default: every registered one).
         runner: "process" (the engine in a spawned process: it keeps its own GIL, see
-        engine/process_runner.py) or "thread"; default $MLETUI_RUNNER, else "process" on a
+        engine/process_runner.py), "thread", or "stepped" (no thread: a step only on `n`,
+        in the UI's thread; snapshot tests); default $MLETUI_RUNNER, else "process" on a
         terminal and "thread" under Textual's headless test driver (Pilot tests reach into
         runner state).
         start_paused: runners start paused (tests, snapshots).
@@ -208,7 +209,7 @@ class MletuiApp(App):
             self.runner_kind = "thread" if self.is_headless else "process"
             for pane in self.panes.values():
                 pane.runner_kind = self.runner_kind
-        if self.runner_kind not in ("thread", "process"):
+        if self.runner_kind not in ("thread", "process", "stepped"):
             self._message = f"runner must be thread or process, got {self.runner_kind!r}: using thread"
             self.runner_kind = "thread"
             for pane in self.panes.values():

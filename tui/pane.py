@@ -36,7 +36,7 @@ from textual.widgets import Static
 
 from mletui.engine.params import ParamError
 from mletui.engine.process_runner import EngineProcess, ProcessRunner
-from mletui.engine.runner import Runner, RunnerLike
+from mletui.engine.runner import Runner, RunnerLike, SteppedRunner
 from mletui.engine.topic import Frame, Topic
 from mletui.engine.views import has_content
 
@@ -177,6 +177,9 @@ class TopicPane(Horizontal):
                     except Exception as exc:  # e.g. a topic that cannot be pickled
                         self.message = f"engine in a thread ({type(exc).__name__}: {exc})"[:120]
                         runner = None
+                elif self.runner_kind == "stepped":  # snapshot tests: steps only on `n`
+                    runner = SteppedRunner(self.topic, params=params, seed=self.seed, device=self.device)
+                    runner.start()
                 else:
                     runner = None
                 if runner is None:
