@@ -336,7 +336,8 @@ class ProcessRunner(RunnerBase):
                     self.record.clear()
                     self.latest = None
                     self.generation = gen
-                self.history.extend(frames)
+                for f in frames:
+                    self._keep(f)
                 for f in recorded:
                     self.record.add(f)
                 if frames:

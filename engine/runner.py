@@ -172,6 +172,15 @@ class RunnerBase:
         """Carry a control command to the engine (the state machine here has run)."""
         raise NotImplementedError
 
+    def _keep(self, frame: Frame) -> None:
+        """Append a screen frame to the history (under the lock). Only the latest frame
+        keeps its view-only data (lattices, histogram counts): readers of the history use
+        its scalars and arrays, and 2000 frames of lattices would hold hundreds of MB that
+        the garbage collector walks over and over."""
+        if self.history and self.history[-1].views:
+            self.history[-1].views = {}
+        self.history.append(frame)
+
     def _starting(self, paused: bool) -> None:
         self._paused = paused
         self.status = Status.PAUSED if paused else Status.RUNNING
@@ -234,7 +243,8 @@ class RunnerBase:
             return self._pending.get(name, self.params[name])
 
     def frames(self) -> list[Frame]:
-        """The screen-rate frames since the last reset (the newest ``history`` of them)."""
+        """The screen-rate frames since the last reset (the newest ``history`` of them);
+        only the newest carries its view-only data (``views``)."""
         with self._lock:
             return list(self.history)
 
@@ -349,7 +359,7 @@ class Runner(RunnerBase):
             self._notes = []
         with self._lock:
             self.latest = frame
-            self.history.append(frame)
+            self._keep(frame)
             if frame.done:
                 self.status = Status.DONE
                 self._paused = True
@@ -402,3 +412,41 @@ class Runner(RunnerBase):
             self.status = Status.ERROR
             self._paused = True
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class SteppedRunner(Runner):
+    """A Runner without a thread: it steps only when told, in the caller's thread, and
+    every command takes effect before it returns. Pause, resume and the frame rate do not
+    apply (nothing runs by itself), so what it publishes depends only on the seed, the
+    params and the steps asked for: for snapshot tests of the app and for reproducing a
+    pane step by step. ``start`` initialises and observes step 0."""
+
+    def start(self, paused: bool = True) -> None:
+        if self._state is not None:
+            return
+        self._starting(True)
+        try:
+            self._init_state(self.seed)
+            self._observe(screen=True)
+        except Exception as exc:
+            self._fail(exc)
+
+    def stop_nowait(self) -> None:
+        return None
+
+    def resume(self) -> None:  # nothing runs by itself: stays paused
+        return None
+
+    def _command(self, cmd: str, *args: Any) -> None:
+        if cmd == "reset":
+            self._reset_seed = args[0]
+        if cmd not in ("set", "reset", "step") or self._state is None:
+            return
+        try:
+            self._apply_pending()
+            if cmd == "step" and not self.status.final:
+                self.topic.step(self._state, self.params)
+                self.steps += 1
+                self._observe(screen=True)
+        except Exception as exc:
+            self._fail(exc)

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .params import Param, ParamError, by_name, defaults
-from .views import VIEW_KINDS, Labels, Scalar, View
+from .views import VIEW_KINDS, Labels, Scalar, View, labels_of
 
 __all__ = ["Frame", "Topic", "Scalar", "View", "VIEW_KINDS", "finite_or_none"]
 
@@ -93,7 +93,7 @@ class Topic:
     @property
     def labels(self) -> Labels:
         """``scalars`` as a mapping name -> Scalar that resolves patterns (read-only)."""
-        return Labels(self)
+        return labels_of(self)
 
     # -- the contract ------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> Any:

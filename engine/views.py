@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NotRequired, Sequence, TypedDict
 
@@ -289,24 +290,56 @@ def undescribed(topic: Any, names: Sequence[str]) -> list[str]:
 class Labels(Mapping[str, Scalar]):
     """``topic.scalars`` as a read-only mapping name -> :class:`Scalar` whose lookups
     resolve patterns (``labels.get("loss_sgd")`` finds ``loss_*``) and whose labels have
-    their ``{}`` filled: for readers that look scalars up by name. Iterates the exact
-    names only."""
+    their ``{}`` filled: for readers that look scalars up by name (a widget may do so for
+    every line it draws, so lookups are remembered). Iterates the exact names only."""
 
     def __init__(self, topic: Any) -> None:
         self._topic = topic
+        self._exact = [s.name for s in getattr(topic, "scalars", ()) or () if not s.is_pattern]
+        self._memo: dict[str, Scalar | None] = {}
+
+    def _lookup(self, name: str) -> Scalar | None:
+        if name not in self._memo:
+            spec = scalar_spec(self._topic, name)
+            if spec is None:
+                self._memo[name] = None
+            else:
+                label, unit = describe(self._topic, name)
+                self._memo[name] = Scalar(name, label, unit, spec.help)
+        return self._memo[name]
 
     def __getitem__(self, name: str) -> Scalar:
-        spec = scalar_spec(self._topic, name)
-        if spec is None:
+        found = self._lookup(name) if isinstance(name, str) else None
+        if found is None:
             raise KeyError(name)
-        label, unit = describe(self._topic, name)
-        return Scalar(name, label, unit, spec.help)
+        return found
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self._lookup(name) if isinstance(name, str) else None
+        return default if found is None else found
 
     def __iter__(self) -> Iterator[str]:
-        return (s.name for s in getattr(self._topic, "scalars", ()) or () if not s.is_pattern)
+        return iter(self._exact)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(self._exact)
+
+    def __bool__(self) -> bool:  # a topic with pattern-only scalars still has labels
+        return bool(getattr(self._topic, "scalars", ()))
+
+
+_LABELS: "weakref.WeakKeyDictionary[Any, Labels]" = weakref.WeakKeyDictionary()
+
+
+def labels_of(topic: Any) -> Labels:
+    """The topic's :class:`Labels`, made once per topic object."""
+    try:
+        found = _LABELS.get(topic)
+        if found is None:
+            found = _LABELS[topic] = Labels(topic)
+        return found
+    except TypeError:  # not weak-referenceable
+        return Labels(topic)
 
 
 def scalar_table(topic: Any) -> str:

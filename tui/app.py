@@ -21,6 +21,7 @@ Launched by ``mletui`` (tui/cli.py) as
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -134,7 +135,8 @@ class MletuiApp(App):
                  release_after: float | None = None) -> None:
         """topics: the topics to show (default: every registered one).
         runner: "process" (the engine in a spawned process: it keeps its own GIL, see
-        engine/process_runner.py) or "thread"; default $MLETUI_RUNNER, else "process" on a
+        engine/process_runner.py), "thread", or "stepped" (no thread: a step only on `n`,
+        in the UI's thread; snapshot tests); default $MLETUI_RUNNER, else "process" on a
         terminal and "thread" under Textual's headless test driver (Pilot tests reach into
         runner state).
         start_paused: runners start paused (tests, snapshots).
@@ -207,7 +209,7 @@ class MletuiApp(App):
             self.runner_kind = "thread" if self.is_headless else "process"
             for pane in self.panes.values():
                 pane.runner_kind = self.runner_kind
-        if self.runner_kind not in ("thread", "process"):
+        if self.runner_kind not in ("thread", "process", "stepped"):
             self._message = f"runner must be thread or process, got {self.runner_kind!r}: using thread"
             self.runner_kind = "thread"
             for pane in self.panes.values():
@@ -219,6 +221,12 @@ class MletuiApp(App):
         # thread (BENCHMARKS.md, ui), which is why the app's default runner is a process.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # What is alive now (torch, the engine and the widgets: about a million objects)
+        # lives as long as the app: out of the garbage collector's way, so its passes over
+        # the older generations walk only what redraws allocate (measured: GC was half of
+        # the UI process's CPU at 4 redraws a second, BENCHMARKS.md, ui).
+        gc.collect()
+        gc.freeze()
         if self.glyphs.ascii:
             self.add_class("ascii")
         for tabs in self.query(Tabs):
@@ -525,5 +533,6 @@ class MletuiApp(App):
 
     def on_unmount(self) -> None:
         self.stop_engines()
+        gc.unfreeze()  # back to the collector (nothing left looks leaked at exit)
         sys.setswitchinterval(getattr(self, "_switch_interval", 0.005))
 

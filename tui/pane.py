@@ -36,7 +36,7 @@ from textual.widgets import Static
 
 from mletui.engine.params import ParamError
 from mletui.engine.process_runner import EngineProcess, ProcessRunner
-from mletui.engine.runner import Runner, RunnerLike
+from mletui.engine.runner import Runner, RunnerLike, SteppedRunner
 from mletui.engine.topic import Frame, Topic
 from mletui.engine.views import has_content
 
@@ -177,6 +177,9 @@ class TopicPane(Horizontal):
                     except Exception as exc:  # e.g. a topic that cannot be pickled
                         self.message = f"engine in a thread ({type(exc).__name__}: {exc})"[:120]
                         runner = None
+                elif self.runner_kind == "stepped":  # snapshot tests: steps only on `n`
+                    runner = SteppedRunner(self.topic, params=params, seed=self.seed, device=self.device)
+                    runner.start()
                 else:
                     runner = None
                 if runner is None:
@@ -420,7 +423,12 @@ class TopicPane(Horizontal):
             return notes
         if not all(self._content):
             # the frames not looked at yet (a view without content so far may get some)
-            fresh = [f for f in history if f.step > self._content_step] or [latest]
+            fresh = []
+            for f in reversed(history):
+                if f.step <= self._content_step:
+                    break
+                fresh.append(f)
+            fresh = fresh or [latest]
             content = [c or has_content(v, latest, fresh) for c, v in zip(self._content, self.topic.views)]
             self._content_step = max(self._content_step, latest.step)
         else:
@@ -434,11 +442,12 @@ class TopicPane(Horizontal):
         return notes
 
     def _new_notes(self, history: list[Frame]) -> list[str]:
-        out: list[str] = []
         last = self._noted_step
-        for f in history:
-            if f.step > last:
-                out.extend(f"step {f.step}: {n}" for n in f.notes)
+        fresh: list[Frame] = []
+        for f in reversed(history):  # the new frames are at the end
+            if f.step <= last:
+                break
+            fresh.append(f)
         if history:
             self._noted_step = max(last, history[-1].step)
-        return out
+        return [f"step {f.step}: {n}" for f in reversed(fresh) for n in f.notes]

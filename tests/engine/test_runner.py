@@ -249,3 +249,31 @@ def test_status_is_an_enum_that_reads_as_its_word_and_both_runners_are_runnerlik
     r = Runner(Walk(), seed=1, device="cpu")
     assert isinstance(r, RunnerLike) and r.status is Status.PAUSED
     assert isinstance(ProcessRunner(Walk(), seed=1, device="cpu"), RunnerLike)  # not started
+
+
+def test_a_stepped_runner_publishes_what_a_headless_run_yields_step_by_step():
+    """No thread: each step_once steps and observes before it returns, so its frames are
+    the headless run's frames at every=1 (the same seed and params), and an edit applies
+    at once."""
+    from mletui.engine.runner import SteppedRunner, run
+    from mletui.engine.topics import get_topic
+
+    topic = get_topic("ising")
+    params = dict(topic.quick)
+    r = SteppedRunner(topic, params, seed=4, device="cpu")
+    r.start()
+    assert r.latest.step == 0 and r.paused and r._thread is None
+    for _ in range(6):
+        r.step_once()
+    headless = list(run(topic, steps=6, params=params, seed=4, device="cpu", every=1))
+    assert [f.step for f in r.frames()] == [0, 1, 2, 3, 4, 5, 6]
+    for mine, theirs in zip(r.frames()[1:], headless):
+        assert mine.scalars == theirs.scalars, mine.step
+    r.resume()
+    assert r.paused and r.steps == 6, "nothing runs by itself"
+    r.set("beta", 0.3)
+    assert r.params["beta"] == 0.3
+    gen = r.generation
+    r.reset(9)
+    assert r.generation == gen + 1 and r.seed == 9 and r.latest.step == 0
+    r.stop()

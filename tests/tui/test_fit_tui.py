@@ -200,7 +200,13 @@ def _screen_text(app) -> str:
     return html.unescape("".join(re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S))).replace("\xa0", " ")
 
 
-@pytest.mark.parametrize("name", ["ising", "annealing", "tempering", "population", "em", "langevin", "kfac"])
+def _topic_names() -> list[str]:
+    from mletui.engine.topics import all_topics
+
+    return list(all_topics())
+
+
+@pytest.mark.parametrize("name", _topic_names())
 def test_in_ascii_mode_every_character_on_the_screen_and_the_help_is_ascii(name):
     from mletui.engine.topics import all_topics
 

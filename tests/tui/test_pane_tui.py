@@ -277,3 +277,24 @@ def test_pane_streams_draws_every_view_and_a_key_edit_reaches_the_runner(case):
         drive(app, script)
     finally:
         torch.set_num_threads(old_threads)
+
+
+UNCASED = [name for name in TOPICS if name not in {c.topic for c in CASES}]
+
+
+@pytest.mark.parametrize("name", UNCASED or ["(every topic has a case)"])
+def test_a_topic_without_a_case_is_readable_at_80x24(name):
+    """A topic the cases above do not cover still gets the 80x24 check, at its quick params."""
+    if name not in TOPICS:
+        pytest.skip(name)
+    topic = TOPICS[name]
+    app = MletuiApp(topics=[topic], overrides={name: dict(topic.quick)}, seed=1, device=torch.device("cpu"),
+                    fps=20)
+
+    async def script(pilot):
+        runner = app.pane.runner
+        await until(pilot, lambda: runner.latest is not None and runner.steps > 3, timeout=120, what="frames")
+        await small_terminal(app, pilot)
+        assert runner.error is None
+
+    drive(app, script)

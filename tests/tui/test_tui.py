@@ -376,6 +376,14 @@ def test_app_has_one_tab_per_registered_topic_in_order():
 
 # -- views: data conventions, NaN, ASCII, layout -------------------------------------------
 
+def views_laid_out(pane) -> bool:
+    """Every view of the pane on screen with a size and drawn (views appear with their
+    first content, so the first frame finds them not laid out yet)."""
+    widgets = pane.view_widgets
+    return len(pane.shown) == len(widgets) and all(w.size.width > 0 and w.size.height > 0 for w in widgets) \
+        and all(getattr(w, "notes_text", "x") != "" or w.view.kind in ("histogram", "table") for w in widgets)
+
+
 def _toy_app(**kw):
     return MletuiApp(topics=[TOY], seed=0, device=torch.device("cpu"), fps=20, **kw)
 

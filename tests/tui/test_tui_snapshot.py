@@ -1,45 +1,63 @@
-"""One snapshot of the Ising pane (pytest-textual-snapshot). Deterministic: fixed seed,
-started paused, five single steps with `n`, fixed size, and the app's snapshot mode
-(show_rates=False) hides steps/s, the work rate and the machine's thread count.
-The picture depends on the Ising engine's random stream (seed, counter): a change there
-(or in the pinned Textual/plotext) changes it. Update after an intended change with
-`pytest tests/tui/test_tui_snapshot.py --snapshot-update` and look at the new SVG."""
+"""Snapshots of every topic's pane at 80x24 and 120x40 (pytest-textual-snapshot).
 
-import time
+Deterministic by construction: the engine is a SteppedRunner (no thread: each `n` steps
+and observes before the key returns), at the topic's ``quick`` params, seed 7, STEPS steps,
+one torch thread; the app's snapshot mode (show_rates=False) hides steps/s, the work rate
+and the machine's thread count; the topics that time their own steps (K-FAC's step times,
+Langevin's chain steps per second, Boltzmann's throughput) read a clock that advances 1 ms
+per reading. The pictures depend on the engines' random streams and the pinned Textual: a
+change there changes them. Update after an intended change with
+`pytest tests/tui/test_tui_snapshot.py --snapshot-update`, and look at every new SVG."""
 
+from __future__ import annotations
+
+import types
+
+import pytest
 import torch
 
 from mletui.engine.topics import all_topics
 from mletui.tui.app import MletuiApp
 
-STEPS = 5
+STEPS = 12
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+TOPICS = all_topics()
+TIMED = ("kfac", "langevin", "boltzmann")  # topic modules that read time.perf_counter
 
 
-def _app() -> MletuiApp:
-    return MletuiApp(topics=[all_topics()["ising"]], overrides={"ising": {"L": 32, "replicas": 2, "burn_in": 2}},
-                     seed=7, device=torch.device("cpu"), fps=4, start_paused=True, show_rates=False,
-                     ascii=False)
+@pytest.fixture
+def fixed_clock(monkeypatch):
+    """time.perf_counter, as the timed topic modules see it, advancing 1 ms per reading."""
+    import importlib
+
+    ticks = iter(range(1, 10**9))
+    clock = types.SimpleNamespace(perf_counter=lambda: next(ticks) * 1e-3)
+    for name in TIMED:
+        if name in TOPICS:
+            module = importlib.import_module(f"mletui.engine.topics.{name}")
+            monkeypatch.setattr(module, "time", clock)
 
 
-async def _five_steps(pilot) -> None:
+def _app(name: str) -> MletuiApp:
+    topic = TOPICS[name]
+    return MletuiApp(topics=[topic], overrides={name: dict(topic.quick)}, seed=7, device=torch.device("cpu"),
+                     fps=4, start_paused=True, show_rates=False, ascii=False, runner="stepped")
+
+
+async def _steps(pilot) -> None:
     app = pilot.app
-    runner = app.pane.runner
-    t0 = time.monotonic()
-    while runner.latest is None and time.monotonic() - t0 < 30:
-        await pilot.pause(0.05)
-    for i in range(1, STEPS + 1):
+    for _ in range(STEPS):
         await pilot.press("n")
-        while (runner.latest is None or runner.latest.step < i) and time.monotonic() - t0 < 60:
-            await pilot.pause(0.05)
-    assert runner.latest.step == STEPS and runner.paused
+    runner = app.pane.runner
+    assert runner.latest.step == min(STEPS, runner.steps) and runner.error is None, runner.error
     app.tick()
-    await pilot.pause(0.2)
+    await pilot.pause(0.3)
+    app.tick()
+    await pilot.pause(0.3)
 
 
-def test_ising_pane_snapshot(snap_compare):
-    app = _app()
-    try:
-        assert snap_compare(app, terminal_size=(120, 40), run_before=_five_steps)
-    finally:
-        for pane in app.panes.values():
-            pane.stop()
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("name", list(TOPICS))
+def test_pane_snapshot(name, size, snap_compare, one_thread, fixed_clock):
+    app = _app(name)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_steps)

@@ -10,6 +10,7 @@ cutting the text at the edge with an ellipsis.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 import re
 from typing import Any, Iterable, Mapping
 
@@ -45,6 +46,7 @@ def with_unit(label: str, unit: str) -> str:
 _WORD = re.compile(r"[A-Za-z]{4,}")
 
 
+@lru_cache(maxsize=4096)  # a pure function, called for every label of every redraw
 def abbreviate(text: str, width: int, cut: bool = True) -> str:
     """``text`` in at most ``width`` characters: long words are cut to a stem and a dot,
     longest first ("magnetization_per_spin" -> "magn._per_spin"); digits are never cut.

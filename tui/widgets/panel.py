@@ -78,8 +78,10 @@ class ViewPanel:
             title = f"{title}: {extra}"
         elif extra and room - len(extra) - 2 >= 8:  # what was binned matters more than words
             title = f"{self._cut(title, room - len(extra) - 2)}: {extra}"
-        self.border_title = self._cut(title, room)
-        self.border_subtitle = fit_parts(self._notes, room)
+        border = (self._cut(title, room), fit_parts(self._notes, room))
+        if border != getattr(self, "_border_set", None):  # setting one always repaints
+            self._border_set = border
+            self.border_title, self.border_subtitle = border
 
     def _cut(self, title: str, room: int) -> str:
         """A title in ``room`` characters: cut after a whole word, marked with an ellipsis

@@ -100,7 +100,7 @@ class Readout(Widget, can_focus=True):
     # -- drawing ------------------------------------------------------------------------
     def render(self) -> Text:
         if self._waiting:
-            self.border_subtitle = ""
+            self._subtitle("")
             return Text("waiting for the first frame", style="dim")
         width, height = max(self.content_size.width, 8), max(self.content_size.height, 1)
         rows = self.lines(width)
@@ -113,10 +113,10 @@ class Readout(Widget, can_focus=True):
             more = ("↑" if self.top else "") + ("↓" if last < n else "")
             if self.app_ascii:
                 more = more.replace("↑", "^").replace("↓", "v")
-            self.border_subtitle = fit_parts([("", f"{self.top + 1}-{last} of {n} {more}".strip())],
-                                             max(0, self.size.width - 6))
+            self._subtitle(fit_parts([("", f"{self.top + 1}-{last} of {n} {more}".strip())],
+                                             max(0, self.size.width - 6)))
         else:
-            self.border_subtitle = ""
+            self._subtitle("")
         out = Text(no_wrap=True, overflow="crop")
         value_w = max((cell_len(t) for _, t, _ in rows), default=0)
         for i, (label, text, bad) in enumerate(shown):
@@ -128,6 +128,13 @@ class Readout(Widget, can_focus=True):
             if i < len(shown) - 1:
                 out.append("\n")
         return out
+
+    def _subtitle(self, text: str) -> None:
+        """Set the subtitle only when it changes: setting one repaints, and this is
+        called from render (a repaint each time would render again)."""
+        if text != getattr(self, "_subtitle_set", None):
+            self._subtitle_set = text
+            self.border_subtitle = text
 
     @property
     def app_ascii(self) -> bool:
