@@ -41,6 +41,7 @@ import atexit as _atexit
 import contextlib as _contextlib
 import ctypes as _ctypes
 import os as _os
+import sys as _sys
 import threading as _threading
 import time as _time
 from typing import Any, Iterator
@@ -390,6 +391,8 @@ _M64 = (1 << 64) - 1
 _FMIX_1 = 0x85EBCA6B - (1 << 32)   # MurmurHash3 fmix32 multipliers as signed int32
 _FMIX_2 = 0xC2B2AE35 - (1 << 32)
 COMPILE_MIN_SITES = 1 << 16        # below this many sites per half-sweep the eager twin is used
+BUILD_NICENESS = 10                # the background build thread's CPU priority (nice), Linux
+BUILD_SWITCH_INTERVAL = 0.0005     # the GIL switch interval (s) while a build runs (default 0.005)
 
 
 def _splitmix64(x: _np.ndarray) -> _np.ndarray:
@@ -562,9 +565,10 @@ class _BuildCancelled(BaseException):
 class _Compiled:
     """torch.compile'd versions of the fast twin's pieces.
 
-    The first call of a piece with a new signature (a new lattice size, say) starts its build
-    in a background thread, on copies of that call's arguments, and runs eagerly; so do all
-    calls while any build is under way (no compiled code runs beside a compilation). Once
+    The first call of a piece with a new signature (a new lattice size, say) queues its build
+    for one background thread (niced, so the stepping keeps the CPU), on copies of that
+    call's arguments, and runs eagerly; so do all calls while any build is queued or under
+    way (no compiled code runs beside a compilation). Once
     every build is done the compiled pieces run. The two paths are the same integer hash and
     the same float32 comparisons, so they give the same spins and a run does not depend on
     when the switch happened. With ``background`` False (benchmarks, tests) a build runs in
@@ -581,7 +585,9 @@ class _Compiled:
         self.pending: dict[tuple, str] = {}     # (name, signature) -> what it is for ("L=1024")
         self.compiled_calls = 0                 # calls that ran a compiled piece (for tests)
         self._lock = _threading.Lock()
-        self._threads: list[_threading.Thread] = []
+        self._jobs: list[tuple] = []            # builds queued for the worker
+        self._worker: _threading.Thread | None = None
+        self._registered = False                # cancel() registered with atexit
 
     def _compiled(self, name: str, fn: Any) -> Any:
         got = self.fns.get(name)
@@ -623,45 +629,68 @@ class _Compiled:
         return out
 
     def _start(self, key: tuple, name: str, fn: Any, args: tuple, label: str) -> None:
-        """Start the build of ``key`` in a daemon thread (called with the lock held)."""
+        """Queue the build of ``key`` for the worker thread (called with the lock held)."""
         self.pending[key] = label or name
         copies = tuple(_like(a, 1) for a in args)        # the caller may change them in place
-        replicas = args[0].shape[0]
-        grad = torch.is_grad_enabled()     # torch.compile guards on it: build as the caller calls
+        self._jobs.append((key, name, fn, copies, args[0].shape[0], torch.is_grad_enabled()))
+        if self._worker is None:
+            if not self._registered:
+                _atexit.register(self.cancel)
+                self._registered = True
+            self._worker = _threading.Thread(target=self._work, name="mletui-compile", daemon=True)
+            self._worker.start()
 
-        def build() -> None:
-            done = False
-            try:
-                with torch.set_grad_enabled(grad):
-                    self._compiled(name, fn)(*(_like(a, replicas) for a in copies))
-                done = True
-            except _BuildCancelled:
-                pass
-            except Exception as exc:  # pragma: no cover - depends on the toolchain
-                self._fail(exc)
+    def _work(self) -> None:
+        """The build thread: one build at a time, at a lower CPU priority than the stepping
+        (its compiler subprocesses inherit it), until the queue is empty or it is cancelled."""
+        try:
+            _os.setpriority(_os.PRIO_PROCESS, _threading.get_native_id(), BUILD_NICENESS)
+        except (AttributeError, OSError):  # pragma: no cover - not on Linux
+            pass
+        # the compiler is Python and holds the GIL; every eager op of the stepping thread
+        # waits for it up to the switch interval (5 ms): shorter while building
+        interval = _sys.getswitchinterval()
+        _sys.setswitchinterval(min(interval, BUILD_SWITCH_INTERVAL))
+        try:
+            while True:
+                with self._lock:
+                    if not self._jobs:
+                        self._worker = None          # the next build starts a new worker
+                        _sys.setswitchinterval(interval)
+                        return
+                    key, name, fn, copies, replicas, grad = self._jobs.pop(0)
+                done = False
+                try:
+                    # torch.compile guards on the grad mode: build as the caller calls
+                    with torch.set_grad_enabled(grad):
+                        self._compiled(name, fn)(*(_like(a, replicas) for a in copies))
+                    done = True
+                except Exception as exc:  # pragma: no cover - depends on the toolchain
+                    self._fail(exc)
+                with self._lock:
+                    self.pending.pop(key, None)
+                    if done and self.failed is None:
+                        self.ready.add(key)
+        except _BuildCancelled:
             with self._lock:
-                self.pending.pop(key, None)
-                if done and self.failed is None:
-                    self.ready.add(key)
+                self._jobs.clear()
+                self.pending.clear()
+                self._worker = None
+            _sys.setswitchinterval(interval)
 
-        if not self._threads:
-            _atexit.register(self.cancel)
-        thread = _threading.Thread(target=build, name=f"mletui-compile-{name}", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-
-    def cancel(self, timeout: float = 1.0) -> None:
-        """Stop the builds under way (at exit): raise _BuildCancelled in each build thread and
-        wait for them. A daemon thread still inside torch when the interpreter finalises is
-        killed through C++ frames that may not unwind (std::terminate, exit status 134);
-        tracing and code generation are Python, so the exception lands within moments."""
-        alive = [t for t in self._threads if t.is_alive()]
-        for thread in alive:
-            _ctypes.pythonapi.PyThreadState_SetAsyncExc(_ctypes.c_ulong(thread.ident),
-                                                        _ctypes.py_object(_BuildCancelled))
-        deadline = _time.monotonic() + timeout
-        for thread in alive:
-            thread.join(max(0.0, deadline - _time.monotonic()))
+    def cancel(self, timeout: float = 2.0) -> None:
+        """Stop the builds (at exit): drop the queue, raise _BuildCancelled in the build
+        thread and wait for it. A daemon thread still inside torch when the interpreter
+        finalises is killed through C++ frames that may not unwind (std::terminate, exit
+        status 134); tracing and code generation are Python, so the exception lands soon."""
+        with self._lock:
+            self._jobs.clear()
+            worker = self._worker
+        if worker is None or not worker.is_alive():
+            return
+        _ctypes.pythonapi.PyThreadState_SetAsyncExc(_ctypes.c_ulong(worker.ident),
+                                                    _ctypes.py_object(_BuildCancelled))
+        worker.join(timeout)
 
     def building(self) -> tuple[str, ...]:
         """What the builds under way are for (e.g. "L=1024"), each once, sorted."""
@@ -670,8 +699,9 @@ class _Compiled:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the builds under way; True when none is left."""
-        for thread in list(self._threads):
-            thread.join(timeout)
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
         return not self.pending
 
 
