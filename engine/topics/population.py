@@ -116,6 +116,7 @@ class PopulationTopic(LatticeTopic):
     quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
+    every = 1     # a step (10 sweeps of 4096 lattices) dwarfs a frame: ~2% (BENCHMARKS.md)
     scalars = (
         Scalar("beta", "β", "", "the inverse temperature reached"),
         Scalar("dbeta", "Δβ", "", "the last step's increment"),
@@ -136,6 +137,7 @@ class PopulationTopic(LatticeTopic):
         Scalar("steps", "annealing steps", "", "β steps since init"),
         Scalar("sweeps", "sweeps", "sweeps", "sweeps per replica since init"),
         Scalar("nonfinite_steps", "non-finite steps", "", "steps whose ln Q was not finite (skipped)"),
+        Scalar("compiling", "compiling", "", "a CPU kernel build for this size under way (stepping eagerly meanwhile)"),
     )
     views = (
         View("trace", "ln Z / N: estimate vs Kaufman", series=("log_z_per_spin",),
