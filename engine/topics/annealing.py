@@ -63,6 +63,7 @@ class AnnealingTopic(LatticeTopic):
     step_unit = "sweep"
     quick = {"L": 8, "replicas": 32, "anneal_sweeps": 20}
     window_scalars = ("compiling",)    # wall-clock state: a kernel build under way
+    every = 10    # a frame (histogram, AIS, Kaufman at the new beta) ~ 0.4 steps: ~4% (BENCHMARKS.md)
     scalars = (
         Scalar("sweep", "sweep", "sweeps", "schedule steps done (one sweep each)"),
         Scalar("beta", "beta", "", "the inverse temperature reached"),

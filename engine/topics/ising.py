@@ -106,6 +106,9 @@ class IsingTopic(LatticeTopic):
     )
 
     quick = {"L": 16, "replicas": 2, "burn_in": 2}
+    # a frame (R-hat sorts up to 2^15 draws per quantity) costs about one sweep at the
+    # defaults: every 50 sweeps keeps observing near 2% of a run (BENCHMARKS.md)
+    every = 50
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
 
@@ -117,21 +120,23 @@ class IsingTopic(LatticeTopic):
         Scalar("sweeps", "sweeps", "sweeps", "sweeps since init"),
         Scalar("samples", "samples", "sweeps", "sweeps in the running means (since burn-in or the last edit)"),
         Scalar("energy_mean", "mean energy per spin", "J", "running mean of E/N"),
-        Scalar("energy_stderr", "energy std. error", "J", "its standard error, from the spread across replicas"),
+        Scalar("energy_stderr", "energy std. error", "J",
+               "its standard error, from the spread across replicas; none while energy_rhat > 1.01"),
         Scalar("magnetization_mean", "mean magnetisation", "", "running mean of M/N"),
-        Scalar("magnetization_stderr", "magnetisation std. error", "", "its standard error"),
+        Scalar("magnetization_stderr", "magnetisation std. error", "", "its standard error; none while magnetization_rhat > 1.01"),
         Scalar("abs_magnetization_mean", "mean |m|", "", "running mean of |M|/N"),
-        Scalar("abs_magnetization_stderr", "|m| std. error", "", "its standard error"),
+        Scalar("abs_magnetization_stderr", "|m| std. error", "", "its standard error; none while abs_magnetization_rhat > 1.01"),
         Scalar("specific_heat", "specific heat", "", "beta^2 N var(E/N), per spin (k_B = 1)"),
-        Scalar("specific_heat_stderr", "specific heat std. error", "", "its standard error"),
+        Scalar("specific_heat_stderr", "specific heat std. error", "", "its standard error; none while energy_rhat > 1.01"),
         Scalar("susceptibility", "susceptibility", "", "beta N var(|M|/N), per spin"),
-        Scalar("susceptibility_stderr", "susceptibility std. error", "", "its standard error"),
+        Scalar("susceptibility_stderr", "susceptibility std. error", "", "its standard error; none while abs_magnetization_rhat > 1.01"),
         Scalar("energy_exact", "exact energy (Kaufman)", "J", "Kaufman's E/N for this L at h = 0 (none at h != 0)"),
         Scalar("specific_heat_exact", "exact specific heat (Kaufman)", "", "Kaufman's value for this L at h = 0"),
         Scalar("energy_onsager", "energy, L = inf (Onsager)", "J", "Onsager's E/N of the infinite lattice at h = 0"),
         Scalar("magnetization_yang", "|m|, L = inf (Yang)", "", "Yang's spontaneous magnetisation at h = 0"),
         Scalar("bad_spins", "bad spins", "spins", "spins not +1/-1 (0 unless memory was corrupted)"),
-        Scalar("*_rhat", "{} R-hat", "", "split-R-hat across replicas (Vehtari et al. 2021); above 1.01: not equilibrated"),
+        Scalar("*_rhat", "{} R-hat", "", "rank-normalised split-R-hat across replicas (Vehtari et al. 2021); "
+               "above 1.01: not equilibrated; none before 8 sweeps, inf when frozen apart"),
         Scalar("equilibrated", "equilibrated", "", "energy and |m| R-hat both <= 1.01 (standard errors shown only then)"),
         COMPILING,
     )

@@ -116,6 +116,7 @@ class PopulationTopic(LatticeTopic):
     quick = {"L": 8, "replicas": 64, "dbeta": 0.05, "sweeps_per_step": 2}
     # acceptance: flips over the sweeps since the last frame; compiling: wall-clock state
     window_scalars = ("acceptance", "compiling")
+    every = 1     # a step (10 sweeps of 4096 lattices) dwarfs a frame: ~2% (BENCHMARKS.md)
     scalars = (
         Scalar("beta", "beta", "", "the inverse temperature reached"),
         Scalar("dbeta", "beta step", "", "the last step's increment"),

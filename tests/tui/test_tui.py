@@ -236,7 +236,8 @@ def test_export_writes_jsonl_and_csv_that_parse_with_params_in_the_header(tmp_pa
 
     async def script(pilot):
         runner = app.pane.runner
-        await until(pilot, lambda: len(runner.frames()) > 5, what="frames")
+        # the export is the record (Topic.every apart: 50 sweeps for ising), not the UI frames
+        await until(pilot, lambda: len(runner.recorded()) > 5, what="recorded frames")
         await pilot.press("e")
         await pilot.pause(0.1)
         assert str(tmp_path) in app.message
