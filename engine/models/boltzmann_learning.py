@@ -91,6 +91,8 @@ class Learner:
     flip_steps: int = 0
     opt: torch.optim.Optimizer | None = None
     bufs: list | None = None        # the fused rbm update's momentum buffers
+    block: tuple | None = None      # (Wa, bWa): the augmented parameters and buffers (PCDChunk)
+    chunk: "PCDChunk | None" = None
     last_loss: torch.Tensor | None = None
     evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
 
@@ -162,11 +164,54 @@ class Learner:
             return energy
         return None
 
+    def _chunk_update(self, X: torch.Tensor, p: dict) -> None:
+        """PCD through :class:`PCDChunk` (the chains' energies and flips are accounted for
+        when the chunk is flushed: at its end, or when a frame reads them)."""
+        m, ch = self.model, self.chunk
+        if self.bufs is None:
+            self.bufs = [torch.zeros_like(t) for t in m.parameters()]
+        if self.block is None or m.W.data_ptr() != self.block[0].data_ptr():
+            self.flush()
+            self.block, self.chunk = PCDChunk.block(m, self.bufs), None
+            ch = None
+        shape = (self.chains.shape[0], X.shape[0], p["gibbs_steps"])
+        if ch is not None and (ch.full() or ch.shape != shape):
+            self.flush()
+            if ch.shape == shape:
+                ch.rollover()
+            else:
+                ch = None
+        if ch is None:
+            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], p["gibbs_steps"], self.block)
+        self.chains = ch.update(X, p["lr"], p["momentum"], p["weight_decay"], self.stream)
+
+    def flush(self) -> None:
+        """Account for the chunk's pending updates: energies into the ring, flips into the window."""
+        if self.chunk is None:
+            return
+        out = self.chunk.flush()
+        if out is None:
+            return
+        energy, flips, n = out
+        R, _, steps = self.chunk.shape
+        first = self.updates - n
+        idx = torch.arange(first, self.updates, device=energy.device) % ENERGY_HISTORY
+        self.energy_ring.index_copy_(0, idx, energy.to(self.energy_ring.dtype))
+        self.flip_sum += flips.to(self.flip_sum.dtype) / (R * self.model.nv * steps)
+        self.flip_steps += n
+
     def update(self, X: torch.Tensor, p: dict) -> None:
         """One parameter update on the batch X (model units); then the display chains move."""
         t0 = time.perf_counter()
         params = self.model.parameters()
         energy = None
+        if self.fused() and self.method == "pcd":
+            self._chunk_update(X, p)
+            self.wall_s += time.perf_counter() - t0
+            self.updates += 1
+            return
+        self.flush()
+        self.chunk = None
         if self.fused():
             energy = self._fused_update(X, p)
         elif self.lbfgs:
@@ -206,6 +251,7 @@ class Learner:
 
     def take_flip_rate(self) -> float | None:
         """The window's mean flip rate, then a fresh window (observe's reduction)."""
+        self.flush()
         if not self.flip_steps:
             return None
         rate = float(self.flip_sum) / self.flip_steps
@@ -215,6 +261,7 @@ class Learner:
 
     def energy_trace(self) -> tuple[list[int], list[float]]:
         """(update, energy per unit) of the last ENERGY_HISTORY updates, oldest first."""
+        self.flush()
         n = min(self.updates, ENERGY_HISTORY)
         ring = self.energy_ring.tolist()
         first = self.updates - n
@@ -255,6 +302,132 @@ def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.
     b.sub_(bb, alpha=lr)
     c.sub_(bc, alpha=lr)
     return v, flips, energy
+
+
+CHUNK_UPDATES = 128              # updates per chunk of the CPU rbm PCD path (<= ENERGY_HISTORY)
+CHUNK_ELEMS = 1 << 21            # cap on a chunk's history buffers, in numbers
+
+
+class PCDChunk:
+    """The CPU rbm's PCD update as few BLAS / elementwise calls on preallocated buffers, with
+    the random numbers of a chunk of updates drawn up front.
+
+    At batch 10 an update is ~1 M multiply-adds, and each eager PyTorch call costs several
+    microseconds: what costs is the number of calls. The parameters live in one augmented
+    matrix Wa = [[W, b], [c^T, 0]] ((nv + 1) x (nh + 1); the model's W, b, c and the momentum
+    buffers become views of it and of its twin bWa), and the rows carry a constant 1 in a last
+    column, so [v, 1] Wa[:, :nh] = c + v W, [z, 1] Wa[:nv, :]^T = b + W z, and one matrix
+    product [x, 1]^T [p w, w] gives the gradients of W, b and c together. Per update: the
+    block-Gibbs step v -> z -> v' of the chains (mm, sigmoid, compare, twice per Gibbs step),
+    one mm and one sigmoid for the hidden probabilities of the new chains and of the batch
+    stacked (rows weighted +1/R and -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
+    statistics), one addmm into the momentum buffer and one subtraction: torch.optim.SGD's
+    convention, buf = mom buf + g + wd W, theta -= lr buf, as :func:`rbm_sgd_update`.
+
+    The uniforms of ``updates`` updates (float32, as the generic path draws them) come from
+    the learner's stream in one call when a chunk starts, so the draws depend only on the
+    update count. The chains after each update, and each update's pre-activations, stay in
+    the chunk's history, from which :meth:`flush` computes the flip counts and the chains'
+    free energies per unit (at the parameters before each update) in a few batched calls.
+    """
+
+    def __init__(self, model: RBM, bufs: list[torch.Tensor], chains: torch.Tensor, batch: int,
+                 steps: int, block: tuple[torch.Tensor, torch.Tensor]) -> None:
+        nv, nh = model.nv, model.nh
+        R, M = chains.shape[0], batch
+        dt, dev = chains.dtype, chains.device
+        self.shape = (R, M, steps)
+        per = (R + M) * (nv + nh + 2) + steps * R * (nv + nh)
+        self.C = C = max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+        self.Wa, self.bWa = Wa, bWa = block
+        self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
+        self.HB[0, :R, :nv] = chains
+        self.A = torch.empty(C, R + M, nh + 1, dtype=dt, device=dev)        # their [pre-activations, v.b]
+        self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
+                            torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
+        self.P = self.w.repeat(1, nh + 1)                                    # [w p(z|x), w]
+        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)
+        self.ah = torch.empty(R, nh, dtype=dt, device=dev)
+        self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)
+        self.av = torch.empty(R, nv, dtype=dt, device=dev)
+        self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)
+        self.pos = 0            # updates done in this chunk
+        self.flushed = 0        # of which flush has accounted for
+        # the views each update uses, made once (a slice is a dispatch too)
+        self.Wh, self.WvT, self.W = Wa[:, :nh], Wa[:nv, :].T, Wa[:nv, :nh]
+        self.bW = bWa[:nv, :nh]
+        self.z, self.Pz = self.ha[:, :nh], self.P[:, :nh]
+        self.rows = [self.HB[t] for t in range(C + 1)]
+        self.rows_T = [r.T for r in self.rows]
+        self.chain = [r[:R] for r in self.rows]
+        self.chain_bits = [r[:R, :nv] for r in self.rows]
+        self.data_bits = [r[R:, :nv] for r in self.rows]
+        self.pre = [self.A[t] for t in range(C)]
+        self.pre_z = [a[:, :nh] for a in self.pre]
+        self.uz = [[self.U[t, s, :, :nh] for s in range(steps)] for t in range(C)]
+        self.uv = [[self.U[t, s, :, nh:] for s in range(steps)] for t in range(C)]
+
+    @staticmethod
+    def block(model: RBM, bufs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move the model's W, b, c and the momentum buffers into augmented matrices (copies),
+        and make the model's and the buffers' tensors views of them."""
+        nv, nh = model.nv, model.nh
+        pair = []
+        for ts in (model.parameters(), bufs):
+            A = torch.zeros(nv + 1, nh + 1, dtype=model.W.dtype, device=model.W.device)
+            A[:nv, :nh], A[:nv, nh], A[nv, :nh] = ts[0], ts[1], ts[2]
+            pair.append(A)
+        Wa, bWa = pair
+        model.W, model.b, model.c = Wa[:nv, :nh], Wa[:nv, nh], Wa[nv, :nh]
+        bufs[:] = [bWa[:nv, :nh], bWa[:nv, nh], bWa[nv, :nh]]
+        return Wa, bWa
+
+    def full(self) -> bool:
+        return self.pos == self.C
+
+    def rollover(self) -> None:
+        """Start the next chunk from the last chains (call after :meth:`flush`)."""
+        self.HB[0].copy_(self.HB[self.C])
+        self.pos = self.flushed = 0
+
+    def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
+        """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
+        t = self.pos
+        if t == 0:
+            self.U.copy_(stream.rand(self.U.shape, torch.float32, self.U.device))
+        mm, lt = torch.mm, torch.lt
+        self.data_bits[t + 1].copy_(X)
+        v = self.chain[t]
+        last = len(self.uz[t]) - 1
+        for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
+            mm(v, self.Wh, out=self.ah).sigmoid_()
+            lt(uz, self.ah, out=self.z)
+            mm(self.ha, self.WvT, out=self.av).sigmoid_()
+            v = self.chain[t + 1] if s == last else self.tmp
+            lt(uv, self.av, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+        mm(self.rows[t + 1], self.Wa, out=self.pre[t])
+        torch.sigmoid(self.pre_z[t], out=self.Pz).mul_(self.w)
+        self.bWa.addmm_(self.rows_T[t + 1], self.P, beta=mom)
+        if wd:
+            self.bW.add_(self.W, alpha=wd)
+        self.Wa.sub_(self.bWa, alpha=lr)
+        self.pos = t + 1
+        return self.chain_bits[t + 1]
+
+    def flush(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """(mean free energy per unit of the chains after each update not yet accounted for,
+        at the parameters before it, (n,); units they flipped in those updates, 0-d; n), or
+        None when there is none."""
+        f, t = self.flushed, self.pos
+        if t == f:
+            return None
+        R, _, _ = self.shape
+        nv = self.av.shape[1]
+        A = self.A[f:t, :R]
+        energy = -(A[..., -1].mean(1) + torch.nn.functional.softplus(A[..., :-1]).sum(2).mean(1)) / nv
+        flips = torch.ne(self.HB[f + 1:t + 1, :R, :nv], self.HB[f:t, :R, :nv]).sum()
+        self.flushed = t
+        return energy, flips, t - f
 
 
 def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
