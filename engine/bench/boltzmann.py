@@ -2,8 +2,9 @@
 
 - PCD-1 epochs on the binarised digits at scikit-learn's BernoulliRBM defaults (256 hidden,
   batch 10, lr 0.1, 10 persistent chains, no momentum): the topic's update loop (one
-  ``step`` per mini-batch, 150 per epoch) vs ``BernoulliRBM(n_iter=1).fit``; ratio =
-  scikit-learn's seconds per epoch / ours.
+  ``step`` per mini-batch, 150 per epoch; on the CPU that is PCDChunk) at float64 and at
+  float32 vs ``BernoulliRBM(n_iter=1).fit`` (float64); ratio = scikit-learn's seconds per
+  epoch / ours.
 - Held-out log-likelihood (exact ln Z) after 200 epochs with 16 hidden units: the
   boltzmann-digits preset vs BernoulliRBM at the same settings (lr 0.01, batch 10), medians
   over seeds 0, 1, 2 (no ratio: the row gives the difference in nats).
@@ -31,29 +32,38 @@ from . import timing
 CAP_S = 600.0
 
 
-def _digits_epochs(device: torch.device, quick: bool) -> dict[str, Any]:
+def _digits_epochs(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    """One epoch (150 updates) of the topic's PCD-1 at float64 (the CPU default) and at
+    float32 (``dtype=float32``) against BernoulliRBM (float64), all three interleaved."""
     from sklearn.neural_network import BernoulliRBM
 
     hidden = 64 if quick else 256
     X, _ = datasets.binary_digits()
-    p = TOPIC.resolve({"dataset": "digits", "hidden": hidden, "method": "pcd", "chains": 10,
-                       "batch_size": 10, "gibbs_steps": 1, "lr": 0.1, "momentum": 0.0,
-                       "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1})
-    state = TOPIC.init(p, device, 0)
     updates = X.shape[0] // 10
 
-    def ours() -> None:
-        for _ in range(updates):
-            TOPIC.step(state, p)
+    def ours(dtype: str):
+        p = TOPIC.resolve({"dataset": "digits", "hidden": hidden, "method": "pcd", "chains": 10,
+                           "batch_size": 10, "gibbs_steps": 1, "lr": 0.1, "momentum": 0.0,
+                           "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1, "dtype": dtype})
+        state = TOPIC.init(p, device, 0)
+
+        def epoch() -> None:
+            for _ in range(updates):
+                TOPIC.step(state, p)
+        return epoch
 
     def sklearn() -> None:
         BernoulliRBM(n_components=hidden, learning_rate=0.1, batch_size=10, n_iter=1, random_state=0).fit(X)
 
-    m = timing.interleaved([ours, sklearn], device, rounds=2 if quick else 7)
-    t_ours, t_sk = m.timings[0].median, m.timings[1].median
-    return {"case": f"digits rbm 64x{hidden} PCD-1 batch 10: one epoch", "value": t_ours, "unit": "s/epoch",
-            "baseline": "scikit-learn BernoulliRBM.fit(n_iter=1)", "baseline_value": t_sk,
-            "ratio": t_sk / t_ours, "load": m.load, "threads": torch.get_num_threads()}
+    dtypes = ("float64", "float32")
+    m = timing.interleaved([ours(d) for d in dtypes] + [sklearn], device, rounds=2 if quick else 7)
+    t_sk = m.timings[-1].median
+    for k, dtype in enumerate(dtypes):
+        t_ours = m.timings[k].median
+        yield {"case": f"digits rbm 64x{hidden} PCD-1 batch 10, {dtype}: one epoch", "value": t_ours,
+               "unit": "s/epoch", "baseline": "scikit-learn BernoulliRBM.fit(n_iter=1) (float64)",
+               "baseline_value": t_sk, "ratio": t_sk / t_ours, "load": m.load,
+               "threads": torch.get_num_threads()}
 
 
 def _digits_likelihood(device: torch.device, quick: bool) -> dict[str, Any]:
@@ -145,7 +155,7 @@ def _race(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
 
 
 def rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-    yield _digits_epochs(device, quick)
+    yield from _digits_epochs(device, quick)
     yield _digits_likelihood(device, quick)
     yield from _gibbs_rows(device, quick)
     yield from _race(device, quick)

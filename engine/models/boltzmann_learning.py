@@ -393,8 +393,12 @@ class PCDChunk:
     def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
         """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
         t = self.pos
-        if t == 0:
-            self.U.copy_(stream.rand(self.U.shape, torch.float32, self.U.device))
+        if t == 0:      # float32 uniforms, as stream.rand draws them (in place when the dtype is float32)
+            if self.U.dtype == torch.float32:
+                stream.counter += 1
+                self.U.uniform_(generator=stream.generator)
+            else:
+                self.U.copy_(stream.rand(self.U.shape, torch.float32, self.U.device))
         mm, lt = torch.mm, torch.lt
         self.data_bits[t + 1].copy_(X)
         v = self.chain[t]
@@ -435,19 +439,34 @@ def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
     return model.energy(X) if isinstance(model, FVBM) else model.free_energy(X)
 
 
-def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
-             runs: int, steps: int, stream: Stream, with_pa: bool = True) -> dict:
-    """ln Z three ways on one parameter snapshot (exact where enumerable, AIS, population
-    annealing), and from it the mean log-likelihoods, KL(data || model) (exact only) and the
-    reconstruction error. Float64 throughout; values are host floats (None where absent)."""
+def evaluation(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
+               runs: int, steps: int, stream: Stream, with_pa: bool = True):
+    """:func:`evaluate` as a job: a generator that yields after each unit of work (the exact
+    ln Z, each AIS and each population-annealing ladder step, the log-likelihoods) and
+    returns the scalars. The parameters are snapshotted at this call, so the job describes
+    them however late it runs; its random draws come from ``stream`` in the same order as
+    :func:`evaluate`'s, so spreading it over calls changes no number. ``evaluation_units``
+    says how many yields it makes."""
     snap = model.clone(torch.float64)
     train = train_bits.to(device=snap.parameters()[0].device, dtype=torch.float64)
+    return _evaluation(snap, train, heldout_bits, runs, steps, stream, with_pa)
+
+
+def evaluation_units(steps: int, with_pa: bool = True) -> int:
+    """The number of yields of an :func:`evaluation` over ``ladder(steps)``."""
+    K = len(annealing.ladder(steps)) - 1
+    return 2 + K * (2 if with_pa else 1)
+
+
+def _evaluation(snap: FVBM | RBM, train: torch.Tensor, heldout_bits: torch.Tensor | None, runs: int,
+                steps: int, stream: Stream, with_pa: bool):
     out: dict = {"log_z_exact": None}
     if exact.enumerable(snap):
         out["log_z_exact"] = exact.log_z(snap)
-    out["log_z_ais"], out["log_z_ais_stderr"] = annealing.ais(snap, train, runs, steps, stream)
+    yield
+    out["log_z_ais"], out["log_z_ais_stderr"] = yield from annealing.ais_steps(snap, train, runs, steps, stream)
     if with_pa:
-        pa = annealing.population_annealing(snap, train, max(2, runs // 4), steps, stream)
+        pa = yield from annealing.population_annealing_steps(snap, train, max(2, runs // 4), steps, stream)
         out.update(log_z_pa=pa.log_z, log_z_pa_stderr=pa.stderr, pa_ess_fraction=pa.ess_fraction,
                    pa_families_fraction=pa.families_fraction)
     known = out["log_z_exact"] is not None
@@ -463,4 +482,13 @@ def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Te
     else:
         out["kl_data_model"] = exact.kl_data_model(snap, to_units(snap, train), lz)
     out["reconstruction_error"] = reconstruction_error(snap, train)
+    yield
     return out
+
+
+def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
+             runs: int, steps: int, stream: Stream, with_pa: bool = True) -> dict:
+    """ln Z three ways on one parameter snapshot (exact where enumerable, AIS, population
+    annealing), and from it the mean log-likelihoods, KL(data || model) (exact only) and the
+    reconstruction error. Float64 throughout; values are host floats (None where absent)."""
+    return annealing.drain(evaluation(model, train_bits, heldout_bits, runs, steps, stream, with_pa))
