@@ -154,6 +154,56 @@ def _race(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
                "note": "" if reached else f"not reached in {cap:g} s (RMSE {rmse:.4f})"}
 
 
+def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: int = 1000) -> dict[str, float]:
+    """Microseconds per call of each of the calls of one PCDChunk update at the per-epoch
+    row's shapes (64 x ``hidden``, 10 chains, batch 10), each timed alone over ``reps``
+    calls (median of 5), and of the whole update: what limits the per-epoch row. Not a
+    row (no baseline): ``python -c "from mletui.engine.bench.boltzmann import update_profile;
+    print(update_profile())"``."""
+    import statistics
+
+    from ..models.boltzmann_learning import PCDChunk
+
+    g = torch.Generator().manual_seed(0)
+    m = RBM.init(64, hidden, g, dtype)
+    bufs = [torch.zeros_like(t) for t in m.parameters()]
+    block = PCDChunk.block(m, bufs)
+    ch = PCDChunk(m, bufs, (torch.rand(10, 64, generator=g) < 0.3).to(dtype), 10, 1, block)
+    X = (torch.rand(10, 64, generator=g) < 0.3).to(dtype)
+    stream = Stream.new(1, "cpu")
+    ch.update(X, 0.0, 0.0, 0.0, stream)       # draws the chunk's uniforms
+    t = 0
+
+    def whole() -> None:
+        ch.update(X, 0.0, 0.0, 0.0, stream)
+        ch.pos = 1
+
+    calls = {
+        "copy batch": lambda: ch.data_bits[t + 1].copy_(X),
+        "mm hidden": lambda: torch.mm(ch.chain[t], ch.Wh, out=ch.ah),
+        "sigmoid hidden": lambda: ch.ah.sigmoid_(),
+        "compare hidden": lambda: torch.lt(ch.uz[t][0], ch.ah, out=ch.z),
+        "mm visible": lambda: torch.mm(ch.ha, ch.WvT, out=ch.av),
+        "sigmoid visible": lambda: ch.av.sigmoid_(),
+        "compare visible": lambda: torch.lt(ch.uv[t][0], ch.av, out=ch.chain_bits[t + 1]),
+        "mm stacked rows": lambda: torch.mm(ch.rows[t + 1], ch.Wa, out=ch.pre[t]),
+        "sigmoid rows": lambda: torch.sigmoid(ch.pre_z[t], out=ch.Pz),
+        "weight rows": lambda: ch.Pz.mul_(ch.w),
+        "addmm gradient": lambda: ch.bWa.addmm_(ch.rows_T[t + 1], ch.P, beta=0.0),
+        "subtract": lambda: ch.Wa.sub_(ch.bWa, alpha=0.0),
+        "whole update": whole,
+    }
+    ch.pos = 1
+    out: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(5):
+        for name, fn in calls.items():
+            t0 = timing.time_once(lambda: [fn() for _ in range(reps)])
+            out[name].append(1e6 * t0 / reps)
+    res = {k: statistics.median(v) for k, v in out.items()}
+    res["load"] = timing.load_average()
+    return res
+
+
 def rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
     yield from _digits_epochs(device, quick)
     yield _digits_likelihood(device, quick)
