@@ -465,8 +465,9 @@ def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
 
 def evaluation(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
                runs: int, steps: int, stream: Stream, with_pa: bool = True):
-    """:func:`evaluate` as a job: a generator that yields after each unit of work (the exact
-    ln Z, each AIS and each population-annealing ladder step, the log-likelihoods) and
+    """:func:`evaluate` as a job: a generator that yields after each unit of work (each chunk
+    of the exact enumeration, each AIS and each population-annealing ladder step, the
+    log-likelihoods) and
     returns the scalars. The parameters are snapshotted at this call, so the job describes
     them however late it runs; its random draws come from ``stream`` in the same order as
     :func:`evaluate`'s, so spreading it over calls changes no number. ``evaluation_units``
@@ -476,18 +477,19 @@ def evaluation(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.
     return _evaluation(snap, train, heldout_bits, runs, steps, stream, with_pa)
 
 
-def evaluation_units(steps: int, with_pa: bool = True) -> int:
-    """The number of yields of an :func:`evaluation` over ``ladder(steps)``."""
+def evaluation_units(model: FVBM | RBM, steps: int, with_pa: bool = True) -> int:
+    """The number of yields of an :func:`evaluation` of ``model`` over ``ladder(steps)``:
+    one per chunk of the exact enumeration (where enumerable), one per AIS and per PA
+    ladder step, one for the log-likelihoods."""
     K = len(annealing.ladder(steps)) - 1
-    return 2 + K * (2 if with_pa else 1)
+    return (exact.chunks(model) if exact.enumerable(model) else 0) + K * (2 if with_pa else 1) + 1
 
 
 def _evaluation(snap: FVBM | RBM, train: torch.Tensor, heldout_bits: torch.Tensor | None, runs: int,
                 steps: int, stream: Stream, with_pa: bool):
     out: dict = {"log_z_exact": None}
     if exact.enumerable(snap):
-        out["log_z_exact"] = exact.log_z(snap)
-    yield
+        out["log_z_exact"] = yield from exact.log_z_steps(snap)
     out["log_z_ais"], out["log_z_ais_stderr"] = yield from annealing.ais_steps(snap, train, runs, steps, stream)
     if with_pa:
         pa = yield from annealing.population_annealing_steps(snap, train, max(2, runs // 4), steps, stream)

@@ -13,7 +13,8 @@ is taken three ways on that snapshot: exactly by enumeration where <= 20 units a
 by AIS and by population annealing over the same ladder (engine.models.boltzmann_annealing,
 with the evaluation's own random stream); the log-likelihoods follow from the exact value
 where there is one, else from AIS. An evaluation is a job (learning.evaluation: a generator
-over its units of work, one per AIS or PA ladder step) that ``step`` advances: with
+over its units of work: each chunk of 2^14 states of the exact enumeration, each AIS and
+each PA ladder step) that ``step`` advances: with
 ``eval_slice = 0`` (the default, headless) all of it inside the update it is due at; with
 ``eval_slice = n`` (the app's setting, ``interactive``) n units per update, so the stream of
 updates never stalls, the figures appearing some updates later with ``eval_update`` naming
@@ -172,7 +173,8 @@ class BoltzmannTopic(Topic):
               lo=1, hi=1_000_000, log=True),
         Param("eval_every", "int", 200, "updates between ln Z evaluations (exact, AIS, PA)",
               lo=1, hi=1_000_000, log=True),
-        Param("eval_slice", "int", 0, "evaluation work per update, in AIS / PA ladder steps (0: the whole "
+        Param("eval_slice", "int", 0, "evaluation work per update, in AIS / PA ladder steps or chunks of "
+              "2^14 enumerated states (0: the whole "
               "evaluation inside the update it is due at; the app uses 20)", lo=0, hi=1_000_000, log=False),
         Param("ais_runs", "int", 100, "AIS runs (population annealing: 8 populations of ais_runs/4)",
               lo=2, hi=100_000, log=True),
@@ -327,7 +329,7 @@ class BoltzmannTopic(Topic):
                                            p["ais_betas"], state.eval_stream))
                       for ln in state.learners]
         state.job_done = 0
-        state.job_total = len(state.jobs) * learning.evaluation_units(p["ais_betas"])
+        state.job_total = sum(learning.evaluation_units(ln.model, p["ais_betas"]) for ln in state.learners)
         state.eval_running = state.updates
 
     def _advance_evaluation(self, state: State, budget: int) -> None:
@@ -423,6 +425,9 @@ class BoltzmannTopic(Topic):
                          (e["log_z_ais"], e["log_z_ais_stderr"]),
                          (e.get("log_z_pa"), e.get("log_z_pa_stderr")),
                          e.get("pa_ess_fraction"), e.get("pa_families_fraction")])
+        if state.jobs:      # the evaluation in progress: its snapshot's update, how far along
+            rows.append([f"eval {100.0 * state.job_done / state.job_total:.0f}%", state.eval_running,
+                         None, None, None, None, None])
         v["log_z_table"] = {"columns": ["method", "update", "exact", "AIS", "PA", "ESS/R", "families/R"],
                             "rows": rows}
         rows = []

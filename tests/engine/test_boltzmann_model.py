@@ -319,3 +319,24 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     xs, ys = ln.energy_trace()
     assert xs == list(range(1, len(sizes) + 1))
     assert ys == pytest.approx(energies, rel=tol["rtol"])
+
+
+def test_log_z_in_steps_yields_once_per_chunk_and_returns_log_z(monkeypatch):
+    """The evaluation's exact ln Z, spread over steps: one yield per chunk of states, the
+    same ln Z as in one call (and as the dense logsumexp)."""
+    r = _rbm(10, 12, 60, scale=0.4)
+    whole = exact.log_z(r)
+    monkeypatch.setattr(exact, "CHUNK", 64)
+    assert exact.chunks(r) == 16
+    job, yields = exact.log_z_steps(r), 0
+    while True:
+        try:
+            next(job)
+            yields += 1
+        except StopIteration as stop:
+            value = stop.value
+            break
+    assert yields == 16 and value == pytest.approx(whole, rel=1e-13)
+    V = _all_states(10, False)
+    dense = float(torch.logsumexp(V @ r.b + torch.nn.functional.softplus(V @ r.W + r.c).sum(1), 0))
+    assert value == pytest.approx(dense, rel=1e-12)

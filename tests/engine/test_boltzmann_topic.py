@@ -302,7 +302,8 @@ def test_an_evaluation_spread_over_updates_gives_the_synchronous_figures_later()
     a, b = TOPIC.init(sync, CPU, 3), TOPIC.init(spread, CPU, 3)
     methods = [ln.method for ln in a.learners]
     assert len(methods) == 5 and not b.jobs and b.eval_running == -1     # init evaluates at once
-    per_eval = len(methods) * learning.evaluation_units(20)
+    per_eval = sum(learning.evaluation_units(ln.model, 20) for ln in a.learners)
+    assert per_eval == 5 * (1 + 2 * 20 + 1)            # 2^8 states: one chunk; 20 AIS, 20 PA steps
     assert 10 > -(-per_eval // 25) > 1                 # a few updates, fewer than eval_every
     shown = {}
     for update in range(1, 41):
