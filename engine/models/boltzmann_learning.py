@@ -16,6 +16,12 @@ method, or L-BFGS with a strong-Wolfe line search on the full-batch objective (e
 mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
+On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
+:class:`PCDChunk` (11 BLAS / elementwise calls per update on preallocated buffers, a chunk's
+uniforms drawn at once, one intra-op thread for small updates), ``cd`` through
+:func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
+uniforms (tests). The evaluations are jobs (:func:`evaluation`) a caller may spread over calls.
+
 Every learner also keeps ``chains`` chains for display and chain health (for pcd they are the
 training chains; for the others they advance ``gibbs_steps`` steps per update, outside the
 timed update): their mean energy per unit (F(v) / nv for the rbm) each update in a ring
