@@ -401,6 +401,28 @@ def test_values_panel_shows_labels_and_units_and_scrolls_with_the_selection():
     hosted(r, script, size=(30, 10))
 
 
+def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
+    """A string scalar ("compiling for L=16, first time only") once set the value column to
+    its own width, and every label became one letter at 80x24."""
+    topic = Sweeps()
+    topic.labels = {"sweep": ("sweep", "sweeps"), "energy": ("energy per spin", "J"),
+                    "compiling": ("compiling", "")}
+    frame = Frame(scalars={"sweep": 4, "energy": -0.0080002, "compiling": "compiling for L=16, first time only"})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = r.render().plain.splitlines()
+        width = r.content_size.width
+        assert len(lines) == 3 and all(len(line) <= width for line in lines), lines
+        assert lines[0].startswith("sweep") and lines[0].endswith("4 sweeps")
+        assert lines[1].startswith("energy per spin") and lines[1].endswith("-0.0080002 J")
+        assert lines[2].startswith("compiling compiling for L=16") and lines[2].endswith("…")
+
+    hosted(r, script, size=(34, 6))
+
+
 # -- the parameter panel ------------------------------------------------------------------
 
 def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():
