@@ -89,6 +89,17 @@ def test_ticks_on_integer_axes_are_integers_and_one_point_gets_short_labels():
     assert one.lo < -2.108 < one.hi and max(len(s) for s in one.labels) <= 4, one
 
 
+def test_a_range_far_below_the_values_magnitude_gets_distinct_labels_and_a_floor():
+    """A converged EM log-likelihood (-2.1075030 and -2.1075025 for the two fits) once drew
+    two ticks both labelled "-2.107502e0"."""
+    t = linear_ticks(-2.1075030, -2.1075025, 5)
+    assert len(set(t.labels)) == len(t.labels) and all("e" not in s for s in t.labels), t
+    assert t.hi - t.lo >= 1e-5 * 2.1075 * 0.999          # flat at this scale: drawn flat
+    assert t.lo <= -2.1075030 and t.hi >= -2.1075025
+    for v, s in zip(t.values, t.labels):
+        assert float(s) == pytest.approx(v, rel=1e-9)
+
+
 def test_log_ticks_are_decades_over_many_decades_and_round_values_over_few():
     assert log_ticks(1e-9, 1e3, 5).labels == ("1e-9", "1e-6", "0.001", "1", "1000")
     assert log_ticks(0.003, 0.7, 5).labels == ("0.001", "0.01", "0.1", "1")
