@@ -434,6 +434,20 @@ def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
     hosted(r, script, size=(34, 6))
 
 
+def test_labels_that_differ_only_in_their_qualifier_stay_apart_when_shortened():
+    """The K-FAC values panel showed four rows "Fi. er. (kf._tr" (per-layer Fisher errors
+    of kfac_true_0 ... _3): the qualifier is what tells rows apart, so it is kept."""
+    from mletui.tui.widgets.labels import abbreviate
+
+    labels = [f"Fisher error (kfac_true_{k})" for k in range(4)] + ["Fisher error (kfac_empirical_0)"]
+    for width in (15, 18, 22):
+        short = [abbreviate(lab, width) for lab in labels]
+        assert all(len(s) <= width for s in short), short
+        assert len(set(short)) == len(labels), short
+        assert all(s.endswith(")") for s in short), short
+    assert abbreviate("step time (sgd)", 15) == "step time (sgd)"
+
+
 # -- the parameter panel ------------------------------------------------------------------
 
 def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():
