@@ -200,6 +200,7 @@ class BoltzmannTopic(Topic):
     quick = {"eval_every": 5, "ais_runs": 16, "ais_betas": 40, "chains": 20, "batch_size": 7}
     interactive = {"eval_slice": 20}
     window_scalars = ("flip_rate*", "update_ms*", "wall_s*", "updates_per_s", "chain_sweeps_per_s")
+    every = 50    # a frame (chain energy, flip rate, tables) ~ 4.5 updates at the defaults: ~8% (BENCHMARKS.md)
     scalars = _SCALARS
 
     # -- params ------------------------------------------------------------------------------
