@@ -45,6 +45,19 @@ KILL_REAP_S = 5.0     # collecting a SIGKILLed process (returns as soon as it is
                       # machine can take over a second to tear down a torch process)
 
 
+WARM_IDLE_S = 1.0  # a spare idle this long imports the compiler front end (below)
+
+
+def _warm_compiler() -> None:
+    """Import ``torch._dynamo`` while the process waits for work: a topic's first
+    ``torch.optim`` optimizer and every ``torch.compile`` import it on first use (2-4 s here
+    under load, which the Boltzmann pane's first frame paid)."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # an optional speed-up: a broken import is met again where it matters
+        pass
+
+
 def _child(conn) -> None:
     """The engine process. Warm first: torch and every topic module imported, it says
     ``ready`` and waits for ``init`` (the topic and its settings), so a process started
@@ -57,7 +70,12 @@ def _child(conn) -> None:
 
         all_topics()
         conn.send(("ready",))
+        warmed = False
         while True:
+            if not warmed and not conn.poll(WARM_IDLE_S):
+                _warm_compiler()
+                warmed = True
+                continue
             cmd, *args = conn.recv()
             if cmd == "init":
                 break

@@ -249,7 +249,9 @@ class BoltzmannTopic(Topic):
         state.references = _references(data)
         state.notes.append(f"data: {data.description}")
         self._start_evaluation(state, p)
-        self._advance_evaluation(state, 0)
+        # the first evaluation is sliced like the others (in the app: a first frame at once,
+        # not after a whole population-annealing run); headless (eval_slice 0) it ends here
+        self._advance_evaluation(state, p["eval_slice"])
         state.mark = (time.perf_counter(), 0, 0.0)
         return state
 
@@ -376,7 +378,7 @@ class BoltzmannTopic(Topic):
         M = state.train.shape[0]
         for ln in state.learners:
             sfx = f"_{ln.method}" if compare else ""
-            for k, v in ln.evals[-1][2].items():
+            for k, v in (ln.evals[-1][2] if ln.evals else {}).items():   # none before the first ends
                 if v is not None:
                     sc[k + sfx] = v
             sc["epochs" + sfx] = state.samples / M
@@ -410,6 +412,8 @@ class BoltzmannTopic(Topic):
         v = frame.views
         lines: dict = {}
         for ln in state.learners:
+            if not ln.evals:
+                continue
             xs = [e[0] for e in ln.evals]
             lines[f"{ln.method} train"] = (xs, [e[2]["log_likelihood"] for e in ln.evals])
             if "log_likelihood_heldout" in ln.evals[-1][2]:
@@ -421,6 +425,8 @@ class BoltzmannTopic(Topic):
         v["ll_curves"] = {"lines": lines, "xlabel": "update", "ylabel": "nats / sample"}
         rows = []
         for ln in state.learners:
+            if not ln.evals:
+                continue
             e = ln.evals[-1][2]
             rows.append([ln.method, e["eval_update"], e["log_z_exact"],
                          (e["log_z_ais"], e["log_z_ais_stderr"]),
@@ -433,10 +439,10 @@ class BoltzmannTopic(Topic):
                             "rows": rows}
         rows = []
         for ln in state.learners:
-            e = ln.evals[-1][2]
-            ll = (e["log_likelihood"], e["log_likelihood_stderr"]) if "log_likelihood_stderr" in e else e["log_likelihood"]
+            e = ln.evals[-1][2] if ln.evals else {}
+            ll = (e["log_likelihood"], e["log_likelihood_stderr"]) if "log_likelihood_stderr" in e else e.get("log_likelihood")
             rows.append([ln.method, ln.updates, round(state.samples / state.train.shape[0], 3), ll,
-                         e.get("log_likelihood_heldout"), e.get("kl_data_model"), e["reconstruction_error"],
+                         e.get("log_likelihood_heldout"), e.get("kl_data_model"), e.get("reconstruction_error"),
                          1000.0 * ln.wall_s / ln.updates if ln.updates else None])
         v["methods"] = {"columns": ["method", "updates", "epochs", "ll train", "ll held out", "KL", "recon", "ms/upd"],
                         "rows": rows, "caption": state.data.description}

@@ -301,7 +301,8 @@ def test_an_evaluation_spread_over_updates_gives_the_synchronous_figures_later()
     spread = TOPIC.resolve({**base, "eval_slice": 25})
     a, b = TOPIC.init(sync, CPU, 3), TOPIC.init(spread, CPU, 3)
     methods = [ln.method for ln in a.learners]
-    assert len(methods) == 5 and not b.jobs and b.eval_running == -1     # init evaluates at once
+    assert len(methods) == 5 and not a.jobs and a.eval_running == -1     # headless: init evaluates at once
+    assert b.jobs and b.eval_running == 0 and b.job_done == 25           # sliced: init does one slice
     per_eval = sum(learning.evaluation_units(ln.model, 20) for ln in a.learners)
     assert per_eval == 5 * (1 + 2 * 20 + 1)            # 2^8 states: one chunk; 20 AIS, 20 PA steps
     assert 10 > -(-per_eval // 25) > 1                 # a few updates, fewer than eval_every
@@ -328,8 +329,9 @@ def test_an_evaluation_spread_over_updates_gives_the_synchronous_figures_later()
     c = TOPIC.init(slow, CPU, 3)
     for _ in range(20):
         TOPIC.step(c, slow)
-    assert c.evals_skipped == 1 and c.eval_running == 10
-    assert TOPIC.observe(c, slow).scalars["evals_skipped"] == 1
+    # 3 + 20 x 3 of 210 units: the first evaluation still runs; those due at 10 and 20 skipped
+    assert c.evals_skipped == 2 and c.eval_running == 0 and c.job_done == 63
+    assert TOPIC.observe(c, slow).scalars["evals_skipped"] == 2
 
 
 def test_a_spread_evaluation_is_decided_by_step_not_by_observation():
@@ -341,7 +343,7 @@ def test_a_spread_evaluation_is_decided_by_step_not_by_observation():
     params = {**TOPIC.quick, "eval_slice": 60, "method": "compare"}
     ones = {f.step: f.scalars for f in run(TOPIC, 28, params, seed=5, every=1)}
     sevens = {f.step: f.scalars for f in run(TOPIC, 28, params, seed=5, every=7)}
-    assert {ones[s]["eval_running"] for s in ones} >= {-1, 5, 15} and ones[28]["evals_skipped"] > 0
+    assert {ones[s]["eval_running"] for s in ones} >= {-1, 0, 10, 20} and ones[28]["evals_skipped"] > 0
     for step in (7, 14, 21, 28):
         a, b = ones[step], sevens[step]
         assert set(a) == set(b)
