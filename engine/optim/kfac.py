@@ -711,12 +711,12 @@ class KFAC(torch.optim.Optimizer):
         def unflat(v: torch.Tensor) -> list[torch.Tensor]:
             return [t.view(s) for t, s in zip(torch.split(v, sizes), shapes)]
 
-        grads = [gr for layer, x, _ in results for gr in layer.split(x)]
-        grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
-        grad = flat(grads)
         delta = -flat([u for _, u in updates])                            # Δ = -V
         prev = self._delta_prev if self._delta_prev is not None and \
             self._delta_prev.numel() == delta.numel() else None
+        grads = [gr for layer, x, _ in results for gr in layer.split(x)]
+        grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
+        grad = flat(grads)
         k = int(g.get("quad_batch", 0) or 0)
         x_q = inputs[:k] if 0 < k < inputs.shape[0] else inputs      # curvature on a subsample
         fast = None
@@ -733,13 +733,16 @@ class KFAC(torch.optim.Optimizer):
             out, j_delta = self._jvp(x_q, unflat(delta), params)
         scale = 1.0 / (out.shape[0] * self.likelihood.elements(out))
         lam = self.damping + wd
-        hp = lambda u, v: scale * self.likelihood.fisher_product(out, u, v)
+        fv = lambda j: scale * self.likelihood.fisher_matvec(out, j)      # the Fisher's metric on J v
+        f_delta = fv(j_delta)
+        c00 = (j_delta * f_delta).sum()
         if prev is not None:
             j_prev = jvs[1] if fast is not None else self._jvp(x_q, unflat(prev), params)[1]
             basis = torch.stack([delta, prev])
-            C = torch.stack([torch.stack([hp(j_delta, j_delta), hp(j_delta, j_prev)]),
-                             torch.stack([hp(j_prev, j_delta), hp(j_prev, j_prev)])])
-            C = (C + lam * (basis @ basis.t())).double()
+            c01 = (j_prev * f_delta).sum()
+            c_f = torch.stack([torch.stack([c00, c01]),
+                               torch.stack([c01, (j_prev * fv(j_prev)).sum()])]).double()
+            C = c_f + lam * (basis @ basis.t()).double()
             b = (basis @ grad).double()
             try:
                 sol = -torch.linalg.solve(C, b)
@@ -749,7 +752,8 @@ class KFAC(torch.optim.Optimizer):
             if not (math.isfinite(alpha) and math.isfinite(mu)):
                 alpha, mu = float(-b[0] / C[0, 0]), 0.0                   # Δ alone
         else:
-            c11 = hp(j_delta, j_delta) + lam * (delta @ delta)
+            c_f = c00.double().reshape(1, 1)
+            c11 = c00 + lam * (delta @ delta)
             b = torch.stack([grad @ delta, torch.zeros((), dtype=grad.dtype)]).double()
             alpha, mu = float(-b[0] / c11), 0.0
         if not (math.isfinite(alpha) and math.isfinite(mu)):
@@ -757,9 +761,10 @@ class KFAC(torch.optim.Optimizer):
             return False
         step = alpha * delta if prev is None else alpha * delta + mu * prev
         model_reduction = 0.5 * (alpha * float(b[0]) + mu * float(b[1]))  # M(δ) at the optimum
-        # δᵀFδ (exact Fisher on the batch, J linear in the tangent): the kl_clip convention
-        j_step = alpha * j_delta if prev is None else alpha * j_delta + mu * j_prev
-        self.last_kl = float(hp(j_step, j_step))
+        # δᵀFδ = (α, μ) C_F (α, μ)ᵀ (exact Fisher on the batch, J linear in the tangent): the
+        # kl_clip convention, from the 2x2 Fisher block already computed
+        coef = torch.tensor([alpha, mu][: c_f.shape[0]], dtype=torch.float64)
+        self.last_kl = float(coef @ c_f @ coef)
         self.last_alpha, self.last_mu = alpha, mu
         torch._foreach_add_(params, unflat(step))
         self._delta_prev = step
