@@ -126,7 +126,9 @@ def interleaved_compare(jax_python: str, chains: int, steps: int, seed: int, rou
         return fn
 
     fused, twin = ours("fused", substeps, True), ours("twin", 1, False)
+    t0 = time.perf_counter()
     fused()                 # compile (or the compile cache) and warm-up, untimed
+    first_s = time.perf_counter() - t0
     twin()
     for name in runs:
         runs[name][3].zero_()
@@ -162,6 +164,7 @@ def interleaved_compare(jax_python: str, chains: int, steps: int, seed: int, rou
     print(f"chains={chains} steps/call={steps} eps={EPS} rounds={len(m.timings[0].times)} "
           f"torch threads={torch.get_num_threads()} substeps={substeps} "
           f"blackjax {ready[1]} jax {ready[2]} load average {m.load_before:.2f} -> {m.load_after:.2f}")
+    print(f"fused: first call (compile or compile cache + {steps} steps) {first_s:.1f} s")
     rate = {}
     for name, t in zip(("fused", "twin", "blackjax"), m.timings):
         rate[name] = ess[name] / t.median
