@@ -72,6 +72,7 @@ HIST_BINS = 40
 SIGMA_MIN = 0.05
 TRAIN_BATCH = 512
 LOSS_DECAY = 0.99         # per Adam update, the DSM loss's moving average
+FUSED_MAX_DRAWS = 1 << 24  # compile=on: chains x substeps (the noise drawn up front: 128 MiB in 2-D)
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,6 +201,9 @@ class LangevinTopic(Topic):
     # -- params ------------------------------------------------------------------------------
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
         _mala_refused(p["method"], p["score"], changed)
+        if p["compile"] == "on" and int(p["chains"]) * int(p["substeps"]) > FUSED_MAX_DRAWS:
+            raise ParamError(f"compile=on draws the noise of all substeps at once: chains x substeps "
+                             f"must be at most {FUSED_MAX_DRAWS:,} (use compile=off, or fewer substeps)")
         return p
 
     def work_per_step(self, state: LangevinState, p: Mapping[str, Any]) -> float:

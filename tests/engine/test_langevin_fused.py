@@ -85,3 +85,15 @@ def test_compiled_substeps_keep_the_every_invariance_and_mala_acceptance():
     # BlackJAX's acceptance on this problem is 0.856 (BENCHMARKS.md): the compiled graph is MALA
     big = list(run(TOPIC, 40, params, seed=4, every=40))[-1].scalars
     assert 0.82 < big["acceptance"] < 0.89
+
+
+def test_compile_on_refuses_more_noise_than_it_draws_at_once_with_one_line():
+    from mletui.engine.params import ParamError
+    from mletui.engine.topics.langevin import FUSED_MAX_DRAWS
+
+    p = TOPIC.resolve({"compile": "on", "substeps": 16, "chains": FUSED_MAX_DRAWS // 16})
+    assert TOPIC.check(dict(p)) == p
+    with pytest.raises(ParamError) as err:
+        TOPIC.check(dict(p, chains=FUSED_MAX_DRAWS // 16 + 1))
+    assert "\n" not in str(err.value) and "compile=on" in str(err.value)
+    assert TOPIC.check(dict(p, chains=FUSED_MAX_DRAWS, compile="off"))["chains"] == FUSED_MAX_DRAWS
