@@ -42,8 +42,8 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    model on the batch's first k examples: the Fisher-vector products, M's
                    gradient term ∇L_kᵀδ (from the same Jacobian-vector products: no extra
                    backward) and the reduction ratio ρ (a forward pass of k examples), so the
-                   model stays one consistent quadratic (Martens & Grosse 2015 compute these
-                   curvature products on a subset of the minibatch). The direction Δ stays the
+                   model stays one consistent quadratic (a subset of the minibatch for these
+                   products, as Martens & Grosse 2015 discuss). The direction Δ stays the
                    whole batch's. A sub-batch's curvature with the whole batch's gradient
                    (this option's earlier meaning) overshoots: on the digits MLP it never
                    reached SGD's loss (BENCHMARKS.md, K-FAC).
