@@ -161,12 +161,6 @@ class LangevinTopic(Topic):
               help="ula: unadjusted (biased for finite step) | mala: Metropolis-adjusted (exact)"),
         Param("step_size", "float", 0.2, lo=1e-4, hi=20.0, log=True,
               help="eps: y = x + (eps/2) grad log p + sqrt(eps) z (learned: eps sigma^2)"),
-        Param("substeps", "int", 1, lo=1, hi=256, log=True, live=False,
-              help="exact score: Langevin steps of every chain per engine step, run in one call "
-                   "(with compile=on: one compiled graph)"),
-        Param("compile", "choice", "off", choices=("off", "on"), live=False,
-              help="exact score, CPU: on runs the substeps as one torch.compile'd graph (the first "
-                   "step compiles, tens of seconds; a different noise stream from off) | CUDA: Triton either way"),
         Param("chains", "int", 10000, lo=1, hi=100_000_000, log=True, live=False,
               help="independent chains (millions on a GPU)"),
         Param("init", "choice", "uniform", choices=("uniform", "exact", "mode"), live=False,
@@ -183,6 +177,12 @@ class LangevinTopic(Topic):
         Param("lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="learned: Adam learning rate"),
         Param("hidden", "int", 64, lo=8, hi=1024, log=True, live=False,
               help="learned: width of the score network's two hidden layers"),
+        Param("substeps", "int", 1, lo=1, hi=256, log=True, live=False,
+              help="exact score: Langevin steps of every chain per engine step, run in one call "
+                   "(with compile=on: one compiled graph)"),
+        Param("compile", "choice", "off", choices=("off", "on"), live=False,
+              help="exact score, CPU: on runs the substeps as one torch.compile'd graph (the first "
+                   "step compiles, tens of seconds; a different noise stream from off) | CUDA: Triton either way"),
     )
     views = (
         View("heatmap", "chains (2-D density; 1-D: x over recent steps)", source="density_chains"),
