@@ -197,15 +197,16 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
         kt = tuned["kfac_true"]
         tuned["kfac_true unbatched"] = kt.with_("kfac_true unbatched", batched=False)
         tuned["kfac_true stats_batch=1024"] = kt.with_("kfac_true stats_batch=1024", stats_batch=1024)
-        tuned["kfac_true quadratic"] = kt.with_("kfac_true quadratic", rescale="quadratic")
+        # the quadratic-model rows on the whole batch (quad_batch=0), then on the default 64
+        tuned["kfac_true quadratic"] = kt.with_("kfac_true quadratic", rescale="quadratic", quad_batch=0)
         tuned["kfac_true quadratic+LM"] = kt.with_("kfac_true quadratic+LM", rescale="quadratic",
-                                                   adaptive_damping=True)
+                                                   adaptive_damping=True, quad_batch=0)
         tuned["kfac_true quadratic+LM quad_batch=64"] = kt.with_(
             "kfac_true quadratic+LM quad_batch=64", rescale="quadratic", adaptive_damping=True, quad_batch=64)
         tuned["kfac_empirical quadratic+LM"] = tuned["kfac_empirical"].with_(
-            "kfac_empirical quadratic+LM", rescale="quadratic", adaptive_damping=True)
+            "kfac_empirical quadratic+LM", rescale="quadratic", adaptive_damping=True, quad_batch=0)
         tuned["kfac_true all levers"] = kt.with_("kfac_true all levers", rescale="quadratic",
-                                                 adaptive_damping=True, stats_batch=1024)
+                                                 adaptive_damping=True, stats_batch=1024, quad_batch=0)
     curves: dict[str, list[Curve]] = {k: [] for k in tuned}
     for seed in range(seeds):
         for name, cfg in tuned.items():

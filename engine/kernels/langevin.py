@@ -400,6 +400,98 @@ def langevin_step(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, step:
                             accept_count, trace, trace_row, generator)
 
 
+# ---------------------------------------------------------------------------------------------
+# Several steps per call: the Triton kernel in a loop on CUDA; on the CPU either the twin in a
+# loop or one torch.compile'd graph of ``n_steps`` unrolled steps (fused: one pass over the
+# chains per block, no per-op dispatch, which is what a step of 10^3 chains costs in eager mode).
+# ---------------------------------------------------------------------------------------------
+_FUSED: dict[tuple, object] = {}
+
+
+def fused_body(packed: PackedTarget, mala: bool, n_steps: int, trace_m: int):
+    """The plain function :func:`langevin_steps` compiles: ``n_steps`` twin steps, unrolled, on
+    (x, logp, grad) with the noise (n_steps, D, N) and uniforms (n_steps, N) given and the step
+    as a tensor (half, root, 1 / (2 eps)) so a new step size does not recompile. Returns
+    (x, logp, grad, accepted proposals (0-d int64), trace rows (n_steps, trace_m))."""
+    def body(x, logp, grad, noise, uniforms, consts):
+        half, root, inv2 = consts[0], consts[1], consts[2]
+        accepted = torch.zeros((), dtype=torch.int64, device=x.device)
+        rows = []
+        for i in range(n_steps):
+            z = noise[i]
+            y = x + half * grad + root * z
+            lp_y, g_y = log_density_and_score_torch(packed, y)
+            if mala:
+                back = x - y - half * g_y
+                log_alpha = lp_y - logp - inv2 * (back * back).sum(0) + 0.5 * (z * z).sum(0)
+                accept = torch.log(uniforms[i]) < log_alpha  # NaN compares False: a rejection
+                x = torch.where(accept, y, x)
+                grad = torch.where(accept, g_y, grad)
+                logp = torch.where(accept, lp_y, logp)
+                accepted = accepted + accept.sum()
+            else:
+                x, logp, grad = y, lp_y, g_y
+            if trace_m:
+                rows.append(x[0, :trace_m])
+        trace_rows = torch.stack(rows) if rows else x.new_empty((0, 0))
+        return x, logp, grad, accepted, trace_rows
+    return body
+
+
+def _fused(packed: PackedTarget, mala: bool, n_steps: int, trace_m: int):
+    key = (packed.family, packed.dim, packed.k, packed.values, bool(mala), int(n_steps), int(trace_m))
+    fn = _FUSED.get(key)
+    if fn is None:
+        fn = torch.compile(fused_body(packed, mala, n_steps, trace_m), dynamic=False, fullgraph=True)
+        _FUSED[key] = fn
+    return fn
+
+
+def langevin_steps(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, step: float,
+                   packed: PackedTarget, mala: bool, n_steps: int, seed: int = 0, counter: int = 0,
+                   noise: torch.Tensor | None = None, uniforms: torch.Tensor | None = None,
+                   accept_count: torch.Tensor | None = None, trace: torch.Tensor | None = None,
+                   trace_row: int = 0, generator: torch.Generator | None = None,
+                   fused: bool = False) -> None:
+    """``n_steps`` steps of every chain, in place. Trace rows trace_row, trace_row + 1, ...
+    (modulo the trace's length, a ring buffer) receive x[0, :M] after each step. On CUDA: the
+    Triton kernel with counters counter ... counter + n_steps - 1. On the CPU without ``fused``:
+    the twin, step by step. With ``fused`` (CPU): one compiled call (torch.compile, Inductor's
+    C++ backend; the first call for a target, method, n_steps and chain count compiles, tens of
+    seconds) on noise drawn up front from ``generator`` as randn(n_steps, D, N) then
+    rand(n_steps, N) (MALA) — a different stream from the twin's per-step draws, so the chains
+    differ from the unfused run's, but the same given ``noise`` (n_steps, D, N) and ``uniforms``
+    (n_steps, N). Nothing syncs with the host."""
+    n_steps = int(n_steps)
+    if n_steps < 1:
+        raise ValueError("n_steps must be at least 1")
+    t_len = trace.shape[0] if trace is not None else 1
+    if use_triton(x.device) or not fused:
+        for i in range(n_steps):
+            langevin_step(x, logp, grad, step, packed, mala, seed, counter + i,
+                          None if noise is None else noise[i], None if uniforms is None else uniforms[i],
+                          accept_count, trace, (trace_row + i) % t_len, generator)
+        return
+    d, n = x.shape
+    if noise is None:
+        noise = torch.randn((n_steps, d, n), generator=generator, device=x.device)
+        uniforms = torch.rand((n_steps, n), generator=generator, device=x.device) if mala else None
+    if uniforms is None:
+        uniforms = noise.new_empty((n_steps, 0))
+    eps = float(step)
+    consts = torch.tensor([0.5 * eps, math.sqrt(eps), 1.0 / (2.0 * eps)], dtype=x.dtype, device=x.device)
+    m = trace.shape[1] if trace is not None else 0
+    nx, nl, ng, accepted, rows = _fused(packed, mala, n_steps, m)(x, logp, grad, noise, uniforms, consts)
+    x.copy_(nx)
+    logp.copy_(nl)
+    grad.copy_(ng)
+    if accept_count is not None and mala:
+        accept_count += accepted
+    if trace is not None:
+        idx = torch.arange(trace_row, trace_row + n_steps, device=x.device) % t_len
+        trace.index_copy_(0, idx, rows)
+
+
 def refresh(x: torch.Tensor, logp: torch.Tensor, grad: torch.Tensor, packed: PackedTarget) -> None:
     """Recompute the cached log p and score at x (after an init, a re-seed or a target change)."""
     for s in range(0, x.shape[1], TWIN_CHUNK):

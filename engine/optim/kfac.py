@@ -38,8 +38,15 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    M(δ) = ½ δᵀ(F + (λ + wd) I)δ + ∇Lᵀδ, F the exact Fisher (= GGN for
                    these likelihoods) on the batch through Jacobian-vector products: a
                    2x2 linear solve that replaces both the learning rate and momentum.
-                   ``quad_batch`` > 0 takes the Fisher-vector products on the batch's first
-                   ``quad_batch`` examples (the gradient stays the whole batch's).
+                   ``quad_batch`` = k > 0 (below the batch size) takes the whole quadratic
+                   model on the batch's first k examples: the Fisher-vector products, M's
+                   gradient term ∇L_kᵀδ (from the same Jacobian-vector products: no extra
+                   backward) and the reduction ratio ρ (a forward pass of k examples), so the
+                   model stays one consistent quadratic (a subset of the minibatch for these
+                   products, as Martens & Grosse 2015 discuss). The direction Δ stays the
+                   whole batch's. A sub-batch's curvature with the whole batch's gradient
+                   (this option's earlier meaning) overshoots: on the digits MLP it never
+                   reached SGD's loss (BENCHMARKS.md, K-FAC).
                    ``adaptive_damping`` then adapts λ every ``t_damping`` steps by the
                    reduction ratio ρ = (L(θ+δ) - L(θ)) / M(δ): λ ← λ·ω when ρ > ¾,
                    λ ← λ/ω when ρ < ¼, ω = (19/20)^t_damping. The reported ``kl`` is δᵀFδ.
@@ -711,14 +718,17 @@ class KFAC(torch.optim.Optimizer):
         def unflat(v: torch.Tensor) -> list[torch.Tensor]:
             return [t.view(s) for t, s in zip(torch.split(v, sizes), shapes)]
 
-        grads = [gr for layer, x, _ in results for gr in layer.split(x)]
-        grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
-        grad = flat(grads)
         delta = -flat([u for _, u in updates])                            # Δ = -V
         prev = self._delta_prev if self._delta_prev is not None and \
             self._delta_prev.numel() == delta.numel() else None
         k = int(g.get("quad_batch", 0) or 0)
-        x_q = inputs[:k] if 0 < k < inputs.shape[0] else inputs      # curvature on a subsample
+        sub = 0 < k < inputs.shape[0]
+        x_q = inputs[:k] if sub else inputs          # the quadratic model on a sub-batch
+        grad = None
+        if not sub:
+            grads = [gr for layer, x, _ in results for gr in layer.split(x)]
+            grads += [p.grad + wd * p.detach() if wd else p.grad for p in plain]
+            grad = flat(grads)
         fast = None
         if self._plan is not None:
             dirs = [delta] if prev is None else [delta, prev]
@@ -733,14 +743,31 @@ class KFAC(torch.optim.Optimizer):
             out, j_delta = self._jvp(x_q, unflat(delta), params)
         scale = 1.0 / (out.shape[0] * self.likelihood.elements(out))
         lam = self.damping + wd
-        hp = lambda u, v: scale * self.likelihood.fisher_product(out, u, v)
+        if sub:
+            # M's gradient term on the same sub-batch as its curvature: ∇L_kᵀv = Σ (∂L_k/∂f)·(J v)
+            with torch.enable_grad():
+                o = out.detach().requires_grad_(True)
+                loss_q = self.likelihood.mean_loss(o, target[:k])
+                (g_out,) = torch.autograd.grad(loss_q, o)
+            theta0 = flat([p.detach() for p in params]) if wd else None
+            loss0 = loss_q.detach()
+
+            def g_dot(j: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                d = (g_out * j).sum()
+                return d + wd * (theta0 @ v) if wd else d
+        else:
+            g_dot = lambda j, v: grad @ v
+        fv = lambda j: scale * self.likelihood.fisher_matvec(out, j)      # the Fisher's metric on J v
+        f_delta = fv(j_delta)
+        c00 = (j_delta * f_delta).sum()
         if prev is not None:
             j_prev = jvs[1] if fast is not None else self._jvp(x_q, unflat(prev), params)[1]
             basis = torch.stack([delta, prev])
-            C = torch.stack([torch.stack([hp(j_delta, j_delta), hp(j_delta, j_prev)]),
-                             torch.stack([hp(j_prev, j_delta), hp(j_prev, j_prev)])])
-            C = (C + lam * (basis @ basis.t())).double()
-            b = (basis @ grad).double()
+            c01 = (j_prev * f_delta).sum()
+            c_f = torch.stack([torch.stack([c00, c01]),
+                               torch.stack([c01, (j_prev * fv(j_prev)).sum()])]).double()
+            C = c_f + lam * (basis @ basis.t()).double()
+            b = torch.stack([g_dot(j_delta, delta), g_dot(j_prev, prev)]).double()
             try:
                 sol = -torch.linalg.solve(C, b)
                 alpha, mu = float(sol[0]), float(sol[1])
@@ -749,24 +776,26 @@ class KFAC(torch.optim.Optimizer):
             if not (math.isfinite(alpha) and math.isfinite(mu)):
                 alpha, mu = float(-b[0] / C[0, 0]), 0.0                   # Δ alone
         else:
-            c11 = hp(j_delta, j_delta) + lam * (delta @ delta)
-            b = torch.stack([grad @ delta, torch.zeros((), dtype=grad.dtype)]).double()
+            c_f = c00.double().reshape(1, 1)
+            c11 = c00 + lam * (delta @ delta)
+            b = torch.stack([g_dot(j_delta, delta), torch.zeros((), dtype=delta.dtype)]).double()
             alpha, mu = float(-b[0] / c11), 0.0
         if not (math.isfinite(alpha) and math.isfinite(mu)):
             self._skip("non-finite quadratic-model step")
             return False
         step = alpha * delta if prev is None else alpha * delta + mu * prev
         model_reduction = 0.5 * (alpha * float(b[0]) + mu * float(b[1]))  # M(δ) at the optimum
-        # δᵀFδ (exact Fisher on the batch, J linear in the tangent): the kl_clip convention
-        j_step = alpha * j_delta if prev is None else alpha * j_delta + mu * j_prev
-        self.last_kl = float(hp(j_step, j_step))
+        # δᵀFδ = (α, μ) C_F (α, μ)ᵀ (exact Fisher on the batch, J linear in the tangent): the
+        # kl_clip convention, from the 2x2 Fisher block already computed
+        coef = torch.tensor([alpha, mu][: c_f.shape[0]], dtype=torch.float64)
+        self.last_kl = float(coef @ c_f @ coef)
         self.last_alpha, self.last_mu = alpha, mu
         torch._foreach_add_(params, unflat(step))
         self._delta_prev = step
         if g["adaptive_damping"] and (self.steps + 1) % int(g["t_damping"]) == 0 and model_reduction < 0:
             self._jvp_active = True
             try:
-                new_loss = float(self.likelihood.mean_loss(self.model(inputs), target))
+                new_loss = float(self.likelihood.mean_loss(self.model(x_q), target[:k] if sub else target))
             finally:
                 self._jvp_active = False
             if wd:

@@ -143,7 +143,8 @@ class KFACTopic(Topic):
         Param("min_damping", "float", D["min_damping"], lo=1e-10, hi=1.0, log=True,
               help="floor of the adaptive damping (LM drives λ down while ρ ≈ 1 on the batch)"),
         Param("quad_batch", "int", D["quad_batch"], lo=0, hi=100000, log=True,
-              help="examples for the quadratic model's Fisher-vector products (0 = the whole batch)"),
+              help="rescale=quadratic: examples for the whole quadratic model (its two Fisher-vector "
+                   "products, gradient term and reduction ratio; 0 = the whole batch)"),
         Param("weight_decay", "float", D["weight_decay"], lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
         Param("kl_budget", "float", D["kl_budget"], lo=1e-8, hi=1.0, log=True,
               help="ngd: KL budget ε of a step (½ dᵀFd ≤ ε, F the exact Fisher of the batch)"),

@@ -5,7 +5,11 @@ matching.
 Conventions (see ``engine/kernels/langevin.py``): step size eps, proposal
 y = x + (eps/2) grad log p(x) + sqrt(eps) z.  ULA takes every proposal (biased for finite eps:
 on N(0, s^2) its stationary variance is s^2 / (1 - eps / (4 s^2))); MALA accepts with the
-Metropolis-Hastings ratio (exact).  One step moves every chain once.
+Metropolis-Hastings ratio (exact).  One engine step moves every chain ``substeps`` times (default
+once) in one call; with compile=on (CPU) those substeps are one torch.compile'd graph, which is
+what makes 10^3 chains cheap: an eager step of 10^3 chains is dozens of tiny ops, each paying
+PyTorch's dispatch (see BENCHMARKS.md).  Rates (chain_steps_per_s, acceptance) count Langevin
+steps, not engine steps; the ESS trace holds one row per Langevin step.
 
 score=learned: a small MLP s_theta(x, sigma) = f_theta(x, log sigma) / sigma is trained by
 denoising score matching on fresh exact samples, loss E |sigma s_theta(x + sigma z, sigma) + z|^2
@@ -68,6 +72,7 @@ HIST_BINS = 40
 SIGMA_MIN = 0.05
 TRAIN_BATCH = 512
 LOSS_DECAY = 0.99         # per Adam update, the DSM loss's moving average
+FUSED_MAX_DRAWS = 1 << 24  # compile=on: chains x substeps (the noise drawn up front: 128 MiB in 2-D)
 
 
 # ------------------------------------------------------------------------------------------
@@ -98,6 +103,7 @@ class LangevinState:
     diverged_passes: int = 0        # learned mode: chains that diverged in finished passes
     diverged_seen: int = 0          # the count the last note reported (notes only)
     notes: list = field(default_factory=list)
+    sampler_steps: int = 0          # Langevin steps of every chain (substeps per engine step)
     obs_steps: int = 0
     obs_time: float = 0.0
     obs_accepts: int = 0
@@ -129,7 +135,7 @@ class LangevinTopic(Topic):
     order = 60
     summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
     step_unit = "Langevin step of every chain"
-    quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4}
+    quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4, "compile": "off"}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
     scalars = (
         Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
@@ -171,6 +177,12 @@ class LangevinTopic(Topic):
         Param("lr", "float", 2e-3, lo=1e-5, hi=1e-1, log=True, help="learned: Adam learning rate"),
         Param("hidden", "int", 64, lo=8, hi=1024, log=True, live=False,
               help="learned: width of the score network's two hidden layers"),
+        Param("substeps", "int", 1, lo=1, hi=256, log=True, live=False,
+              help="exact score: Langevin steps of every chain per engine step, run in one call "
+                   "(with compile=on: one compiled graph)"),
+        Param("compile", "choice", "off", choices=("off", "on"), live=False,
+              help="exact score, CPU: on runs the substeps as one torch.compile'd graph (the first "
+                   "step compiles, tens of seconds; a different noise stream from off) | CUDA: Triton either way"),
     )
     views = (
         View("heatmap", "chains (2-D density; 1-D: x over recent steps)", source="density_chains"),
@@ -189,10 +201,13 @@ class LangevinTopic(Topic):
     # -- params ------------------------------------------------------------------------------
     def check(self, p: dict[str, Any], changed: Sequence[str] = ()) -> dict[str, Any]:
         _mala_refused(p["method"], p["score"], changed)
+        if p["compile"] == "on" and int(p["chains"]) * int(p["substeps"]) > FUSED_MAX_DRAWS:
+            raise ParamError(f"compile=on draws the noise of all substeps at once: chains x substeps "
+                             f"must be at most {FUSED_MAX_DRAWS:,} (use compile=off, or fewer substeps)")
         return p
 
     def work_per_step(self, state: LangevinState, p: Mapping[str, Any]) -> float:
-        return float(state.x.shape[1])
+        return float(state.x.shape[1]) * (int(p["substeps"]) if state.net is None else 1)
 
     def work_unit(self) -> str:
         return "chain-steps"
@@ -260,14 +275,18 @@ class LangevinTopic(Topic):
     def step(self, state: LangevinState, p: Mapping[str, Any]) -> None:
         if state.net is not None:
             self._learned_step(state, p)
+            state.sampler_steps += 1
         else:
-            kern.langevin_step(state.x, state.logp, state.grad, float(p["step_size"]), state.packed,
-                               p["method"] == "mala", seed=state.seed, counter=state.counter,
-                               accept_count=state.accept_count, trace=state.trace,
-                               trace_row=state.trace_row, generator=state.generator)
-            state.counter += 1
-            state.trace_row = (state.trace_row + 1) % TRACE_STEPS
-            state.trace_filled = min(state.trace_filled + 1, TRACE_STEPS)
+            k = int(p["substeps"])
+            kern.langevin_steps(state.x, state.logp, state.grad, float(p["step_size"]), state.packed,
+                                p["method"] == "mala", k, seed=state.seed, counter=state.counter,
+                                accept_count=state.accept_count, trace=state.trace,
+                                trace_row=state.trace_row, generator=state.generator,
+                                fused=p["compile"] == "on")
+            state.counter += k
+            state.trace_row = (state.trace_row + k) % TRACE_STEPS
+            state.trace_filled = min(state.trace_filled + k, TRACE_STEPS)
+            state.sampler_steps += k
         state.steps += 1
 
     def _learned_step(self, state: LangevinState, p: Mapping[str, Any]) -> None:
@@ -328,7 +347,7 @@ class LangevinTopic(Topic):
             # the chains now follow a different kernel: restart the ESS window and acceptance
             state.trace_filled = 0
             state.obs_accepts = int(state.accept_count)
-            state.obs_steps = state.steps
+            state.obs_steps = state.sampler_steps
 
     # -- observe -------------------------------------------------------------------------------
     def _divergence(self, state: LangevinState) -> float:
@@ -342,15 +361,15 @@ class LangevinTopic(Topic):
         t = state.target
         now = time.perf_counter()
         n, d = state.x.shape[1], t.dim
-        if state.steps > state.obs_steps:
+        if state.sampler_steps > state.obs_steps:
             dt = now - state.obs_time
             if dt > 0:
-                state.chain_steps_per_s = n * (state.steps - state.obs_steps) / dt
+                state.chain_steps_per_s = n * (state.sampler_steps - state.obs_steps) / dt
             if state.net is None and p["method"] == "mala":
                 total = int(state.accept_count)
-                state.acceptance = (total - state.obs_accepts) / (n * (state.steps - state.obs_steps))
+                state.acceptance = (total - state.obs_accepts) / (n * (state.sampler_steps - state.obs_steps))
                 state.obs_accepts = total
-        state.obs_steps, state.obs_time = state.steps, now
+        state.obs_steps, state.obs_time = state.sampler_steps, now
         xs = state.x[:, :MOMENT_CHAINS].to(torch.float64)
         mean = xs.mean(1)
         cov = (xs - mean[:, None]) @ (xs - mean[:, None]).T / max(xs.shape[1] - 1, 1)

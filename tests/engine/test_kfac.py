@@ -367,3 +367,68 @@ def test_sequential_jvp_from_captured_activations_equals_forward_mode_autodiff()
         ref_out, ref_jv = opt._jvp(x[:7], ts, params)
         torch.testing.assert_close(out, ref_out)
         torch.testing.assert_close(jvs[i], ref_jv)
+
+
+def _ggn(model, x, likelihood):
+    """Exact Fisher (GGN) of the mean loss on x for the three likelihoods (D = output elements
+    for bernoulli and gaussian, whose losses are means over them)."""
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach() for p in model.parameters())
+
+    def f(*ps):
+        return torch.func.functional_call(model, dict(zip(names, ps)), (x,))
+
+    jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
+    out = f(*params)
+    n, k = out.shape
+    J = torch.cat([j.reshape(n, k, -1) for j in jac], dim=2)
+    if likelihood == "categorical":
+        p = torch.softmax(out, -1)
+        H, d = torch.diag_embed(p) - p[:, :, None] * p[:, None, :], 1
+    elif likelihood == "bernoulli":
+        s = torch.sigmoid(out)
+        H, d = torch.diag_embed(s * (1 - s)), k
+    else:
+        H, d = torch.eye(k, dtype=out.dtype).expand(n, k, k), k
+    return torch.einsum("nkp,nkl,nlq->pq", J, H, J) / (n * d)
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "bernoulli", "gaussian"])
+def test_quad_batch_fits_alpha_mu_to_the_quadratic_model_of_the_sub_batch(likelihood):
+    """quad_batch = k: (α, μ) minimise ½ δᵀ(F_k + λI)δ + ∇L_kᵀδ over span{Δ, δ_prev}, F_k and
+    ∇L_k the exact Fisher and the gradient of the mean loss on the batch's first k examples
+    (Δ stays the whole batch's); with k the batch size (or 0) the fit is the whole batch's,
+    bit for bit."""
+    n, k, lam = 24, 8, 0.05
+    x = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = {"categorical": torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(2)),
+         "bernoulli": (torch.rand(n, 3, generator=torch.Generator().manual_seed(2)) < 0.5).double(),
+         "gaussian": torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))}[likelihood]
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])
+    coefs = {}
+    for qb in (0, n, k):
+        torch.manual_seed(7)
+        model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+        opt = KFAC(model, likelihood=likelihood, damping=lam, rescale="quadratic", fisher="empirical",
+                   quad_batch=qb, eigh_dtype=torch.float64)
+        prev, fits = None, []
+        for it in range(3):
+            opt.zero_grad()
+            opt.backward(model(x), y, inputs=x)
+            theta = flat([p.detach() for p in model.parameters()]).clone()
+            grad = flat([p.grad for p in model.parameters()])
+            if 0 < qb < n:
+                grad = flat(torch.autograd.grad(mean_loss(likelihood, model(x[:qb]), y[:qb]),
+                                                list(model.parameters())))
+            Fm = _ggn(model, x[:qb] if 0 < qb < n else x, likelihood) + lam * torch.eye(theta.numel(), dtype=torch.float64)
+            opt.step()
+            step = flat([p.detach() for p in model.parameters()]) - theta
+            fits.append((opt.last_alpha, opt.last_mu))
+            basis = torch.stack([step] + ([prev] if prev is not None else []), 1)
+            resid = Fm @ step + grad                      # M's gradient: zero in the span
+            assert (basis.t() @ resid).abs().max() < 1e-9 * (1 + grad.abs().max() * basis.abs().max())
+            assert opt.last_kl == pytest.approx(float(step @ (Fm - lam * torch.eye(len(step), dtype=torch.float64)) @ step), rel=1e-6)
+            prev = step
+        coefs[qb] = fits
+    assert coefs[n] == coefs[0]
+    assert coefs[k] != coefs[0]             # the sub-batch's curvature is a different matrix
