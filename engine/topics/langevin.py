@@ -137,6 +137,7 @@ class LangevinTopic(Topic):
     step_unit = "Langevin step of every chain"
     quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4, "compile": "off"}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
+    every = 100   # a frame (ESS, KS, sliced W1, the density grids) ~ 7 steps at the defaults: ~6% (BENCHMARKS.md)
     scalars = (
         Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
         Scalar("divergence_floor", "divergence of exact samples", "", "the same for exact samples: the estimate's noise floor"),
