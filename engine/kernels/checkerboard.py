@@ -913,6 +913,14 @@ def _measure_launch(L: int, couplings: bool = False, default: bool = False) -> L
     return Launch(f"L={L}" + " couplings" * couplings, call, default)
 
 
+def _field_launch(L: int, default: bool = False) -> Launch:
+    """The per-site field specialisation (HAS_FIELD: the fvbm on the lattice graph)."""
+    def call() -> torch.Tensor:
+        return half_sweep_triton(placeholder(2, L, L, dtype=torch.int8), 0, placeholder(2), placeholder(L, L),
+                                 "gibbs", seed=12345, counter=7, couplings=placeholder(2, L, L))
+    return Launch(f"L={L} gibbs couplings field", call, default)
+
+
 def _uniforms_launch(L: int, default: bool = False) -> Launch:
     return Launch(f"L={L} stream", lambda: uniforms_triton(2, L, 12345, 7, "meta"), default)
 
@@ -927,4 +935,5 @@ LAUNCHES = (
     _half_sweep_launch(1024, seed=0x1234_5678_9ABC),
     *(_measure_launch(L, c, default=(L, c) == (8192, True)) for L in SWEEP_SIDES for c in (False, True)),
     *(_uniforms_launch(L, default=L == 4) for L in SWEEP_SIDES),
+    _field_launch(64, default=True),
 )
