@@ -475,29 +475,33 @@ class _Canvas:
         return clipped
 
     def _bars(self, fig, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
-        """Each bar a filled top edge (plotext's fillx down to the base): its columns are
-        chosen so neighbours keep a free dot column between them, as plotext maps x."""
+        """All the bars of a curve as one plotext signal: a point at the bar's top in each
+        dot column it covers, filled down to the base (plotext's fillx). One signal, so two
+        bars sharing a cell share its quadrant block (plotext replaces a cell signal by
+        signal). Neighbours keep a free dot column between them when every bar is at least
+        three dots wide (else a histogram stays contiguous)."""
         sx, sy = _DOTS.get(marker, (1, 1))
         W = self.cols * sx
         widths = np.broadcast_to(np.asarray(1.0 if c.width is None else c.width, dtype=float), c.x.shape)
         base = min(max(0.0, yr[0]), yr[1])  # bars rise from 0 (or the axis' bottom)
         dot = (xr[1] - xr[0]) / (W - 1)
-        drawn = 0
-        for xc, w, v in zip(c.x, widths, y):
-            if not (np.isfinite(xc) and np.isfinite(v)) or v == base:
-                continue
-            a = math.floor(0.5 + (xc - w / 2 - xr[0]) / dot)
-            b = math.floor(0.5 + (xc + w / 2 - xr[0]) / dot) - 1   # the next bar starts at b + 1
-            if b - a >= 2:
-                b -= 1                                          # a gap dot between neighbours
-            a, b = max(a, 0), min(max(a, b), W - 1)
-            if a > W - 1 or b < 0:
-                continue
-            top = min(max(v, yr[0]), yr[1])
-            fig.plot([xr[0] + a * dot, xr[0] + b * dot], [top, top], marker=marker, color=code,
-                     fillx=base)
-            drawn += 1
-        return drawn
+        ok = np.isfinite(c.x) & np.isfinite(y) & (y != base)
+        if not ok.any():
+            return 0
+        a = np.floor(0.5 + (c.x - widths / 2 - xr[0]) / dot)
+        b = np.floor(0.5 + (c.x + widths / 2 - xr[0]) / dot) - 1    # the next bar starts at b + 1
+        if (b - a)[ok].min() >= 2:
+            b = b - 1                                                 # a gap dot between neighbours
+        a, b = np.maximum(a, 0), np.minimum(np.maximum(a, b), W - 1)
+        ok &= a <= b
+        top = np.clip(y, yr[0], yr[1])
+        cols = [np.arange(ai, bi + 1) for ai, bi in zip(a[ok], b[ok])]
+        if not cols:
+            return 0
+        xs = xr[0] + np.concatenate(cols) * dot
+        ys = np.repeat(top[ok], [len(k) for k in cols])
+        fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
+        return 1
 
     # -- legend -------------------------------------------------------------------------
     def place_legend(self, entries, force: bool = False) -> tuple[int, int] | None:
