@@ -395,6 +395,8 @@ def test_density_lines_over_a_histogram_have_distinct_colours():
         w.chart.assign_styles(Look())
         line_colours = [c.colour for c in w.chart.curves if c.kind == "line"]
         assert len(line_colours) == 4 and len(set(line_colours)) == 4
+        bars = next(c.colour for c in w.chart.curves if c.kind == "bars")
+        assert not {bars, "bright_" + bars} & set(line_colours)   # no line in the bars' hue
 
     hosted(w, script)
 

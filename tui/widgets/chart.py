@@ -115,7 +115,7 @@ class Chart:
     def assign_styles(self, look: Look) -> None:
         """A distinct colour and marker per curve, in draw order within each role."""
         marks = ASCII_SERIES_MARKS if look.ascii else UNICODE_SERIES_MARKS
-        k_series = k_ref = 0
+        k_series = k_ref = k_bars = 0
         for c in self.curves:
             if c.role == "reference":
                 c.colour = REFERENCE_COLOURS[k_ref % len(REFERENCE_COLOURS)]
@@ -124,10 +124,10 @@ class Chart:
             elif c.role == "data":
                 c.colour = DATA_COLOUR
                 c.mark = "." if look.ascii else "·"
-            elif c.kind == "bars":
-                c.colour = BAR_COLOUR if k_series == 0 else SERIES_COLOURS[k_series % len(SERIES_COLOURS)]
+            elif c.kind == "bars":   # the lines over a histogram keep the series colours
+                c.colour = BAR_COLOUR if k_bars == 0 else SERIES_COLOURS[-k_bars % len(SERIES_COLOURS)]
                 c.mark = "#" if look.ascii else "█"
-                k_series += 1
+                k_bars += 1
             else:
                 c.colour = SERIES_COLOURS[k_series % len(SERIES_COLOURS)]
                 c.mark = marks[k_series % len(marks)]
