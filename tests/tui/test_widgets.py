@@ -215,6 +215,14 @@ def test_a_level_line_lands_braille_cells_in_its_row_and_a_nan_lifts_the_pen():
     assert line[4] == line[5] == " ", line
 
 
+def test_a_line_beyond_the_x_range_is_cut_at_its_edges():
+    # from (-1e6, 0) to (1e6, 1): over x in [0, 10] it is y = 0.5 (to 5e-6), edge to edge
+    chart = Chart([Curve("", [-1e6, 1e6], [0.0, 1.0])], xlim=(0, 10), ylim=(0, 1))
+    area = _plot_area(["".join(t for t, _ in r) for r in chart.render(24, 7, Look())])
+    filled = [k for k, r in enumerate(area) if r.strip()]
+    assert filled == [2] and " " not in area[2], area       # the middle row, every cell
+
+
 def test_in_colour_each_series_cells_carry_its_colour_and_in_mono_no_cell_has_a_style():
     x = np.linspace(0, 1, 50)
     chart = Chart([Curve(f"s{k}", x, np.full_like(x, k)) for k in range(3)] +

@@ -593,19 +593,35 @@ def _cut_at(x: np.ndarray, y: np.ndarray, xr: tuple[float, float]) -> tuple[np.n
         return x, y
     xs: list[float] = []
     ys: list[float] = []
-    nan = math.nan
+
+    def pen_up() -> None:
+        if xs and xs[-1] == xs[-1]:
+            xs.append(math.nan), ys.append(math.nan)
+
     for k in range(len(x)):
-        if ok[k] and lo <= x[k] <= hi:
-            if k and ok[k - 1] and not lo <= x[k - 1] <= hi:   # entering from outside
-                e = lo if x[k - 1] < lo else hi
-                xs.append(e); ys.append(y[k - 1] + (y[k] - y[k - 1]) * (e - x[k - 1]) / (x[k] - x[k - 1]))
-            xs.append(x[k]); ys.append(y[k])
-        else:
-            if k and ok[k] and ok[k - 1] and lo <= x[k - 1] <= hi:  # leaving
-                e = lo if x[k] < lo else hi
-                xs.append(e); ys.append(y[k - 1] + (y[k] - y[k - 1]) * (e - x[k - 1]) / (x[k] - x[k - 1]))
-            if not xs or xs[-1] == xs[-1]:
-                xs.append(nan); ys.append(nan)
+        if not ok[k]:
+            pen_up()
+            continue
+        if k == 0 or not ok[k - 1]:                 # a piece starts
+            if lo <= x[k] <= hi:
+                xs.append(x[k]), ys.append(y[k])
+            continue
+        x0, y0, x1, y1 = x[k - 1], y[k - 1], x[k], y[k]
+        if x0 == x1:
+            if lo <= x1 <= hi:
+                xs.append(x1), ys.append(y1)
+            continue
+        ta, tb = (lo - x0) / (x1 - x0), (hi - x0) / (x1 - x0)
+        t_in, t_out = max(0.0, min(ta, tb)), min(1.0, max(ta, tb))
+        if t_in > t_out:                            # the segment misses the range
+            pen_up()
+            continue
+        if t_in > 0:                                # enters through an edge
+            pen_up()
+            xs.append(x0 + t_in * (x1 - x0)), ys.append(y0 + t_in * (y1 - y0))
+        xs.append(x0 + t_out * (x1 - x0)), ys.append(y0 + t_out * (y1 - y0))
+        if t_out < 1:                               # leaves through an edge
+            pen_up()
     return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
 
