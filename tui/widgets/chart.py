@@ -5,15 +5,19 @@ No Textual here: ``Chart`` is the data a view decided to draw (read it back in t
 ``Chart.render(width, height, look)`` the rows of (text, style) runs for one size.
 
 Who draws what. plotext (5.3.2, pinned) rasterises the plot area: a figure of exactly the
-plot area's size with its axes, ticks, frame and colours turned off, one ``plot`` per
-curve, ``scatter`` per set of points, a filled ``plot`` per bar; we read its character
-matrix and its per-cell colour codes (``monitor.matrix``: no ANSI text to parse). Around
-and on top of that this module adds what plotext does not do as the issue asks: 1-2-5 ticks
-with integers on integer axes (ticks.py; plotext's ticks are evenly spaced fractions of the
-range), the axis lines and the x label with its unit, the legend in the corner that covers
-least (plotext's sits in the top-left corner whatever is under it), and outliers clipped to
-the edge row with ``▲``/``▼`` and counted (plotext drops points outside its limits). A log y
-axis hands plotext log10(y) on a linear scale, so our decade ticks line up with it.
+plot area's size with its axes, ticks, frame and colours turned off, one ``plot`` per curve,
+a ``scatter`` per set of points and per set of bars (filled down to the base with plotext's
+``fillx``); we read its character matrix and its per-cell colour codes (``monitor.matrix``,
+no ANSI text to parse). A cell holds the last curve drawn through it (plotext replaces a
+cell signal by signal), so series go on top of references and bars. Around and on top of
+that this module adds what plotext does not do as the issue asks: 1-2-5 ticks with integers
+on integer axes (ticks.py; plotext's ticks are evenly spaced fractions of the range), the
+axis lines and the x label with its unit, the legend in the corner that covers least
+(plotext's sits in the top-left corner whatever is under it), and outliers clipped to the
+edge row with ``▲``/``▼`` and counted (plotext drops points outside its limits). A log y
+axis hands plotext log10(y) on a linear scale, so our decade ticks line up with it. The
+cost: plotext works dot by dot in Python, several times the CPU of a numpy rasteriser per
+chart (BENCHMARKS.md, issue 11).
 
 Drawing modes (``Look``):
   colour   every curve in braille dots (2 x 4 per cell), a distinct colour per curve,
