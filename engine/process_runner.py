@@ -41,7 +41,8 @@ from .topic import Frame, Topic
 
 _POLL_S = 0.02  # the child forwards new frames and status at most this often
 STOP_TIMEOUT_S = 0.25  # how long stopping waits, for all the processes together, before SIGKILL
-KILL_REAP_S = 1.0     # collecting a SIGKILLed process (returns as soon as it is gone)
+KILL_REAP_S = 5.0     # collecting a SIGKILLed process (returns as soon as it is gone; a loaded
+                      # machine can take over a second to tear down a torch process)
 
 
 def _child(conn) -> None:

@@ -63,6 +63,9 @@ class Topic:
     step_unit  what one step is, for help texts ("sweep", "EM iteration").
     quick   overrides that make a run small and fast (no torch.compile): the contract
             suite and the pane tests run every topic at these.
+    interactive  overrides the app puts under a preset's and the user's values (never seen
+            by headless runs): e.g. spreading an expensive evaluation over steps so the stream
+            of frames does not stall. Like any param, they only decide what ``step`` does.
     window_scalars  names (fnmatch patterns allowed) of the scalars that describe the
             window since the last frame rather than the state: means over that window
             (an acceptance rate, a loss averaged since the last frame) and throughput.
@@ -86,6 +89,7 @@ class Topic:
     finite: bool = False
     step_unit: str = "step"
     quick: Mapping[str, Any] = {}
+    interactive: Mapping[str, Any] = {}
     window_scalars: tuple[str, ...] = ()
     every: int = 1
     scalars: tuple[Scalar, ...] = ()

@@ -142,7 +142,8 @@ class TopicPane(Horizontal):
         self._generation = -1
         self._noted_step = -1
         try:
-            values = topic.resolve(self.overrides, preset=preset)
+            base = topic.resolve(topic.interactive) if topic.interactive else None
+            values = topic.resolve(self.overrides, preset=preset, base=base)
         except ParamError as exc:
             values = topic.default_params()
             self.error = f"preset: {exc}" if exc.layer == "preset" else str(exc)

@@ -2,8 +2,9 @@
 
 - PCD-1 epochs on the binarised digits at scikit-learn's BernoulliRBM defaults (256 hidden,
   batch 10, lr 0.1, 10 persistent chains, no momentum): the topic's update loop (one
-  ``step`` per mini-batch, 150 per epoch) vs ``BernoulliRBM(n_iter=1).fit``; ratio =
-  scikit-learn's seconds per epoch / ours.
+  ``step`` per mini-batch, 150 per epoch; on the CPU that is PCDChunk) at float64 and at
+  float32 vs ``BernoulliRBM(n_iter=1).fit`` (float64); ratio = scikit-learn's seconds per
+  epoch / ours.
 - Held-out log-likelihood (exact ln Z) after 200 epochs with 16 hidden units: the
   boltzmann-digits preset vs BernoulliRBM at the same settings (lr 0.01, batch 10), medians
   over seeds 0, 1, 2 (no ratio: the row gives the difference in nats).
@@ -31,29 +32,38 @@ from . import timing
 CAP_S = 600.0
 
 
-def _digits_epochs(device: torch.device, quick: bool) -> dict[str, Any]:
+def _digits_epochs(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
+    """One epoch (150 updates) of the topic's PCD-1 at float64 (the CPU default) and at
+    float32 (``dtype=float32``) against BernoulliRBM (float64), all three interleaved."""
     from sklearn.neural_network import BernoulliRBM
 
     hidden = 64 if quick else 256
     X, _ = datasets.binary_digits()
-    p = TOPIC.resolve({"dataset": "digits", "hidden": hidden, "method": "pcd", "chains": 10,
-                       "batch_size": 10, "gibbs_steps": 1, "lr": 0.1, "momentum": 0.0,
-                       "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1})
-    state = TOPIC.init(p, device, 0)
     updates = X.shape[0] // 10
 
-    def ours() -> None:
-        for _ in range(updates):
-            TOPIC.step(state, p)
+    def ours(dtype: str):
+        p = TOPIC.resolve({"dataset": "digits", "hidden": hidden, "method": "pcd", "chains": 10,
+                           "batch_size": 10, "gibbs_steps": 1, "lr": 0.1, "momentum": 0.0,
+                           "eval_every": 10**6, "ais_runs": 2, "ais_betas": 1, "dtype": dtype})
+        state = TOPIC.init(p, device, 0)
+
+        def epoch() -> None:
+            for _ in range(updates):
+                TOPIC.step(state, p)
+        return epoch
 
     def sklearn() -> None:
         BernoulliRBM(n_components=hidden, learning_rate=0.1, batch_size=10, n_iter=1, random_state=0).fit(X)
 
-    m = timing.interleaved([ours, sklearn], device, rounds=2 if quick else 7)
-    t_ours, t_sk = m.timings[0].median, m.timings[1].median
-    return {"case": f"digits rbm 64x{hidden} PCD-1 batch 10: one epoch", "value": t_ours, "unit": "s/epoch",
-            "baseline": "scikit-learn BernoulliRBM.fit(n_iter=1)", "baseline_value": t_sk,
-            "ratio": t_sk / t_ours, "load": m.load, "threads": torch.get_num_threads()}
+    dtypes = ("float64", "float32")
+    m = timing.interleaved([ours(d) for d in dtypes] + [sklearn], device, rounds=2 if quick else 7)
+    t_sk = m.timings[-1].median
+    for k, dtype in enumerate(dtypes):
+        t_ours = m.timings[k].median
+        yield {"case": f"digits rbm 64x{hidden} PCD-1 batch 10, {dtype}: one epoch", "value": t_ours,
+               "unit": "s/epoch", "baseline": "scikit-learn BernoulliRBM.fit(n_iter=1) (float64)",
+               "baseline_value": t_sk, "ratio": t_sk / t_ours, "load": m.load,
+               "threads": torch.get_num_threads()}
 
 
 def _digits_likelihood(device: torch.device, quick: bool) -> dict[str, Any]:
@@ -144,8 +154,58 @@ def _race(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
                "note": "" if reached else f"not reached in {cap:g} s (RMSE {rmse:.4f})"}
 
 
+def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: int = 1000) -> dict[str, float]:
+    """Microseconds per call of each of the calls of one PCDChunk update at the per-epoch
+    row's shapes (64 x ``hidden``, 10 chains, batch 10), each timed alone over ``reps``
+    calls (median of 5), and of the whole update: what limits the per-epoch row. Not a
+    row (no baseline): ``python -c "from mletui.engine.bench.boltzmann import update_profile;
+    print(update_profile())"``."""
+    import statistics
+
+    from ..models.boltzmann_learning import PCDChunk
+
+    g = torch.Generator().manual_seed(0)
+    m = RBM.init(64, hidden, g, dtype)
+    bufs = [torch.zeros_like(t) for t in m.parameters()]
+    block = PCDChunk.block(m, bufs)
+    ch = PCDChunk(m, bufs, (torch.rand(10, 64, generator=g) < 0.3).to(dtype), 10, 1, block)
+    X = (torch.rand(10, 64, generator=g) < 0.3).to(dtype)
+    stream = Stream.new(1, "cpu")
+    ch.update(X, 0.0, 0.0, 0.0, stream)       # draws the chunk's uniforms
+    t = 0
+
+    def whole() -> None:
+        ch.update(X, 0.0, 0.0, 0.0, stream)
+        ch.pos = 1
+
+    calls = {
+        "copy batch": lambda: ch.data_bits[t + 1].copy_(X),
+        "mm hidden": lambda: torch.mm(ch.chain[t], ch.Wh, out=ch.ah),
+        "sigmoid hidden": lambda: ch.ah.sigmoid_(),
+        "compare hidden": lambda: torch.lt(ch.uz[t][0], ch.ah, out=ch.z),
+        "mm visible": lambda: torch.mm(ch.ha, ch.WvT, out=ch.av),
+        "sigmoid visible": lambda: ch.av.sigmoid_(),
+        "compare visible": lambda: torch.lt(ch.uv[t][0], ch.av, out=ch.chain_bits[t + 1]),
+        "mm stacked rows": lambda: torch.mm(ch.rows[t + 1], ch.Wa, out=ch.pre[t]),
+        "sigmoid rows": lambda: torch.sigmoid(ch.pre_z[t], out=ch.Pz),
+        "weight rows": lambda: ch.Pz.mul_(ch.w),
+        "addmm gradient": lambda: ch.bWa.addmm_(ch.rows_T[t + 1], ch.P, beta=0.0),
+        "subtract": lambda: ch.Wa.sub_(ch.bWa, alpha=0.0),
+        "whole update": whole,
+    }
+    ch.pos = 1
+    out: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(5):
+        for name, fn in calls.items():
+            t0 = timing.time_once(lambda: [fn() for _ in range(reps)])
+            out[name].append(1e6 * t0 / reps)
+    res = {k: statistics.median(v) for k, v in out.items()}
+    res["load"] = timing.load_average()
+    return res
+
+
 def rows(device: torch.device, quick: bool = False) -> Iterator[dict[str, Any]]:
-    yield _digits_epochs(device, quick)
+    yield from _digits_epochs(device, quick)
     yield _digits_likelihood(device, quick)
     yield from _gibbs_rows(device, quick)
     yield from _race(device, quick)

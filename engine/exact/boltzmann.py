@@ -103,11 +103,31 @@ def _f64(model: FVBM | RBM) -> FVBM | RBM:
 
 def log_z(model: FVBM | RBM) -> float:
     """Exact ln Z (float64)."""
+    job = log_z_steps(model)
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def log_z_steps(model: FVBM | RBM):
+    """:func:`log_z` as a generator that yields after each chunk of states (``chunks`` of
+    them) and returns ln Z; the parameters are copied at the call."""
     _require(model)
-    m = _f64(model)
+    return _log_z_steps(_f64(model))
+
+
+def chunks(model: FVBM | RBM) -> int:
+    """The number of state chunks enumeration visits."""
+    return -(-(1 << enumerated_units(model)) // CHUNK)
+
+
+def _log_z_steps(m: FVBM | RBM):
     acc = _LogSum()
     for log_w, _ in _weighted_states(m):
         acc.add(log_w)
+        yield
     return acc.log_z
 
 

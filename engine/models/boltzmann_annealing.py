@@ -125,19 +125,39 @@ class _Path:
         return self.model.gibbs(X, 1, stream, beta=beta, h_base=self.base)
 
 
-def ais(model: FVBM | RBM, train: torch.Tensor, runs: int, steps: int, stream: Stream) -> tuple[float, float]:
-    """(ln Z_hat, its standard error) by AIS with ``runs`` runs over ``ladder(steps)``."""
+def drain(job):
+    """Run a generator to its end; its return value."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def ais_steps(model: FVBM | RBM, train: torch.Tensor, runs: int, steps: int, stream: Stream):
+    """:func:`ais` as a generator that yields after each ladder step (so the work can be
+    spread over calls); it returns (ln Z_hat, standard error). The model is copied at the
+    call, before the first step."""
     base, log_z_a = base_model(model, train)
     path = _Path(model, base)
-    betas = ladder(steps)
-    X = _base_draws(model, base, runs, stream)
+    return _ais(path, base, log_z_a, runs, ladder(steps), stream)
+
+
+def _ais(path: "_Path", base: torch.Tensor, log_z_a: float, runs: int, betas: list, stream: Stream):
+    X = _base_draws(path.model, base, runs, stream)
     log_w = torch.zeros(runs, dtype=torch.float64, device=X.device)
     for k in range(1, len(betas)):
         log_w += path.log_ratio(X, betas[k - 1], betas[k])
         if k < len(betas) - 1:
             X = path.move(X, betas[k], stream)
+        yield
     est = shared.ais_estimate(log_w)
     return log_z_a + est.log_mean_weight, est.stderr
+
+
+def ais(model: FVBM | RBM, train: torch.Tensor, runs: int, steps: int, stream: Stream) -> tuple[float, float]:
+    """(ln Z_hat, its standard error) by AIS with ``runs`` runs over ``ladder(steps)``."""
+    return drain(ais_steps(model, train, runs, steps, stream))
 
 
 @dataclass
@@ -148,14 +168,19 @@ class PAResult:
     families_fraction: float   # mean over populations of surviving ancestors / R
 
 
-def population_annealing(model: FVBM | RBM, train: torch.Tensor, replicas: int, steps: int,
-                         stream: Stream, populations: int = POPULATIONS) -> PAResult:
-    """ln Z by ``populations`` independent populations of ``replicas`` over ``ladder(steps)``."""
+def population_annealing_steps(model: FVBM | RBM, train: torch.Tensor, replicas: int, steps: int,
+                               stream: Stream, populations: int = POPULATIONS):
+    """:func:`population_annealing` as a generator that yields after each ladder step and
+    returns the :class:`PAResult`; the model is copied at the call."""
     base, log_z_a = base_model(model, train)
     path = _Path(model, base)
-    betas = ladder(steps)
+    return _population_annealing(path, base, log_z_a, replicas, ladder(steps), stream, populations)
+
+
+def _population_annealing(path: "_Path", base: torch.Tensor, log_z_a: float, replicas: int, betas: list,
+                          stream: Stream, populations: int):
     P, R = populations, replicas
-    X = _base_draws(model, base, P * R, stream)
+    X = _base_draws(path.model, base, P * R, stream)
     dev = X.device
     ancestors = torch.arange(R, device=dev).repeat(P, 1)
     offsets = (torch.arange(P, device=dev) * R)[:, None]
@@ -170,6 +195,13 @@ def population_annealing(model: FVBM | RBM, train: torch.Tensor, replicas: int, 
         X = X[(idx + offsets).reshape(-1)]
         if k < len(betas) - 1:
             X = path.move(X, betas[k], stream)
+        yield
     est = shared.ais_estimate(log_z)       # the P values of Z_p combine as AIS weights do
     families = sum(int(torch.unique(ancestors[p]).numel()) for p in range(P)) / (P * R)
     return PAResult(est.log_mean_weight, est.stderr, float(ess_sum) / (len(betas) - 1), families)
+
+
+def population_annealing(model: FVBM | RBM, train: torch.Tensor, replicas: int, steps: int,
+                         stream: Stream, populations: int = POPULATIONS) -> PAResult:
+    """ln Z by ``populations`` independent populations of ``replicas`` over ``ladder(steps)``."""
+    return drain(population_annealing_steps(model, train, replicas, steps, stream, populations))

@@ -16,6 +16,12 @@ method, or L-BFGS with a strong-Wolfe line search on the full-batch objective (e
 mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
+On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
+:class:`PCDChunk` (11 BLAS / elementwise calls per update on preallocated buffers, a chunk's
+uniforms drawn at once, one intra-op thread for small updates), ``cd`` through
+:func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
+uniforms (tests). The evaluations are jobs (:func:`evaluation`) a caller may spread over calls.
+
 Every learner also keeps ``chains`` chains for display and chain health (for pcd they are the
 training chains; for the others they advance ``gibbs_steps`` steps per update, outside the
 timed update): their mean energy per unit (F(v) / nv for the rbm) each update in a ring
@@ -91,6 +97,8 @@ class Learner:
     flip_steps: int = 0
     opt: torch.optim.Optimizer | None = None
     bufs: list | None = None        # the fused rbm update's momentum buffers
+    block: tuple | None = None      # (Wa, bWa): the augmented parameters and buffers (PCDChunk)
+    chunk: "PCDChunk | None" = None
     last_loss: torch.Tensor | None = None
     evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
 
@@ -162,11 +170,65 @@ class Learner:
             return energy
         return None
 
+    def _chunk_update(self, X: torch.Tensor, p: dict) -> None:
+        """PCD through :class:`PCDChunk` (the chains' energies and flips are accounted for
+        when the chunk is flushed: at its end, or when a frame reads them)."""
+        m, ch = self.model, self.chunk
+        if self.bufs is None:
+            self.bufs = [torch.zeros_like(t) for t in m.parameters()]
+        if self.block is None or m.W.data_ptr() != self.block[0].data_ptr():
+            self.flush()
+            self.block, self.chunk = PCDChunk.block(m, self.bufs), None
+            ch = None
+        shape = (self.chains.shape[0], X.shape[0], p["gibbs_steps"])
+        if ch is not None and (ch.full() or ch.shape != shape):
+            self.flush()
+            if ch.shape == shape:
+                ch.rollover()
+            else:
+                ch = None
+        if ch is None:
+            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], p["gibbs_steps"], self.block)
+        self.chains = ch.update(X, p["lr"], p["momentum"], p["weight_decay"], self.stream)
+
+    def flush(self) -> None:
+        """Account for the chunk's pending updates: energies into the ring, flips into the window."""
+        if self.chunk is None:
+            return
+        out = self.chunk.flush()
+        if out is None:
+            return
+        energy, flips, n = out
+        R, _, steps = self.chunk.shape
+        first = self.updates - n
+        idx = torch.arange(first, self.updates, device=energy.device) % ENERGY_HISTORY
+        self.energy_ring.index_copy_(0, idx, energy.to(self.energy_ring.dtype))
+        self.flip_sum += flips.to(self.flip_sum.dtype) / (R * self.model.nv * steps)
+        self.flip_steps += n
+
     def update(self, X: torch.Tensor, p: dict) -> None:
         """One parameter update on the batch X (model units); then the display chains move."""
         t0 = time.perf_counter()
         params = self.model.parameters()
         energy = None
+        if self.fused() and self.method == "pcd":
+            # one intra-op thread for small updates: a tiny matmul on an OpenMP/MKL team
+            # costs more than it computes (measured on the 2-core machine, the digits 64 x 256
+            # batch-10 epoch: 59 ms at 1 thread, 593 ms at 2, 82 ms switching per update)
+            threads = torch.get_num_threads()
+            small = threads > 1 and (X.shape[0] + self.chains.shape[0]) * self.model.nv * self.model.nh < SMALL_UPDATE
+            if small:
+                torch.set_num_threads(1)
+            try:
+                self._chunk_update(X, p)
+            finally:
+                if small:
+                    torch.set_num_threads(threads)
+            self.wall_s += time.perf_counter() - t0
+            self.updates += 1
+            return
+        self.flush()
+        self.chunk = None
         if self.fused():
             energy = self._fused_update(X, p)
         elif self.lbfgs:
@@ -206,6 +268,7 @@ class Learner:
 
     def take_flip_rate(self) -> float | None:
         """The window's mean flip rate, then a fresh window (observe's reduction)."""
+        self.flush()
         if not self.flip_steps:
             return None
         rate = float(self.flip_sum) / self.flip_steps
@@ -215,6 +278,7 @@ class Learner:
 
     def energy_trace(self) -> tuple[list[int], list[float]]:
         """(update, energy per unit) of the last ENERGY_HISTORY updates, oldest first."""
+        self.flush()
         n = min(self.updates, ENERGY_HISTORY)
         ring = self.energy_ring.tolist()
         first = self.updates - n
@@ -257,24 +321,184 @@ def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.
     return v, flips, energy
 
 
+SMALL_UPDATE = 1 << 21           # multiply-adds of a PCDChunk update below which it runs on one thread
+CHUNK_UPDATES = 128              # updates per chunk of the CPU rbm PCD path (<= ENERGY_HISTORY)
+CHUNK_ELEMS = 1 << 21            # cap on a chunk's history buffers, in numbers
+
+
+def _softplus_sums(A: torch.Tensor) -> torch.Tensor:
+    """mean over dim 1 of sum over dim 2 of softplus(A) = ln(1 + e^A), as ln(1 + e^min(A, 30))
+    (vectorised exp and log: torch's float64 softplus is several times slower) plus
+    max(A - 30, 0) where any entry exceeds 30; absolute error <= 1e-13 per entry."""
+    z = A.clamp(max=30.0)
+    big = bool(z.max() >= 30.0) if z.numel() else False
+    s = z.exp_().add_(1.0).log_().sum(2)
+    if big:
+        s += (A - 30.0).clamp_(min=0.0).sum(2)
+    return s.mean(1)
+
+
+class PCDChunk:
+    """The CPU rbm's PCD update as few BLAS / elementwise calls on preallocated buffers, with
+    the random numbers of a chunk of updates drawn up front.
+
+    At batch 10 an update is ~1 M multiply-adds, and each eager PyTorch call costs several
+    microseconds: what costs is the number of calls. The parameters live in one augmented
+    matrix Wa = [[W, b], [c^T, 0]] ((nv + 1) x (nh + 1); the model's W, b, c and the momentum
+    buffers become views of it and of its twin bWa), and the rows carry a constant 1 in a last
+    column, so [v, 1] Wa[:, :nh] = c + v W, [z, 1] Wa[:nv, :]^T = b + W z, and one matrix
+    product [x, 1]^T [p w, w] gives the gradients of W, b and c together. Per update: the
+    block-Gibbs step v -> z -> v' of the chains (mm, sigmoid, compare, twice per Gibbs step),
+    one mm and one sigmoid for the hidden probabilities of the new chains and of the batch
+    stacked (rows weighted +1/R and -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
+    statistics), one addmm into the momentum buffer and one subtraction: torch.optim.SGD's
+    convention, buf = mom buf + g + wd W, theta -= lr buf, as :func:`rbm_sgd_update`.
+
+    The uniforms of ``updates`` updates (float32, as the generic path draws them) come from
+    the learner's stream in one call when a chunk starts, so the draws depend only on the
+    update count. The chains after each update, and each update's pre-activations, stay in
+    the chunk's history, from which :meth:`flush` computes the flip counts and the chains'
+    free energies per unit (at the parameters before each update) in a few batched calls.
+    """
+
+    def __init__(self, model: RBM, bufs: list[torch.Tensor], chains: torch.Tensor, batch: int,
+                 steps: int, block: tuple[torch.Tensor, torch.Tensor]) -> None:
+        nv, nh = model.nv, model.nh
+        R, M = chains.shape[0], batch
+        dt, dev = chains.dtype, chains.device
+        self.shape = (R, M, steps)
+        per = (R + M) * (nv + nh + 2) + steps * R * (nv + nh)
+        self.C = C = max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+        self.Wa, self.bWa = Wa, bWa = block
+        self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
+        self.HB[0, :R, :nv] = chains
+        self.A = torch.empty(C, R + M, nh + 1, dtype=dt, device=dev)        # their [pre-activations, v.b]
+        self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
+                            torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
+        self.P = self.w.repeat(1, nh + 1)                                    # [w p(z|x), w]
+        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)
+        self.ah = torch.empty(R, nh, dtype=dt, device=dev)
+        self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)
+        self.av = torch.empty(R, nv, dtype=dt, device=dev)
+        self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)
+        self.pos = 0            # updates done in this chunk
+        self.flushed = 0        # of which flush has accounted for
+        # the views each update uses, made once (a slice is a dispatch too)
+        self.Wh, self.WvT, self.W = Wa[:, :nh], Wa[:nv, :].T, Wa[:nv, :nh]
+        self.bW = bWa[:nv, :nh]
+        self.z, self.Pz = self.ha[:, :nh], self.P[:, :nh]
+        self.rows = [self.HB[t] for t in range(C + 1)]
+        self.rows_T = [r.T for r in self.rows]
+        self.chain = [r[:R] for r in self.rows]
+        self.chain_bits = [r[:R, :nv] for r in self.rows]
+        self.data_bits = [r[R:, :nv] for r in self.rows]
+        self.pre = [self.A[t] for t in range(C)]
+        self.pre_z = [a[:, :nh] for a in self.pre]
+        self.uz = [[self.U[t, s, :, :nh] for s in range(steps)] for t in range(C)]
+        self.uv = [[self.U[t, s, :, nh:] for s in range(steps)] for t in range(C)]
+
+    @staticmethod
+    def block(model: RBM, bufs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move the model's W, b, c and the momentum buffers into augmented matrices (copies),
+        and make the model's and the buffers' tensors views of them."""
+        nv, nh = model.nv, model.nh
+        pair = []
+        for ts in (model.parameters(), bufs):
+            A = torch.zeros(nv + 1, nh + 1, dtype=model.W.dtype, device=model.W.device)
+            A[:nv, :nh], A[:nv, nh], A[nv, :nh] = ts[0], ts[1], ts[2]
+            pair.append(A)
+        Wa, bWa = pair
+        model.W, model.b, model.c = Wa[:nv, :nh], Wa[:nv, nh], Wa[nv, :nh]
+        bufs[:] = [bWa[:nv, :nh], bWa[:nv, nh], bWa[nv, :nh]]
+        return Wa, bWa
+
+    def full(self) -> bool:
+        return self.pos == self.C
+
+    def rollover(self) -> None:
+        """Start the next chunk from the last chains (call after :meth:`flush`)."""
+        self.HB[0].copy_(self.HB[self.C])
+        self.pos = self.flushed = 0
+
+    def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
+        """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
+        t = self.pos
+        if t == 0:      # float32 uniforms, as stream.rand draws them (in place when the dtype is float32)
+            if self.U.dtype == torch.float32:
+                stream.counter += 1
+                self.U.uniform_(generator=stream.generator)
+            else:
+                self.U.copy_(stream.rand(self.U.shape, torch.float32, self.U.device))
+        mm, lt = torch.mm, torch.lt
+        self.data_bits[t + 1].copy_(X)
+        v = self.chain[t]
+        last = len(self.uz[t]) - 1
+        for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
+            mm(v, self.Wh, out=self.ah).sigmoid_()
+            lt(uz, self.ah, out=self.z)
+            mm(self.ha, self.WvT, out=self.av).sigmoid_()
+            v = self.chain[t + 1] if s == last else self.tmp
+            lt(uv, self.av, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+        mm(self.rows[t + 1], self.Wa, out=self.pre[t])
+        torch.sigmoid(self.pre_z[t], out=self.Pz).mul_(self.w)
+        self.bWa.addmm_(self.rows_T[t + 1], self.P, beta=mom)
+        if wd:
+            self.bW.add_(self.W, alpha=wd)
+        self.Wa.sub_(self.bWa, alpha=lr)
+        self.pos = t + 1
+        return self.chain_bits[t + 1]
+
+    def flush(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """(mean free energy per unit of the chains after each update not yet accounted for,
+        at the parameters before it, (n,); units they flipped in those updates, 0-d; n), or
+        None when there is none."""
+        f, t = self.flushed, self.pos
+        if t == f:
+            return None
+        R, _, _ = self.shape
+        nv = self.av.shape[1]
+        A = self.A[f:t, :R]
+        energy = -(A[..., -1].mean(1) + _softplus_sums(A[..., :-1])) / nv
+        flips = torch.ne(self.HB[f + 1:t + 1, :R, :nv], self.HB[f:t, :R, :nv]).sum()
+        self.flushed = t
+        return energy, flips, t - f
+
+
 def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:
     """E(s) for the fvbm, F(v) for the rbm, per row."""
     return model.energy(X) if isinstance(model, FVBM) else model.free_energy(X)
 
 
-def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
-             runs: int, steps: int, stream: Stream, with_pa: bool = True) -> dict:
-    """ln Z three ways on one parameter snapshot (exact where enumerable, AIS, population
-    annealing), and from it the mean log-likelihoods, KL(data || model) (exact only) and the
-    reconstruction error. Float64 throughout; values are host floats (None where absent)."""
+def evaluation(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
+               runs: int, steps: int, stream: Stream, with_pa: bool = True):
+    """:func:`evaluate` as a job: a generator that yields after each unit of work (each chunk
+    of the exact enumeration, each AIS and each population-annealing ladder step, the
+    log-likelihoods) and
+    returns the scalars. The parameters are snapshotted at this call, so the job describes
+    them however late it runs; its random draws come from ``stream`` in the same order as
+    :func:`evaluate`'s, so spreading it over calls changes no number. ``evaluation_units``
+    says how many yields it makes."""
     snap = model.clone(torch.float64)
     train = train_bits.to(device=snap.parameters()[0].device, dtype=torch.float64)
+    return _evaluation(snap, train, heldout_bits, runs, steps, stream, with_pa)
+
+
+def evaluation_units(model: FVBM | RBM, steps: int, with_pa: bool = True) -> int:
+    """The number of yields of an :func:`evaluation` of ``model`` over ``ladder(steps)``:
+    one per chunk of the exact enumeration (where enumerable), one per AIS and per PA
+    ladder step, one for the log-likelihoods."""
+    K = len(annealing.ladder(steps)) - 1
+    return (exact.chunks(model) if exact.enumerable(model) else 0) + K * (2 if with_pa else 1) + 1
+
+
+def _evaluation(snap: FVBM | RBM, train: torch.Tensor, heldout_bits: torch.Tensor | None, runs: int,
+                steps: int, stream: Stream, with_pa: bool):
     out: dict = {"log_z_exact": None}
     if exact.enumerable(snap):
-        out["log_z_exact"] = exact.log_z(snap)
-    out["log_z_ais"], out["log_z_ais_stderr"] = annealing.ais(snap, train, runs, steps, stream)
+        out["log_z_exact"] = yield from exact.log_z_steps(snap)
+    out["log_z_ais"], out["log_z_ais_stderr"] = yield from annealing.ais_steps(snap, train, runs, steps, stream)
     if with_pa:
-        pa = annealing.population_annealing(snap, train, max(2, runs // 4), steps, stream)
+        pa = yield from annealing.population_annealing_steps(snap, train, max(2, runs // 4), steps, stream)
         out.update(log_z_pa=pa.log_z, log_z_pa_stderr=pa.stderr, pa_ess_fraction=pa.ess_fraction,
                    pa_families_fraction=pa.families_fraction)
     known = out["log_z_exact"] is not None
@@ -290,4 +514,13 @@ def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Te
     else:
         out["kl_data_model"] = exact.kl_data_model(snap, to_units(snap, train), lz)
     out["reconstruction_error"] = reconstruction_error(snap, train)
+    yield
     return out
+
+
+def evaluate(model: FVBM | RBM, train_bits: torch.Tensor, heldout_bits: torch.Tensor | None,
+             runs: int, steps: int, stream: Stream, with_pa: bool = True) -> dict:
+    """ln Z three ways on one parameter snapshot (exact where enumerable, AIS, population
+    annealing), and from it the mean log-likelihoods, KL(data || model) (exact only) and the
+    reconstruction error. Float64 throughout; values are host floats (None where absent)."""
+    return annealing.drain(evaluation(model, train_bits, heldout_bits, runs, steps, stream, with_pa))

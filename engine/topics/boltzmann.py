@@ -12,8 +12,15 @@ Every ``eval_every`` updates (and at update 0) each run's parameters are snapsho
 is taken three ways on that snapshot: exactly by enumeration where <= 20 units are enumerated,
 by AIS and by population annealing over the same ladder (engine.models.boltzmann_annealing,
 with the evaluation's own random stream); the log-likelihoods follow from the exact value
-where there is one, else from AIS. The evaluations run synchronously inside ``step`` (so
-files and the app are reproducible for a seed); ``observe`` only reads.
+where there is one, else from AIS. An evaluation is a job (learning.evaluation: a generator
+over its units of work: each chunk of 2^14 states of the exact enumeration, each AIS and
+each PA ladder step) that ``step`` advances: with
+``eval_slice = 0`` (the default, headless) all of it inside the update it is due at; with
+``eval_slice = n`` (the app's setting, ``interactive``) n units per update, so the stream of
+updates never stalls, the figures appearing some updates later with ``eval_update`` naming
+their snapshot (an evaluation due while one is in progress is skipped, and counted). The
+jobs draw the evaluation stream in the same order either way, so the figures are the same;
+everything is decided in ``step`` and is reproducible for a seed; ``observe`` only reads.
 
 Frame scalars, unsuffixed in a single-method run and suffixed ``_<method>`` in compare mode:
     log_likelihood, log_likelihood_heldout   mean log q(x) per sample, train / held out
@@ -31,7 +38,8 @@ Frame scalars, unsuffixed in a single-method run and suffixed ``_<method>`` in c
     chain_energy                             the chains' mean energy per unit now
     flip_rate, update_ms                     window: units flipped per unit per Gibbs step, ms per update
     (wall_s and update_ms are timings: listed in window_scalars, as throughput is)
-Unsuffixed always: log_likelihood_best (-H(data) when every row is distinct: bars and stripes),
+Unsuffixed always: eval_progress, eval_running, evals_skipped (the evaluation in progress: the
+fraction done, its snapshot's update or -1, evaluations skipped), log_likelihood_best (-H(data) when every row is distinct: bars and stripes),
 log_likelihood_teacher (planted, where the teacher's ln Z is known), updates_per_s and
 chain_sweeps_per_s (window).
 """
@@ -55,6 +63,7 @@ from ..params import Param, ParamError
 from ..topic import Frame, Scalar, Topic, View
 
 METHOD_CHOICES = learning.METHODS + ("compare",)
+DTYPES = {"auto": None, "float64": torch.float64, "float32": torch.float32}
 EVAL_HISTORY = 400
 TRACE_HISTORY = 2000
 
@@ -92,6 +101,9 @@ _SCALARS = (
             for n, label, unit, text in sorted(_RUN_SCALARS, key=lambda r: -len(r[0])))
     + (Scalar("log_likelihood_best", "best log-likelihood", "nats", "-H(data) where every row is distinct (bars and stripes)"),
        Scalar("log_likelihood_teacher", "teacher's log-likelihood", "nats", "the planted teacher's own, where its ln Z is known"),
+       Scalar("eval_progress", "evaluation progress", "", "fraction done of the ln Z evaluation in progress (1: none)"),
+       Scalar("eval_running", "evaluating update", "", "the update whose snapshot is being evaluated (-1: none)"),
+       Scalar("evals_skipped", "evaluations skipped", "", "evaluations due while the previous one was still running"),
        Scalar("updates_per_s", "updates/s", "1/s", "window: parameter updates per second, all runs"),
        Scalar("chain_sweeps_per_s", "chain-sweeps/s", "1/s", "window: chains x Gibbs steps per second, all runs"))
 )
@@ -118,6 +130,11 @@ class State:
     mark: tuple = (0.0, 0, 0.0)                 # (time, updates, chain sweeps) at the last frame
     sweeps: float = 0.0
     references: dict = field(default_factory=dict)  # log_likelihood_best / _teacher, fixed by the data
+    jobs: list = field(default_factory=list)    # the evaluation in progress: [(learner, update, wall_s, job)]
+    job_done: int = 0                           # its units of work done, of job_total
+    job_total: int = 0
+    eval_running: int = -1                      # the update it describes (-1: none in progress)
+    evals_skipped: int = 0                      # evaluations due while one was still in progress
 
 
 class BoltzmannTopic(Topic):
@@ -156,10 +173,15 @@ class BoltzmannTopic(Topic):
               lo=1, hi=1_000_000, log=True),
         Param("eval_every", "int", 200, "updates between ln Z evaluations (exact, AIS, PA)",
               lo=1, hi=1_000_000, log=True),
+        Param("eval_slice", "int", 0, "evaluation work per update, in AIS / PA ladder steps or chunks of "
+              "2^14 enumerated states (0: the whole "
+              "evaluation inside the update it is due at; the app uses 20)", lo=0, hi=1_000_000, log=False),
         Param("ais_runs", "int", 100, "AIS runs (population annealing: 8 populations of ais_runs/4)",
               lo=2, hi=100_000, log=True),
         Param("ais_betas", "int", 1000, "intermediate distributions of the AIS / PA ladder",
               lo=1, hi=100_000, log=True),
+        Param("dtype", "choice", "auto", "parameters, chains and updates: auto is float32 on CUDA, float64 on "
+              "the CPU (the ln Z evaluations are float64 whatever this is)", choices=tuple(DTYPES), live=False),
         Param("bas_size", "int", 3, "bars and stripes: n x n images (3: 14 patterns, 4: 30)", lo=2, hi=6,
               live=False),
         Param("L", "int", 4, "lattice side (graph=lattice, planted_lattice)", lo=4, hi=64, live=False,
@@ -176,7 +198,9 @@ class BoltzmannTopic(Topic):
         View("plot", "chain energy per unit", source="chain_energy"),
     )
     quick = {"eval_every": 5, "ais_runs": 16, "ais_betas": 40, "chains": 20, "batch_size": 7}
+    interactive = {"eval_slice": 20}
     window_scalars = ("flip_rate*", "update_ms*", "wall_s*", "updates_per_s", "chain_sweeps_per_s")
+    every = 50    # a frame (chain energy, flip rate, tables) ~ 4.5 updates at the defaults: ~8% (BENCHMARKS.md)
     scalars = _SCALARS
 
     # -- params ------------------------------------------------------------------------------
@@ -205,7 +229,7 @@ class BoltzmannTopic(Topic):
     # -- contract ------------------------------------------------------------------------------
     def init(self, p: Mapping[str, Any], device: torch.device, seed: int) -> State:
         data = bdata.load(dict(p), seed)
-        dtype = torch.float32 if device.type == "cuda" else torch.float64
+        dtype = DTYPES[p["dtype"]] or (torch.float32 if device.type == "cuda" else torch.float64)
         gen = torch.Generator().manual_seed(int(seed))
         n = data.units
         if p["model"] == "rbm":
@@ -224,7 +248,8 @@ class BoltzmannTopic(Topic):
             state.teacher_theta = J[base.iu.cpu(), base.ju.cpu()].to(device=device, dtype=dtype)
         state.references = _references(data)
         state.notes.append(f"data: {data.description}")
-        self._evaluate(state, p)
+        self._start_evaluation(state, p)
+        self._advance_evaluation(state, 0)
         state.mark = (time.perf_counter(), 0, 0.0)
         return state
 
@@ -290,27 +315,56 @@ class BoltzmannTopic(Topic):
         state.updates += 1
         state.sweeps += p["chains"] * p["gibbs_steps"] * len(state.learners)
         if state.updates % p["eval_every"] == 0:
-            self._evaluate(state, p)
+            if state.jobs:
+                state.evals_skipped += 1
+            else:
+                self._start_evaluation(state, p)
+        if state.jobs:
+            self._advance_evaluation(state, p["eval_slice"])
 
-    def _evaluate(self, state: State, p: Mapping[str, Any]) -> None:
-        for ln in state.learners:
-            ev = learning.evaluate(ln.model, state.train_bits, state.heldout_bits, p["ais_runs"],
-                                   p["ais_betas"], state.eval_stream)
-            ev["eval_update"] = ln.updates
+    def _start_evaluation(self, state: State, p: Mapping[str, Any]) -> None:
+        """Snapshot every run's parameters now (learning.evaluation) as one evaluation job;
+        its results join the run's evaluations when the job ends."""
+        state.jobs = [(ln, ln.updates, ln.wall_s,
+                       learning.evaluation(ln.model, state.train_bits, state.heldout_bits, p["ais_runs"],
+                                           p["ais_betas"], state.eval_stream))
+                      for ln in state.learners]
+        state.job_done = 0
+        state.job_total = sum(learning.evaluation_units(ln.model, p["ais_betas"]) for ln in state.learners)
+        state.eval_running = state.updates
+
+    def _advance_evaluation(self, state: State, budget: int) -> None:
+        """Up to ``budget`` units of the evaluation in progress (0: all of it). The jobs run
+        one after another, so the evaluation stream is drawn in the same order whatever the
+        budget: the figures do not depend on it, only the update at which they appear."""
+        left = budget if budget > 0 else math.inf
+        while state.jobs and left > 0:
+            ln, update, wall_s, job = state.jobs[0]
+            try:
+                next(job)
+                state.job_done += 1
+                left -= 1
+                continue
+            except StopIteration as stop:
+                ev = stop.value
+            state.jobs.pop(0)
+            ev["eval_update"] = update
             if ln.method == "cd" and ln.evals:
-                self._cd_note(state, ln, ev)
-            ln.evals.append((ln.updates, ln.wall_s, ev))
+                self._cd_note(state, ln, ev, update)
+            ln.evals.append((update, wall_s, ev))
             if len(ln.evals) > EVAL_HISTORY:
                 del ln.evals[1::2]
+        if not state.jobs:
+            state.eval_running = -1
 
-    def _cd_note(self, state: State, ln: learning.Learner, ev: dict) -> None:
+    def _cd_note(self, state: State, ln: learning.Learner, ev: dict, update: int) -> None:
         """The known CD failure, shown: the held-out log-likelihood falls while the
         reconstruction error keeps improving."""
         prev = ln.evals[-1][2]
         key = "log_likelihood_heldout" if "log_likelihood_heldout" in ev else "log_likelihood"
         if ev[key] < prev[key] - 1e-3 and ev["reconstruction_error"] < prev["reconstruction_error"]:
             state.notes.append(f"cd: {key.replace('_', ' ')} fell {prev[key]:.4f} -> {ev[key]:.4f} at update "
-                               f"{ln.updates} while the reconstruction error improved "
+                               f"{update} while the reconstruction error improved "
                                f"{prev['reconstruction_error']:.4f} -> {ev['reconstruction_error']:.4f}")
 
     def observe(self, state: State, p: Mapping[str, Any]) -> Frame:
@@ -339,6 +393,9 @@ class BoltzmannTopic(Topic):
             if ln.updates:
                 sc["update_ms" + sfx] = 1000.0 * ln.wall_s / ln.updates
         sc.update(state.references)
+        sc["eval_progress"] = state.job_done / state.job_total if state.jobs else 1.0
+        sc["eval_running"] = state.eval_running
+        sc["evals_skipped"] = state.evals_skipped
         now = time.perf_counter()
         t, u, s = state.mark
         if now > t and state.updates > u:
@@ -369,6 +426,9 @@ class BoltzmannTopic(Topic):
                          (e["log_z_ais"], e["log_z_ais_stderr"]),
                          (e.get("log_z_pa"), e.get("log_z_pa_stderr")),
                          e.get("pa_ess_fraction"), e.get("pa_families_fraction")])
+        if state.jobs:      # the evaluation in progress: its snapshot's update, how far along
+            rows.append([f"eval {100.0 * state.job_done / state.job_total:.0f}%", state.eval_running,
+                         None, None, None, None, None])
         v["log_z_table"] = {"columns": ["method", "update", "exact", "AIS", "PA", "ESS/R", "families/R"],
                             "rows": rows}
         rows = []

@@ -173,6 +173,7 @@ class KFACTopic(Topic):
     quick = {"widths": (16, 4), "batch_size": 32, "t_cov": 1, "t_inv": 5, "cg_iters": 20}
     # the training loss is a mean over the steps since the last frame; step times are throughput
     window_scalars = ("loss_*", "step_time_*")
+    every = 2     # a frame (validation loss and accuracy per method) ~ 0.1 steps: ~5% (BENCHMARKS.md)
     # per run (kfac_true, kfac_empirical, sgd, adam, ngd): the run's name fills the {}
     scalars = (
         Scalar("kl_budget", "KL budget (ngd)", "nats", "the natural gradient's trust region epsilon"),

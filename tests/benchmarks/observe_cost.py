@@ -1,4 +1,4 @@
-"""What one frame costs against one step, for the Ising-family topics at their defaults, and
+"""What one frame costs against one step, for every topic at its defaults, and
 the smallest ``every`` that keeps observing under 10% of a run (Topic.every, the default of
 ``mletui run --every``).
 
@@ -6,7 +6,8 @@ For each topic, one step and one observe alternate (engine.bench.timing.interlea
 figure the median over the rounds, so a load that comes and goes hits both). The state is
 first advanced to where observing costs the most: past the burn-in with the ising topic's
 R-hat buffer full (its frames sort those draws), and, for the annealing topics, every
-observe sees a new beta (a new Kaufman value to compute), as in a run. CPU kernel builds are
+observe sees a new beta (a new Kaufman value to compute), as in a run; the other topics are
+stepped a few times first (their frames cost the same at any step). CPU kernel builds are
 waited for before timing (the compiled kernels are what a long run steps with). With t_step
 and t_obs the medians, observing every k steps costs t_obs / (k t_step + t_obs) of the run;
 the script prints k_min = 9 t_obs / t_step (10%) and that share at the topic's ``every``.
@@ -26,7 +27,7 @@ from mletui.engine.bench import timing
 from mletui.engine.kernels import checkerboard
 from mletui.engine.topics import all_topics
 
-TOPICS = ("ising", "annealing", "tempering", "population")
+TOPICS = tuple(all_topics())
 
 
 def advanced_state(topic, p):

@@ -276,3 +276,67 @@ def test_fused_rbm_update_equals_the_generic_gibbs_and_sgd_step():
         assert float(energy) == pytest.approx(energy_ref, rel=1e-12)
         for a, b in zip(fused.parameters(), ref.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("steps, batch, dtype", [(1, 9, torch.float64), (2, 12, torch.float64), (1, 10, torch.float32)])
+def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monkeypatch, steps, batch, dtype):
+    """The CPU rbm PCD path (PCDChunk: augmented parameters, a chunk's uniforms drawn up front,
+    energies and flips accounted for at flush) against rbm_sgd_update fed the same uniforms,
+    across two chunk rollovers, with a batch-size change (a new chunk) and an observation
+    (flush) in the middle of a chunk: equal chains, parameters to 1e-12, the energy ring and
+    the flip rate alike (float32: to float32's precision)."""
+    from mletui.engine.models import boltzmann_learning as bl
+
+    monkeypatch.setattr(bl, "CHUNK_UPDATES", 3)
+    nv, nh, R = 6, 4, 9
+    tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    ref = _rbm(nv, nh, 40).clone(dtype)
+    ln = bl.Learner("pcd", ref.clone(), "sgd", _bits(R, nv, 41).to(dtype), Stream.new(42, "cpu"))
+    p = {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.01, "gibbs_steps": steps, "batch_size": batch}
+    ln.build_optimizer(p)
+    twin = Stream.new(42, "cpu")
+    bufs = [torch.zeros_like(t) for t in ref.parameters()]
+    v_ref, U, t, energies, flips = _bits(R, nv, 41).to(dtype), None, 0, [], []
+    sizes = [batch] * 4 + [5] * 4
+    for update, M in enumerate(sizes):
+        if U is None or t == 3 or (update and M != sizes[update - 1]):
+            U, t = twin.rand((3, steps, R, nh + nv), torch.float32, "cpu"), 0
+        X = _bits(M, nv, 50 + update).to(dtype)
+        ln.update(X, {**p, "batch_size": M})
+        v_new, f, e = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
+                                        0.1, 0.5, 0.01)
+        t += 1
+        flips.append(float(f) / (R * nv * steps))
+        energies.append(float(e))
+        v_ref = v_new
+        assert torch.equal(ln.chains, v_ref)
+        for a, b in zip(ln.model.parameters(), ref.parameters()):
+            assert a.dtype == dtype
+            torch.testing.assert_close(a, b, **tol)
+        if update == 1:
+            assert ln.take_flip_rate() == pytest.approx(sum(flips) / 2, rel=tol["rtol"])
+    assert ln.take_flip_rate() == pytest.approx(sum(flips[2:]) / (len(flips) - 2), rel=tol["rtol"])
+    xs, ys = ln.energy_trace()
+    assert xs == list(range(1, len(sizes) + 1))
+    assert ys == pytest.approx(energies, rel=tol["rtol"])
+
+
+def test_log_z_in_steps_yields_once_per_chunk_and_returns_log_z(monkeypatch):
+    """The evaluation's exact ln Z, spread over steps: one yield per chunk of states, the
+    same ln Z as in one call (and as the dense logsumexp)."""
+    r = _rbm(10, 12, 60, scale=0.4)
+    whole = exact.log_z(r)
+    monkeypatch.setattr(exact, "CHUNK", 64)
+    assert exact.chunks(r) == 16
+    job, yields = exact.log_z_steps(r), 0
+    while True:
+        try:
+            next(job)
+            yields += 1
+        except StopIteration as stop:
+            value = stop.value
+            break
+    assert yields == 16 and value == pytest.approx(whole, rel=1e-13)
+    V = _all_states(10, False)
+    dense = float(torch.logsumexp(V @ r.b + torch.nn.functional.softplus(V @ r.W + r.c).sum(1), 0))
+    assert value == pytest.approx(dense, rel=1e-12)

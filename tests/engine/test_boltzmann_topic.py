@@ -285,3 +285,66 @@ def test_quick_benchmark_rows_carry_their_baselines():
     assert -64 * math.log(2) < ll["value"] < 0 and -64 * math.log(2) < ll["baseline_value"] < 0
     race = {r["case"].split(":")[1].split()[0]: r for r in rows if r["case"].startswith("planted")}
     assert set(race) == {"mpf", "pl", "pcd"} and race["mpf"]["ratio"] is not None
+
+
+def test_an_evaluation_spread_over_updates_gives_the_synchronous_figures_later():
+    """eval_slice = 25: each update does at most 25 units of the evaluation in progress; the
+    figures are exactly those of eval_slice = 0 (same snapshots, the evaluation stream drawn in
+    the same order), they appear at a later update, and the frames say which update is being
+    evaluated and how far along. With a slice too small to finish before the next one is due,
+    that one is skipped and counted."""
+    from mletui.engine.models import boltzmann_learning as learning
+
+    base = {"dataset": "bars_stripes", "hidden": 8, "method": "compare", "eval_every": 10,
+            "ais_runs": 8, "ais_betas": 20, "chains": 10, "batch_size": 7}
+    sync = TOPIC.resolve(base)
+    spread = TOPIC.resolve({**base, "eval_slice": 25})
+    a, b = TOPIC.init(sync, CPU, 3), TOPIC.init(spread, CPU, 3)
+    methods = [ln.method for ln in a.learners]
+    assert len(methods) == 5 and not b.jobs and b.eval_running == -1     # init evaluates at once
+    per_eval = sum(learning.evaluation_units(ln.model, 20) for ln in a.learners)
+    assert per_eval == 5 * (1 + 2 * 20 + 1)            # 2^8 states: one chunk; 20 AIS, 20 PA steps
+    assert 10 > -(-per_eval // 25) > 1                 # a few updates, fewer than eval_every
+    shown = {}
+    for update in range(1, 41):
+        TOPIC.step(a, sync)
+        before = b.job_done
+        TOPIC.step(b, spread)
+        started = b.eval_running == update
+        assert b.job_done - (0 if started else before) <= 25
+        sc = TOPIC.observe(b, spread).scalars
+        if b.jobs:
+            assert sc["eval_running"] == 10 * (update // 10)
+            assert sc["eval_progress"] == b.job_done / per_eval < 1
+        else:
+            assert sc["eval_running"] == -1 and sc["eval_progress"] == 1.0
+        shown[update] = sc["eval_update_" + methods[0]]
+    assert shown[10] == 0 and shown[19] == 10 and shown[40] == 30 and b.evals_skipped == 0
+    for la, lb in zip(a.learners, b.learners):
+        assert [u for u, _, _ in la.evals] == [0, 10, 20, 30, 40]
+        assert [u for u, _, _ in lb.evals] == [0, 10, 20, 30]
+        assert [ev for _, _, ev in lb.evals] == [ev for _, _, ev in la.evals[:4]]
+    slow = TOPIC.resolve({**base, "eval_slice": 3})
+    c = TOPIC.init(slow, CPU, 3)
+    for _ in range(20):
+        TOPIC.step(c, slow)
+    assert c.evals_skipped == 1 and c.eval_running == 10
+    assert TOPIC.observe(c, slow).scalars["evals_skipped"] == 1
+
+
+def test_a_spread_evaluation_is_decided_by_step_not_by_observation():
+    """The --every invariance with eval_slice > 0 (the app's setting): every=1 and every=7
+    give the same scalars at the common steps, window scalars aside, while evaluations
+    start, run across updates and finish between the frames."""
+    import fnmatch
+
+    params = {**TOPIC.quick, "eval_slice": 60, "method": "compare"}
+    ones = {f.step: f.scalars for f in run(TOPIC, 28, params, seed=5, every=1)}
+    sevens = {f.step: f.scalars for f in run(TOPIC, 28, params, seed=5, every=7)}
+    assert {ones[s]["eval_running"] for s in ones} >= {-1, 5, 15} and ones[28]["evals_skipped"] > 0
+    for step in (7, 14, 21, 28):
+        a, b = ones[step], sevens[step]
+        assert set(a) == set(b)
+        for name, value in a.items():
+            if not any(fnmatch.fnmatchcase(name, pat) for pat in TOPIC.window_scalars):
+                assert value == b[name] or abs(value - b[name]) <= 1e-12 * max(abs(value), abs(b[name])), name

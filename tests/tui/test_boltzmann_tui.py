@@ -30,6 +30,9 @@ def test_boltzmann_pane_draws_switches_method_live_and_refuses_exact_at_64_units
         for view in TOPIC.views:
             assert view.source in frame.views, view.source
         assert frame.scalars["log_likelihood_kind"] == "ais"
+        # the app spreads the evaluations over updates (Topic.interactive); headless runs do not
+        assert runner.params["eval_slice"] == TOPIC.interactive["eval_slice"] > 0
+        assert TOPIC.default_params()["eval_slice"] == 0
         panel.select("method")
         await pilot.pause()
         await type_value(pilot, panel, "exact")

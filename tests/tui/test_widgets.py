@@ -89,6 +89,17 @@ def test_ticks_on_integer_axes_are_integers_and_one_point_gets_short_labels():
     assert one.lo < -2.108 < one.hi and max(len(s) for s in one.labels) <= 4, one
 
 
+def test_a_range_far_below_the_values_magnitude_gets_distinct_labels_and_a_floor():
+    """A converged EM log-likelihood (-2.1075030 and -2.1075025 for the two fits) once drew
+    two ticks both labelled "-2.107502e0"."""
+    t = linear_ticks(-2.1075030, -2.1075025, 5)
+    assert len(set(t.labels)) == len(t.labels) and all("e" not in s for s in t.labels), t
+    assert t.hi - t.lo >= 1e-5 * 2.1075 * 0.999          # flat at this scale: drawn flat
+    assert t.lo <= -2.1075030 and t.hi >= -2.1075025
+    for v, s in zip(t.values, t.labels):
+        assert float(s) == pytest.approx(v, rel=1e-9)
+
+
 def test_log_ticks_are_decades_over_many_decades_and_round_values_over_few():
     assert log_ticks(1e-9, 1e3, 5).labels == ("1e-9", "1e-6", "0.001", "1", "1000")
     assert log_ticks(0.003, 0.7, 5).labels == ("0.001", "0.01", "0.1", "1")
@@ -496,6 +507,42 @@ def test_values_panel_shows_labels_and_units_and_scrolls_with_the_selection():
         assert "of 30" in str(r.border_subtitle)
 
     hosted(r, script, size=(30, 10))
+
+
+def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
+    """A string scalar ("compiling for L=16, first time only") once set the value column to
+    its own width, and every label became one letter at 80x24."""
+    topic = Sweeps()
+    topic.labels = {"sweep": ("sweep", "sweeps"), "energy": ("energy per spin", "J"),
+                    "compiling": ("compiling", "")}
+    frame = Frame(scalars={"sweep": 4, "energy": -0.0080002, "compiling": "compiling for L=16, first time only"})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = r.render().plain.splitlines()
+        width = r.content_size.width
+        assert len(lines) == 3 and all(len(line) <= width for line in lines), lines
+        assert lines[0].startswith("sweep") and lines[0].endswith("4 sweeps")
+        assert lines[1].startswith("energy per spin") and lines[1].endswith("-0.0080002 J")
+        assert lines[2].startswith("compiling compiling for L=16") and lines[2].endswith("…")
+
+    hosted(r, script, size=(34, 6))
+
+
+def test_labels_that_differ_only_in_their_qualifier_stay_apart_when_shortened():
+    """The K-FAC values panel showed four rows "Fi. er. (kf._tr" (per-layer Fisher errors
+    of kfac_true_0 ... _3): the qualifier is what tells rows apart, so it is kept."""
+    from mletui.tui.widgets.labels import abbreviate
+
+    labels = [f"Fisher error (kfac_true_{k})" for k in range(4)] + ["Fisher error (kfac_empirical_0)"]
+    for width in (15, 18, 22):
+        short = [abbreviate(lab, width) for lab in labels]
+        assert all(len(s) <= width for s in short), short
+        assert len(set(short)) == len(labels), short
+        assert all(s.endswith(")") for s in short), short
+    assert abbreviate("step time (sgd)", 15) == "step time (sgd)"
 
 
 # -- the parameter panel ------------------------------------------------------------------

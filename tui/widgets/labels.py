@@ -46,8 +46,32 @@ def with_unit(label: str, unit: str) -> str:
 _WORD = re.compile(r"[A-Za-z]{4,}")
 
 
+_QUALIFIED = re.compile(r"^(.*\S)\s*(\([^()]*\))$")
+
+
 @lru_cache(maxsize=4096)  # a pure function, called for every label of every redraw
 def abbreviate(text: str, width: int, cut: bool = True) -> str:
+    """``text`` in at most ``width`` characters (see ``_abbreviate``). A trailing
+    qualifier in parentheses is what tells rows apart ("Fisher error (kfac_true_0)",
+    "... (kfac_true_1)"): the words before it are shortened first, and the qualifier is
+    kept whole, or else shortened word by word, but never cut at the end."""
+    m = _QUALIFIED.match(text) if len(text) > width > 0 else None
+    if m:
+        head, qual = m.groups()
+        inner = qual[1:-1]
+        short_qual = "(" + _abbreviate(inner, max(1, width - 6), cut=False) + ")"
+        # words shortened but whole first (qualifier whole, then shortened); cut words last
+        for q, cut_head, least in ((qual, False, 2), (short_qual, False, 2), (qual, True, 4), (short_qual, True, 3)):
+            room = width - len(q) - 1
+            if room < least:
+                continue
+            h = _abbreviate(head, room, cut=cut_head)
+            if h and len(h) <= room:
+                return f"{h} {q}"
+    return _abbreviate(text, width, cut)
+
+
+def _abbreviate(text: str, width: int, cut: bool = True) -> str:
     """``text`` in at most ``width`` characters: long words are cut to a stem and a dot,
     longest first ("magnetization_per_spin" -> "magn._per_spin"); digits are never cut.
     Only when that is not enough, and ``cut`` allows it, are characters dropped from the

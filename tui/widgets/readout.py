@@ -70,9 +70,28 @@ class Readout(Widget, can_focus=True):
             if unit and cell_len(text) + 1 + cell_len(unit) <= width // 2:
                 text = f"{text} {unit}"
             rows.append((label, text, isinstance(v, float) and not finite(v)))
-        value_w = max((cell_len(t) for _, t, _ in rows), default=0)
+        value_w = self._value_width(rows, width)
         label_w = max(1, width - value_w - 1)
-        return [(abbreviate(lab, label_w), t, bad) for lab, t, bad in rows]
+        out = []
+        for lab, t, bad in rows:
+            if cell_len(t) <= value_w:
+                out.append((abbreviate(lab, label_w), t, bad))
+                continue
+            # a long text (a string, e.g. "compiling for L=1024, first time only"): it does not
+            # set the column, its label is shortened to a third and the text cut at the end
+            lab = abbreviate(lab, max(3, width // 3))
+            room = max(1, width - cell_len(lab) - 1)
+            if cell_len(t) > room:
+                t = t[: max(0, room - 1)] + ("~" if self.app_ascii else "…")
+            out.append((lab, t, bad))
+        return out
+
+    @staticmethod
+    def _value_width(rows: list[tuple[str, str, bool]], width: int) -> int:
+        """The value column: as wide as the widest value that takes at most half the
+        panel (numbers always do); a longer text is laid out on its own row."""
+        fits = [cell_len(t) for _, t, _ in rows if cell_len(t) <= max(10, width // 2)]
+        return max(fits, default=0)
 
     # -- keys ---------------------------------------------------------------------------
     def action_move(self, delta: int) -> None:
@@ -118,13 +137,16 @@ class Readout(Widget, can_focus=True):
         else:
             self._subtitle("")
         out = Text(no_wrap=True, overflow="crop")
-        value_w = max((cell_len(t) for _, t, _ in rows), default=0)
+        value_w = self._value_width(rows, width)
         for i, (label, text, bad) in enumerate(shown):
             row = self.top + i
             style = "reverse" if (row == self.selected and self.has_focus) else ""
             label_w = width - value_w - 1
+            if cell_len(text) > value_w:   # a long text: right after its label
+                label_w = cell_len(label)
             out.append(label + " " * max(1, label_w - cell_len(label) + 1), style=("dim " + style).strip())
-            out.append(" " * (value_w - cell_len(text)) + text, style=("bold red " + style).strip() if bad else style)
+            out.append(" " * max(0, value_w - cell_len(text)) + text,
+                       style=("bold red " + style).strip() if bad else style)
             if i < len(shown) - 1:
                 out.append("\n")
         return out

@@ -63,11 +63,11 @@ def tick_label(value: float, step: float) -> str:
     if value == 0 or abs(value) < step * 1e-6:
         return "0"
     mag = abs(value)
-    if 1e-3 <= mag < 1e5 and step >= 1e-4:
+    if 1e-3 <= mag < 1e5 and _decimals(step) <= 7:
         return f"{value:.{_decimals(step)}f}"
     exp = math.floor(math.log10(mag) + 1e-12)
     digits = max(0, exp - math.floor(math.log10(step) + 1e-9))
-    mant = f"{value / 10.0 ** exp:.{min(digits, 6)}f}"
+    mant = f"{value / 10.0 ** exp:.{min(digits, 7)}f}"
     if "." in mant:
         mant = mant.rstrip("0").rstrip(".")
     if mant in ("10", "-10"):  # rounding carried into the next decade
@@ -75,13 +75,24 @@ def tick_label(value: float, step: float) -> str:
     return f"{mant}e{exp}"
 
 
+# The narrowest span an axis shows, relative to its values' magnitude: a converged
+# log-likelihood of -2.1075 jittering by 5e-7 is drawn flat on ticks 5e-6 apart, which
+# a label of seven significant digits can still tell apart.
+MIN_RELATIVE_SPAN = 1e-5
+
+
 def _pad(lo: float, hi: float, integer: bool = False) -> tuple[float, float]:
     """A non-empty range around a single value, so that one point still gets sensible axes:
-    a tenth of the value's order of magnitude either side (one unit on integer axes)."""
-    if hi > lo:
-        return lo, hi
-    if integer:
+    a tenth of the value's order of magnitude either side (one unit on integer axes); a
+    range narrower than MIN_RELATIVE_SPAN of its magnitude is widened to that, centred."""
+    if integer and hi <= lo:
         return lo - 1, hi + 1
+    mag = max(abs(lo), abs(hi))
+    if hi > lo and (integer or hi - lo >= MIN_RELATIVE_SPAN * mag):
+        return lo, hi
+    if hi > lo:
+        mid, half = 0.5 * (lo + hi), 0.5 * MIN_RELATIVE_SPAN * mag
+        return mid - half, mid + half
     half = 0.1 * 10.0 ** math.floor(math.log10(abs(lo))) if lo != 0 else 1.0
     return lo - half, hi + half
 
