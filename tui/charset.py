@@ -54,8 +54,6 @@ class Glyphs:
     top: str           # upper half only
     bottom: str        # lower half only
     empty: str
-    marker: str        # plotext marker for lines and scatter
-    bar_marker: str    # plotext marker for bars
     ramp: str          # heatmap shades, low to high (used without colour)
     live: str          # ParamPanel: marks params that re-initialise the run
     cursor: str        # ParamPanel: the selected row
@@ -67,10 +65,10 @@ class Glyphs:
         return to_ascii(s) if self.ascii else s
 
 
-UNICODE = Glyphs(ascii=False, both="█", top="▀", bottom="▄", empty=" ", marker="braille",
-                 bar_marker="sd", ramp=" ░▒▓█", live="↻", cursor="▸", sep=" │ ")
-ASCII = Glyphs(ascii=True, both="#", top='"', bottom=".", empty=" ", marker="*",
-               bar_marker="#", ramp=" .:-=+*#%@", live="*", cursor=">", sep=" | ")
+UNICODE = Glyphs(ascii=False, both="█", top="▀", bottom="▄", empty=" ", ramp=" ░▒▓█",
+                 live="↻", cursor="▸", sep=" │ ")
+ASCII = Glyphs(ascii=True, both="#", top='"', bottom=".", empty=" ", ramp=" .:-=+*#%@",
+               live="*", cursor=">", sep=" | ")
 
 
 def glyphs(ascii: bool | None = None) -> Glyphs:
@@ -79,7 +77,8 @@ def glyphs(ascii: bool | None = None) -> Glyphs:
     return ASCII if ascii else UNICODE
 
 
-# Box-drawing and block characters plotext emits, mapped to ASCII (for its axes/frames).
+# Box-drawing, block and bullet characters, mapped to ASCII look-alikes. (Plots in ASCII mode
+# need none of it: tui/widgets/chart.py hands plotext ASCII markers only.)
 _TO_ASCII = {
     **{c: "-" for c in "─━┄┅┈┉╌╍═╴╶╸╺"},
     **{c: "|" for c in "│┃┆┇┊┋╎╏║╵╷╹╻"},

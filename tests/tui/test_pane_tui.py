@@ -223,7 +223,8 @@ async def small_terminal(app, pilot):
         if len(eligible) > len(before):
             await until(pilot, lambda: pane.shown != before, what="the next views")
         seen |= set(pane.shown)
-    assert seen == set(eligible), (seen, eligible)
+    # the engine runs on: a view may start to apply while paging (Boltzmann's evaluation)
+    assert set(eligible) <= seen <= set(pane.eligible()), (seen, eligible, pane.eligible())
     await pilot.press("z")
     await until(pilot, lambda: pane.zoomed and len(pane.shown) == 1, what="one view zoomed")
     grid = pane.query_one(ViewGrid)

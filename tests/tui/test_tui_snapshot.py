@@ -5,9 +5,10 @@ and observes before the key returns), at the topic's ``quick`` params, seed 7, S
 one torch thread; the app's snapshot mode (show_rates=False) hides steps/s, the work rate
 and the machine's thread count; the topics that time their own steps (K-FAC's step times,
 Langevin's chain steps per second, Boltzmann's throughput) read a clock that advances 1 ms
-per reading. The pictures depend on the engines' random streams and the pinned Textual: a
-change there changes them. Update after an intended change with
-`pytest tests/tui/test_tui_snapshot.py --snapshot-update`, and look at every new SVG."""
+per reading. The pictures depend on the engines' random streams and the pinned Textual and
+plotext (which draws every chart's plot area): a change there changes them. Update after an
+intended change with `pytest tests/tui/test_tui_snapshot.py --snapshot-update`, and look at
+every new SVG."""
 
 from __future__ import annotations
 

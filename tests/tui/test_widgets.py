@@ -168,6 +168,101 @@ def test_legend_goes_where_it_covers_nothing():
     assert "* rise" in top[0] and "o rise too" in top[1], top
 
 
+def _plot_area(rows: list[str]) -> list[str]:
+    """The cells inside the axes: the rows above the x axis, right of the y axis."""
+    axis = next(i for i, r in enumerate(rows) if r.strip() and set(r.strip()) <= set("└─┬+-"))
+    left = len(rows[axis]) - len(rows[axis].lstrip()) + 1
+    return [r[left:] for r in rows[:axis]]
+
+
+def _plotext_canvas(cols, rows, x, y, xr, yr):
+    """What plotext itself draws for one braille line in a bare figure of that size."""
+    from plotext._figure import _figure_class
+
+    f = _figure_class()
+    f._limit_size(False, False)
+    f.plot_size(cols, rows)
+    f.theme("clear")
+    f.xaxes(False, False), f.yaxes(False, False), f.frame(False), f.xticks([]), f.yticks([])
+    f.xlim(*xr), f.ylim(*yr)
+    f.plot(list(x), list(y), marker="braille")
+    f._set_sizes()
+    f._build_matrix()
+    return ["".join(r) for r in f.monitor.matrix.marker[::-1]]
+
+
+def test_the_plot_area_is_what_plotext_draws_for_the_same_curve(monkeypatch):
+    import plotext._figure
+    from mletui.tui.widgets import chart as chart_module
+
+    x = np.linspace(0, 10, 400)
+    y = np.sin(x) + 0.3 * np.cos(7 * x)
+    draw = lambda: _plot_area(["".join(t for t, _ in r) for r in
+                               Chart([Curve("", x, y)], xlim=(0, 10), ylim=(-2, 2)).render(50, 14, Look())])
+    area = draw()
+    assert area == _plotext_canvas(len(area[0]), len(area), x, y, (0, 10), (-2, 2))
+    assert sum(ch != " " for r in area for ch in r) > 60      # a real curve, not blank
+
+    class Blind(plotext._figure._figure_class):               # a plotext that plots nothing
+        def plot(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(chart_module, "_figure_class", Blind)
+    assert all(r.strip() == "" for r in draw())               # so the cells were plotext's
+
+
+def test_a_level_line_lands_braille_cells_in_its_row_and_a_nan_lifts_the_pen():
+    x = np.arange(10.0)
+    y = np.zeros(10)
+    y[4:6] = np.nan
+    chart = Chart([Curve("", x, y)], xlim=(0, 9), ylim=(-1, 1))
+    area = _plot_area(["".join(t for t, _ in r) for r in chart.render(13, 7, Look())])
+    assert len(area) == 5 and len(area[0]) == 10
+    # y = 0 is dot 10 of 20 from the bottom: the middle row; x = 3 and x = 6 end the pieces
+    # at cells 3 and 6, so cells 4 and 5 stay empty
+    assert [r.strip() == "" for r in area] == [True, True, False, True, True]
+    line = area[2]
+    assert all(0x2800 < ord(ch) <= 0x28FF for k, ch in enumerate(line) if k not in (4, 5)), line
+    assert line[4] == line[5] == " ", line
+
+
+def test_a_line_beyond_the_x_range_is_cut_at_its_edges():
+    # from (-1e6, 0) to (1e6, 1): over x in [0, 10] it is y = 0.5 (to 5e-6), edge to edge
+    chart = Chart([Curve("", [-1e6, 1e6], [0.0, 1.0])], xlim=(0, 10), ylim=(0, 1))
+    area = _plot_area(["".join(t for t, _ in r) for r in chart.render(24, 7, Look())])
+    filled = [k for k, r in enumerate(area) if r.strip()]
+    assert filled == [2] and " " not in area[2], area       # the middle row, every cell
+
+
+def test_in_colour_each_series_cells_carry_its_colour_and_in_mono_no_cell_has_a_style():
+    x = np.linspace(0, 1, 50)
+    chart = Chart([Curve(f"s{k}", x, np.full_like(x, k)) for k in range(3)] +
+                  [Curve("exact", x, np.full_like(x, 1.5), role="reference")], ylim=(-0.5, 3.5))
+    rows = chart.render(40, 12, Look())
+    colours = {s.color.name for r in rows for t, s in r if s is not None and s.color is not None
+               and any(0x2800 < ord(ch) <= 0x28FF for ch in t)}
+    assert colours == {c.colour for c in chart.curves}       # four curves, four colours
+    mono = chart.render(40, 12, Look(mono=True))
+    assert all(s is None or (s.color is None and s.bgcolor is None) for r in mono for _, s in r)
+    plot = "".join(t for r in mono for t, _ in r)
+    for c in chart.curves[1:]:                               # each has its own character
+        assert c.mark in plot, c.mark
+
+
+def test_ascii_bars_are_hashes_and_nothing_else_leaves_ascii():
+    edges = np.linspace(-1, 1, 11)
+    counts = np.array([0, 1, 3, 7, 12, 12, 7, 3, 1, 0], dtype=float)
+    chart = Chart([Curve("", (edges[:-1] + edges[1:]) / 2, counts, kind="bars", width=np.diff(edges))],
+                  integer_y=True)
+    area = _plot_area(["".join(t for t, _ in r) for r in chart.render(44, 14, Look(ascii=True, mono=True))])
+    text = "".join(area)
+    assert text.isascii() and set(text) <= {"#", " "}
+    heights = [sum(r[k] == "#" for r in area) for k in range(len(area[0]))]
+    # 12 on an axis to 15 over 12 rows: plotext fills dots 0..floor(0.5 + 11 * 12 / 15) = 9
+    assert max(heights) == 10 and heights[0] == 0
+    assert 0 in heights[len(heights) // 4: len(heights) // 2]   # neighbours keep a gap column
+
+
 # -- trace: references, window, scales -------------------------------------------------------
 
 def test_a_reference_is_drawn_at_each_x_of_the_history_not_as_the_latest_value():
@@ -319,6 +414,8 @@ def test_density_lines_over_a_histogram_have_distinct_colours():
         w.chart.assign_styles(Look())
         line_colours = [c.colour for c in w.chart.curves if c.kind == "line"]
         assert len(line_colours) == 4 and len(set(line_colours)) == 4
+        bars = next(c.colour for c in w.chart.curves if c.kind == "bars")
+        assert not {bars, "bright_" + bars} & set(line_colours)   # no line in the bars' hue
 
     hosted(w, script)
 

@@ -1,13 +1,29 @@
-"""A terminal chart: curves, points and bars on a character grid, with round ticks, axis
-labels, a legend placed where it covers least, and outliers clipped with a marker.
+"""A terminal chart: curves, points and bars drawn by plotext, with our own round ticks,
+axis labels, a legend placed where it covers least, and outliers clipped with a marker.
 
 No Textual here: ``Chart`` is the data a view decided to draw (read it back in tests),
 ``Chart.render(width, height, look)`` the rows of (text, style) runs for one size.
 
+Who draws what. plotext (5.3.2, pinned) rasterises the plot area: a figure of exactly the
+plot area's size with its axes, ticks, frame and colours turned off, one ``plot`` per curve,
+a ``scatter`` per set of points and per set of bars (filled down to the base with plotext's
+``fillx``); we read its character matrix and its per-cell colour codes (``monitor.matrix``,
+no ANSI text to parse). A cell holds the last curve drawn through it (plotext replaces a
+cell signal by signal), so series go on top of references and bars. Around and on top of
+that this module adds what plotext does not do as the issue asks: 1-2-5 ticks with integers
+on integer axes (ticks.py; plotext's ticks are evenly spaced fractions of the range), the
+axis lines and the x label with its unit, the legend in the corner that covers least
+(plotext's sits in the top-left corner whatever is under it), and outliers clipped to the
+edge row with ``▲``/``▼`` and counted (plotext drops points outside its limits). A log y
+axis hands plotext log10(y) on a linear scale, so our decade ticks line up with it. The
+cost: plotext works dot by dot in Python, several times the CPU of a numpy rasteriser per
+chart (BENCHMARKS.md, issue 11).
+
 Drawing modes (``Look``):
-  colour   every curve in braille dots (2 x 4 per cell), a distinct colour per curve;
-  mono     NO_COLOR: no colour at all, a distinct marker character per curve (the first
-           series keeps braille dots in Unicode);
+  colour   every curve in braille dots (2 x 4 per cell), a distinct colour per curve,
+           bars in quadrant blocks (2 x 2 per cell);
+  mono     NO_COLOR: plotext is given no colour (its "default") and no style is emitted;
+           a distinct marker character per curve (the first series keeps braille dots);
   ascii    only ASCII characters: ``*``, ``o``, ``x``, ``%`` ... per series, ``-``, ``=``
            for references, ``#`` bars, ``^``/``v`` for clipped points.
 
@@ -24,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from plotext._figure import _figure_class
+from rich.color import Color
 from rich.style import Style
 
 from .labels import abbreviate
@@ -40,9 +58,8 @@ ASCII_SERIES_MARKS = ("*", "o", "x", "%", "@", "&", "$", "s")   # "+" is the ASC
 REFERENCE_MARKS = ("-", "=", ":")
 AXIS = Style(dim=True)
 
-_BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int64)
-_EIGHTHS = " ▁▂▃▄▅▆▇█"
-_BRAILLE = np.array([chr(0x2800 + i) for i in range(256)])
+_DOTS = {"braille": (2, 4), "hd": (2, 2)}    # dots per cell of plotext's fine markers
+_NO_COLOUR = "default"                        # plotext's name for "no colour code"
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,7 @@ class Chart:
     def assign_styles(self, look: Look) -> None:
         """A distinct colour and marker per curve, in draw order within each role."""
         marks = ASCII_SERIES_MARKS if look.ascii else UNICODE_SERIES_MARKS
-        k_series = k_ref = 0
+        k_series = k_ref = k_bars = 0
         for c in self.curves:
             if c.role == "reference":
                 c.colour = REFERENCE_COLOURS[k_ref % len(REFERENCE_COLOURS)]
@@ -111,10 +128,10 @@ class Chart:
             elif c.role == "data":
                 c.colour = DATA_COLOUR
                 c.mark = "." if look.ascii else "·"
-            elif c.kind == "bars":
-                c.colour = BAR_COLOUR if k_series == 0 else SERIES_COLOURS[k_series % len(SERIES_COLOURS)]
+            elif c.kind == "bars":   # the lines over a histogram keep the series colours
+                c.colour = BAR_COLOUR if k_bars == 0 else SERIES_COLOURS[-k_bars % len(SERIES_COLOURS)]
                 c.mark = "#" if look.ascii else "█"
-                k_series += 1
+                k_bars += 1
             else:
                 c.colour = SERIES_COLOURS[k_series % len(SERIES_COLOURS)]
                 c.mark = marks[k_series % len(marks)]
@@ -328,7 +345,7 @@ class Chart:
         cols = width - label_w - 1
         if cols < 4:
             return None
-        grid = _Grid(rows, cols, look)
+        grid = _Canvas(rows, cols, look)
         self.clipped = grid.draw(self, xr, (y_lo, y_hi))
         return yt, (y_lo, y_hi), label_w, grid
 
@@ -352,27 +369,35 @@ class Chart:
         return out
 
 
-class _Grid:
-    """The plot area: per cell the curve on top, its dots (braille bits) and bar fill."""
+class _Canvas:
+    """The plot area. plotext rasterises the curves, points and bars into its character
+    matrix (braille dots, quadrant blocks for bars, or one marker character per cell);
+    on top of it we stamp the clip markers and the legend, placed from what plotext drew.
+
+    The curves are handed to plotext already reduced to what a cell grid can show: a line
+    keeps, per dot column, its first, lowest, highest and last point (M4, Jugel et al.,
+    "M4: a visualization-oriented time series data aggregation", VLDB 2014: the same dots
+    are lit), scattered points one per dot, and a line is cut at the x range's edges."""
 
     def __init__(self, rows: int, cols: int, look: Look) -> None:
         self.rows, self.cols, self.look = rows, cols, look
-        self.owner = np.full((rows, cols), -1, dtype=np.int64)
-        self.bits = np.zeros((rows, cols), dtype=np.int64)
-        self.bar = np.zeros((rows, cols), dtype=np.int64)     # eighths filled, 0..8
-        self.bar_owner = np.full((rows, cols), -1, dtype=np.int64)
-        self.clip_mark = np.full((rows, cols), "", dtype=object)
+        self.chars = np.full((rows, cols), " ", dtype="<U1")
+        self.keys = np.full((rows, cols), -1, dtype=np.int64)   # colour code, or -1
+        self.styles: dict[int, Style | None] = {-1: None}
         self.overlay: dict[tuple[int, int], tuple[str, Style | None]] = {}
-        self.curves: list[Curve] = []
-        self._chars = None
+        self._composed = False
 
-    def _sub(self, c: Curve) -> tuple[int, int]:
-        fine = self.look.braille and (not self.look.mono or c.mark == "braille")
-        return (2, 4) if fine and c.kind != "bars" else (1, 1)
+    def marker(self, c: Curve) -> str:
+        """The plotext marker for a curve: braille dots in colour (and for the first series
+        without colour), quadrant blocks for bars, else the curve's own character."""
+        if c.kind == "bars":
+            return "#" if self.look.ascii else "hd"
+        if self.look.braille and (not self.look.mono or c.mark == "braille"):
+            return "braille"
+        return c.mark
 
     def draw(self, chart: Chart, xr: tuple[float, float], yr: tuple[float, float]) -> dict[str, int]:
-        """Raster every curve; returns {"above": n, "below": n} clipped points."""
-        self.curves = chart.curves
+        """Hand every curve to plotext; returns {"above": n, "below": n} clipped points."""
         clipped = {"above": 0, "below": 0}
         # bars, then data points, references, series on top; with one marker per cell
         # (NO_COLOR, ASCII) a reference goes on top, or the series around it hides it
@@ -384,73 +409,103 @@ class _Grid:
                 return 0
             return {"data": 1, "reference": ref_rank}.get(c.role, 3)
 
-        order = sorted(range(len(chart.curves)), key=rank)
-        for i in order:
+        fig = _figure_class()
+        fig._limit_size(False, False)
+        fig.plot_size(self.cols, self.rows)
+        fig.theme("clear")                     # no colour but the curves' own
+        fig.xaxes(False, False)
+        fig.yaxes(False, False)
+        fig.frame(False)
+        fig.xticks([])
+        fig.yticks([])
+        fig.xlim(*xr)
+        fig.ylim(*yr)
+        clip_marks: list[tuple[int, int, str, int]] = []
+        signals = 0
+        for i in sorted(range(len(chart.curves)), key=rank):
             c = chart.curves[i]
+            code: int | str = _NO_COLOUR
+            if not self.look.mono:
+                code = Color.parse(c.colour).number
+                self.styles.setdefault(code, Style(color=c.colour))
+            marker = self.marker(c)
             y = chart._ys(c)
             if c.kind == "bars":
-                self._bars(i, c, y, xr, yr)
+                signals += self._bars(fig, c, y, xr, yr, marker, code)
                 continue
-            sx, sy = self._sub(c)
+            sx, sy = _DOTS.get(marker, (1, 1))
             W, H = self.cols * sx, self.rows * sy
             fx = (c.x - xr[0]) / (xr[1] - xr[0]) * (W - 1)
-            fy = (yr[1] - y) / (yr[1] - yr[0]) * (H - 1)
+            fy = (y - yr[0]) / (yr[1] - yr[0]) * (H - 1)       # dots from the bottom
             ok = np.isfinite(fx) & np.isfinite(fy)
-            above = ok & (fy < -0.5)
-            below = ok & (fy > H - 0.5)
+            inside = ok & (fx > -0.5) & (fx < W - 0.5)
+            above = inside & (fy > H - 0.5)
+            below = inside & (fy < -0.5)
             if c.role != "data":
                 clipped["above"] += int(above.sum())
                 clipped["below"] += int(below.sum())
-            fyc = np.clip(fy, 0, H - 1)
-            fyc[~ok] = np.nan
-            fx = np.where(ok, fx, np.nan)
-            if c.kind == "points":
-                px, py = _points(fx, fyc)
-            else:
-                px, py = _segments(fx, fyc)
-            keep = (px >= 0) & (px < W) & (py >= 0) & (py < H)
-            px, py = px[keep], py[keep]
-            cr, cc = py // sy, px // sx
-            if sx == 2:
-                bit = _BRAILLE_BITS[py % 4, px % 2]
-                taken = np.zeros((self.rows, self.cols), dtype=np.int64)
-                np.bitwise_or.at(taken, (cr, cc), bit)
-                hit = taken > 0
-                self.bits[hit] = taken[hit]
-                self.owner[hit] = i
-            else:
-                self.owner[cr, cc] = i
-                self.bits[cr, cc] = 0
             for mask, row, glyph in ((above, 0, "^" if self.look.ascii else "▲"),
                                      (below, self.rows - 1, "v" if self.look.ascii else "▼")):
                 if mask.any():
-                    cols = np.clip((fx[mask] / sx).astype(np.int64), 0, self.cols - 1)
-                    for col in np.unique(cols):
-                        self.clip_mark[row, col] = glyph
-                        self.owner[row, col] = i
+                    for col in np.unique(np.clip(np.floor(fx[mask] + 0.5) // sx, 0, self.cols - 1)):
+                        clip_marks.append((row, int(col), glyph, code if isinstance(code, int) else -1))
+            x = np.where(ok, c.x, np.nan)
+            yc = np.where(ok, np.clip(y, yr[0], yr[1]), np.nan)  # outliers run along the edge
+            if c.kind == "points":
+                keep = _one_per_dot(fx, np.clip(fy, 0, H - 1), ok & inside)
+                xs, ys = x[keep], yc[keep]
+                if len(xs):
+                    fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code)
+                    signals += 1
+            else:
+                xs, ys = _cut_at(x, yc, xr)
+                fxs = (xs - xr[0]) / (xr[1] - xr[0]) * (W - 1)
+                keep = _m4(fxs, ys)
+                xs, ys = xs[keep], ys[keep]
+                if np.isfinite(xs).any():
+                    fig.plot(xs.tolist(), ys.tolist(), marker=marker, color=code)
+                    signals += 1
+        if signals:
+            fig._set_sizes()
+            fig._build_matrix()
+            m = fig.monitor.matrix
+            self.chars = np.array(m.marker[::-1], dtype="<U1")[:self.rows, :self.cols]
+            fg = m.fullground[::-1]
+            keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
+            self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
+        for row, col, glyph, key in clip_marks:
+            self.chars[row, col] = glyph
+            self.keys[row, col] = key
         return clipped
 
-    def _bars(self, i: int, c: Curve, y: np.ndarray, xr, yr) -> None:
+    def _bars(self, fig, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
+        """All the bars of a curve as one plotext signal: a point at the bar's top in each
+        dot column it covers, filled down to the base (plotext's fillx). One signal, so two
+        bars sharing a cell share its quadrant block (plotext replaces a cell signal by
+        signal). Neighbours keep a free dot column between them when every bar is at least
+        three dots wide (else a histogram stays contiguous)."""
+        sx, sy = _DOTS.get(marker, (1, 1))
+        W = self.cols * sx
         widths = np.broadcast_to(np.asarray(1.0 if c.width is None else c.width, dtype=float), c.x.shape)
         base = min(max(0.0, yr[0]), yr[1])  # bars rise from 0 (or the axis' bottom)
-        for xc, w, v in zip(c.x, widths, y):
-            if not (np.isfinite(xc) and np.isfinite(v)):
-                continue
-            a = (xc - w / 2 - xr[0]) / (xr[1] - xr[0]) * self.cols
-            b = (xc + w / 2 - xr[0]) / (xr[1] - xr[0]) * self.cols
-            c0, c1 = int(math.floor(a + 1e-9)), int(math.ceil(b - 1e-9))
-            if c1 - c0 >= 3:  # wide bars: a gap column between neighbours
-                c1 -= 1
-            c0, c1 = max(0, c0), min(self.cols, max(c1, c0 + 1))
-            top = (min(max(v, yr[0]), yr[1]) - yr[0]) / (yr[1] - yr[0]) * self.rows * 8
-            bottom = (base - yr[0]) / (yr[1] - yr[0]) * self.rows * 8
-            lo8, hi8 = int(round(min(top, bottom))), int(round(max(top, bottom)))
-            for r in range(self.rows):
-                cell_lo = (self.rows - 1 - r) * 8
-                fill = min(max(hi8 - max(lo8, cell_lo), 0), 8) if hi8 > cell_lo else 0
-                if fill > 0 and lo8 <= cell_lo:
-                    self.bar[r, c0:c1] = np.maximum(self.bar[r, c0:c1], fill)
-                    self.bar_owner[r, c0:c1] = i
+        dot = (xr[1] - xr[0]) / (W - 1)
+        ok = np.isfinite(c.x) & np.isfinite(y) & (y != base)
+        if not ok.any():
+            return 0
+        a = np.floor(0.5 + (c.x - widths / 2 - xr[0]) / dot)
+        b = np.floor(0.5 + (c.x + widths / 2 - xr[0]) / dot) - 1    # the next bar starts at b + 1
+        if (b - a)[ok].min() >= 2:
+            b = b - 1                                                 # a gap dot between neighbours
+        a, b = np.maximum(a, 0), np.minimum(np.maximum(a, b), W - 1)
+        ok &= a <= b
+        top = np.clip(y, yr[0], yr[1])
+        cols = [np.arange(ai, bi + 1) for ai, bi in zip(a[ok], b[ok])]
+        if not cols:
+            return 0
+        xs = xr[0] + np.concatenate(cols) * dot
+        ys = np.repeat(top[ok], [len(k) for k in cols])
+        fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
+        return 1
 
     # -- legend -------------------------------------------------------------------------
     def place_legend(self, entries, force: bool = False) -> tuple[int, int] | None:
@@ -461,7 +516,7 @@ class _Grid:
         h = len(entries)
         if h > self.rows:
             return None
-        busy = (self.owner >= 0) | (self.bar > 0)
+        busy = self.chars != " "
         best, best_cost = None, None
         for r0 in (0, self.rows - h):
             for c0 in (self.cols - w, 0):
@@ -484,80 +539,94 @@ class _Grid:
 
     # -- output -------------------------------------------------------------------------
     def _compose(self) -> None:
-        """Every cell's character and style key (a curve index, an overlay style, or -1)."""
-        look = self.look
-        chars = np.full((self.rows, self.cols), " ", dtype="<U1")
-        key = np.full((self.rows, self.cols), -1, dtype=np.int64)
-        fill = self.bar
-        if (fill > 0).any():
-            ramp = np.array(list(" " * 4 + "#" * 5) if look.ascii else list(_EIGHTHS))
-            on = fill > 0
-            chars[on] = ramp[fill[on]]
-            key[on] = self.bar_owner[on]
-        own = self.owner >= 0
-        if own.any():
-            marks = np.array([(c.mark if c.mark != "braille" else "•") or " " for c in self.curves] + [" "])
-            dots = own & (self.bits > 0)
-            chars[dots] = _BRAILLE[self.bits[dots]]
-            plain = own & (self.bits == 0)
-            chars[plain] = marks[self.owner[plain]]
-            key[own] = self.owner[own]
-        clip = self.clip_mark != ""
-        chars[clip] = self.clip_mark[clip].astype("<U1")
-        self._styles: dict[int, Style | None] = {-1: None}
-        for i, c in enumerate(self.curves):
-            self._styles[i] = None if look.mono else Style(color=c.colour)
         overlay_keys: dict[Style | None, int] = {}
         for (r, c), (ch, style) in self.overlay.items():
             k = overlay_keys.setdefault(style, -2 - len(overlay_keys))
-            self._styles[k] = style
-            chars[r, c] = ch
-            key[r, c] = k
-        self._chars, self._keys = chars, key
+            self.styles[k] = style
+            self.chars[r, c] = ch
+            self.keys[r, c] = k
+        if self.look.mono:
+            self.styles = {k: None for k in self.styles}
+        self._composed = True
 
     def row_runs(self, r: int) -> list[tuple[str, Style | None]]:
-        if getattr(self, "_chars", None) is None:
+        if not self._composed:
             self._compose()
-        chars, keys = self._chars[r], self._keys[r]
+        chars, keys = self.chars[r], self.keys[r]
         cuts = np.flatnonzero(np.diff(keys)) + 1
-        runs = []
         starts = [0, *cuts.tolist()]
         ends = [*cuts.tolist(), len(keys)]
-        styles = self._styles
-        return [("".join(chars[lo:hi]), styles[int(keys[lo])]) for lo, hi in zip(starts, ends)]
+        styles = self.styles
+        return [("".join(chars[lo:hi]), styles.get(int(keys[lo]))) for lo, hi in zip(starts, ends)]
 
 
-def _segments(fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer dot coordinates along the polyline through (fx, fy); NaN lifts the pen."""
+def _m4(fx: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of a polyline that light the same dots: per run of points in one dot column
+    (x in dot units), the first, lowest, highest and last; a NaN (pen up) is kept once."""
     n = len(fx)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    ok = np.isfinite(fx) & np.isfinite(fy)
-    xs, ys = [], []
-    if n >= 2:
-        seg = ok[:-1] & ok[1:]
-        x0, y0, x1, y1 = fx[:-1][seg], fy[:-1][seg], fx[1:][seg], fy[1:][seg]
-        steps = np.ceil(np.maximum(np.abs(x1 - x0), np.abs(y1 - y0))).astype(np.int64) + 1
-        idx = np.repeat(np.arange(len(steps)), steps)
-        start = np.repeat(np.cumsum(steps) - steps, steps)
-        k = np.arange(int(steps.sum())) - start
-        t = k / np.maximum(steps[idx] - 1, 1)
-        xs.append(x0[idx] + (x1[idx] - x0[idx]) * t)
-        ys.append(y0[idx] + (y1[idx] - y0[idx]) * t)
-    lone = ok.copy()
-    if n >= 2:
-        lone[1:] &= ~ok[:-1]
-        lone[:-1] &= ~ok[1:]
-    xs.append(fx[lone])
-    ys.append(fy[lone])
-    x = np.rint(np.concatenate(xs)).astype(np.int64)
-    y = np.rint(np.concatenate(ys)).astype(np.int64)
-    return x, y
+    if n <= 4:
+        return np.arange(n)
+    ok = np.isfinite(fx) & np.isfinite(y)
+    col = np.where(ok, np.floor(fx + 0.5), -np.inf)
+    start = np.r_[True, col[1:] != col[:-1]]
+    starts = np.flatnonzero(start)
+    ends = np.r_[starts[1:], n] - 1
+    gid = np.cumsum(start) - 1
+    order = np.lexsort((np.where(ok, y, 0.0), gid))
+    good = ok[starts]
+    keep = np.concatenate([starts, ends[good], order[starts][good], order[ends][good]])
+    return np.unique(keep)
 
 
-def _points(fx: np.ndarray, fy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ok = np.isfinite(fx) & np.isfinite(fy)
-    return np.rint(fx[ok]).astype(np.int64), np.rint(fy[ok]).astype(np.int64)
+def _one_per_dot(fx: np.ndarray, fy: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Indices of the points that land on distinct dots (the first of each)."""
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return idx
+    cells = np.stack([np.floor(fx[idx] + 0.5), np.floor(fy[idx] + 0.5)], axis=1)
+    _, first = np.unique(cells, axis=0, return_index=True)
+    return idx[np.sort(first)]
+
+
+def _cut_at(x: np.ndarray, y: np.ndarray, xr: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The polyline restricted to lo <= x <= hi: a segment that crosses an edge ends on it,
+    points beyond it lift the pen (plotext would walk every dot out to them)."""
+    lo, hi = xr
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ((ok & ((x < lo) | (x > hi))).any()):
+        return x, y
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def pen_up() -> None:
+        if xs and xs[-1] == xs[-1]:
+            xs.append(math.nan), ys.append(math.nan)
+
+    for k in range(len(x)):
+        if not ok[k]:
+            pen_up()
+            continue
+        if k == 0 or not ok[k - 1]:                 # a piece starts
+            if lo <= x[k] <= hi:
+                xs.append(x[k]), ys.append(y[k])
+            continue
+        x0, y0, x1, y1 = x[k - 1], y[k - 1], x[k], y[k]
+        if x0 == x1:
+            if lo <= x1 <= hi:
+                xs.append(x1), ys.append(y1)
+            continue
+        ta, tb = (lo - x0) / (x1 - x0), (hi - x0) / (x1 - x0)
+        t_in, t_out = max(0.0, min(ta, tb)), min(1.0, max(ta, tb))
+        if t_in > t_out:                            # the segment misses the range
+            pen_up()
+            continue
+        if t_in > 0:                                # enters through an edge
+            pen_up()
+            xs.append(x0 + t_in * (x1 - x0)), ys.append(y0 + t_in * (y1 - y0))
+        xs.append(x0 + t_out * (x1 - x0)), ys.append(y0 + t_out * (y1 - y0))
+        if t_out < 1:                               # leaves through an edge
+            pen_up()
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 
 
 def _pack(entries, width: int, shorten: bool = True) -> list[tuple[str, Style | None]] | None:
