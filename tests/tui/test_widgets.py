@@ -62,6 +62,25 @@ def curve(chart, role, label=None):
     return next(c for c in chart.curves if c.role == role and (label is None or c.label == label))
 
 
+def test_every_chart_colour_is_a_distinct_hue_on_the_screen():
+    """Textual draws the 16 named ANSI colours through its terminal theme, where red,
+    magenta and bright_magenta are one #f4005f: two references once shared a hue. What
+    reaches the screen (the theme's RGB) must differ for every series, reference, bar
+    and data colour."""
+    from rich.color import Color
+    from textual._ansi_theme import DEFAULT_TERMINAL_THEME
+
+    from mletui.tui.widgets import chart as ch
+
+    names = [*ch.SERIES_COLOURS, *ch.REFERENCE_COLOURS, ch.DATA_COLOUR, ch.BAR_COLOUR]
+    rgb = [Color.parse(n).get_truecolor(DEFAULT_TERMINAL_THEME) for n in names]
+    assert len(set(rgb)) == len(rgb), dict(zip(names, (c.hex for c in rgb)))
+    for a in range(len(rgb)):       # and not merely different by a shade
+        for b in range(a):
+            d = sum((x - y) ** 2 for x, y in zip(rgb[a], rgb[b])) ** 0.5
+            assert d > 60, (names[a], names[b], rgb[a].hex, rgb[b].hex)
+
+
 # -- ticks --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("lo,hi,most", [(-1.47, -1.346, 5), (30, 2615, 5), (0.405, 0.695, 6),
@@ -543,6 +562,14 @@ def test_labels_that_differ_only_in_their_qualifier_stay_apart_when_shortened():
         assert len(set(short)) == len(labels), short
         assert all(s.endswith(")") for s in short), short
     assert abbreviate("step time (sgd)", 15) == "step time (sgd)"
+
+
+def test_legend_labels_lose_the_shared_stem_and_the_parentheses():
+    from mletui.tui.widgets.labels import strip_common
+
+    assert strip_common(["training loss (kfac_true)", "training loss (sgd)"]) == ["kfac_true", "sgd"]
+    assert strip_common(["loss_sgd", "loss_adam"]) == ["sgd", "adam"]
+    assert strip_common(["log_z", "log_z_exact"]) == ["log_z", "log_z_exact"]
 
 
 # -- the parameter panel ------------------------------------------------------------------

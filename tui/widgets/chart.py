@@ -47,11 +47,15 @@ from rich.style import Style
 from .labels import abbreviate
 from .ticks import Ticks, inner_ticks, linear_ticks, log_ticks
 
-SERIES_COLOURS = ("cyan", "yellow", "green", "magenta", "bright_blue", "bright_white",
-                  "bright_cyan", "bright_yellow")
-REFERENCE_COLOURS = ("red", "bright_magenta", "bright_green")
-DATA_COLOUR = "bright_black"
-BAR_COLOUR = "blue"
+# Colours from the xterm 256-colour cube, not the 16 named ANSI colours: Textual's
+# default terminal theme draws red, magenta and bright_magenta all as #f4005f (and cyan
+# as bright_cyan, blue as bright_blue), so named colours gave two references, or a series
+# and a reference, the same hue. Hues in the spirit of Okabe & Ito's palette.
+SERIES_COLOURS = ("color(74)", "color(214)", "color(35)", "color(170)", "color(227)",
+                  "color(33)", "color(43)", "color(166)")      # sky, orange, green, pink, yellow, blue, teal, rust
+REFERENCE_COLOURS = ("color(196)", "color(231)", "color(118)")  # red, white, lime
+DATA_COLOUR = "color(244)"                                      # grey
+BAR_COLOUR = "color(99)"                                        # violet
 
 UNICODE_SERIES_MARKS = ("braille", "+", "x", "o", "#", "%", "@", "&")
 ASCII_SERIES_MARKS = ("*", "o", "x", "%", "@", "&", "$", "s")   # "+" is the ASCII tick

@@ -101,7 +101,8 @@ def _abbreviate(text: str, width: int, cut: bool = True) -> str:
 def strip_common(labels: Iterable[str]) -> list[str]:
     """Drop a prefix every label shares up to an underscore or space ("loss_sgd",
     "loss_adam" -> "sgd", "adam"), when there are at least two and each keeps at least
-    three characters ("log_z", "log_z_exact" stay)."""
+    three characters ("log_z", "log_z_exact" stay); a qualifier left in parentheses loses
+    them ("training loss (sgd)", "training loss (adam)" -> "sgd", "adam")."""
     labels = list(labels)
     if len(labels) < 2:
         return labels
@@ -110,6 +111,8 @@ def strip_common(labels: Iterable[str]) -> list[str]:
     if cut <= 0:
         return labels
     out = [lab[cut + 1:] for lab in labels]
+    if all(o.startswith("(") and o.endswith(")") for o in out):   # "(kfac_true)" -> "kfac_true"
+        out = [o[1:-1] for o in out]
     return labels if any(len(o) < 3 for o in out) else out
 
 
