@@ -1,7 +1,11 @@
 """Test setup. Without a GPU, Triton kernels run under the interpreter on CPU tensors:
-TRITON_INTERPRET must be set before any kernel module is imported."""
+TRITON_INTERPRET must be set before any kernel module is imported. OMP_WAIT_POLICY is set as
+mletui.engine sets it (PASSIVE unless given), before torch is first imported below: libgomp
+reads it only then."""
 
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

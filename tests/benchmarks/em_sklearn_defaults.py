@@ -18,6 +18,7 @@ import argparse
 import warnings
 
 import numpy as np
+import mletui.engine  # noqa: F401  (before torch: sets the OpenMP wait policy)
 import torch
 
 CASES = (("wine", (3, 4, 5)), ("breast_cancer", (2, 3, 4, 5)))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 
+import mletui.engine  # noqa: F401  (before torch: sets the OpenMP wait policy)
 import torch
 
 from mletui.engine.bench import timing
