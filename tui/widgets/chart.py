@@ -264,7 +264,8 @@ class Chart:
             if spot is None and _pack(entries, room, shorten=False) is None and \
                     _pack(entries, width, shorten=False) is not None:
                 ylabel, room = "", width  # which line is which matters more than the y label
-            if spot is None and _pack(entries, room) is not None and height - 1 - 2 - own >= 4:
+            # which curve is which matters more than a fourth plot row: a header down to 3 rows
+            if spot is None and _pack(entries, room) is not None and height - 1 - 2 - own >= 3:
                 in_header = True
                 if not header:
                     header = 1
