@@ -572,6 +572,15 @@ def test_legend_labels_lose_the_shared_stem_and_the_parentheses():
     assert strip_common(["log_z", "log_z_exact"]) == ["log_z", "log_z_exact"]
 
 
+def test_an_axis_label_that_names_its_unit_is_not_repeated():
+    from mletui.tui.widgets.labels import with_unit
+
+    assert with_unit("sweeps", "sweeps") == "sweeps"            # was "sweeps (sweeps)"
+    assert with_unit("energy", "J") == "energy (J)"
+    assert with_unit("time in sweeps", "sweeps") == "time in sweeps"
+    assert with_unit("beta", "") == "beta"
+
+
 # -- the parameter panel ------------------------------------------------------------------
 
 def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():

@@ -40,7 +40,11 @@ def axis_name(name: str, ascii_only: bool) -> str:
 
 
 def with_unit(label: str, unit: str) -> str:
-    return f"{label} ({unit})" if unit else label
+    """"energy (J)"; a label that already names its unit stays as it is ("sweeps", not
+    "sweeps (sweeps)")."""
+    if not unit or label == unit or label.endswith(f" {unit}"):
+        return label
+    return f"{label} ({unit})"
 
 
 _WORD = re.compile(r"[A-Za-z]{4,}")
