@@ -184,8 +184,9 @@ def test_kl_clip_scales_the_update_to_the_kl_budget():
         torch.testing.assert_close(p.detach() - b, e)
 
 
-def _flat_fisher(model, x, likelihood):
-    """Exact Fisher (= GGN) of the mean loss on the batch, from the full Jacobian."""
+def _ggn(model, x, likelihood):
+    """Exact Fisher (GGN) of the mean loss on x for the three likelihoods (D = output elements
+    for bernoulli and gaussian, whose losses are means over them)."""
     names = [n for n, _ in model.named_parameters()]
     params = tuple(p.detach() for p in model.parameters())
 
@@ -195,14 +196,15 @@ def _flat_fisher(model, x, likelihood):
     jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
     out = f(*params)
     n, k = out.shape
-    J = torch.cat([j.reshape(n, k, -1) for j in jac], dim=2)        # (N, K, P)
+    J = torch.cat([j.reshape(n, k, -1) for j in jac], dim=2)
     if likelihood == "categorical":
         p = torch.softmax(out, -1)
-        H = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-        d = 1
+        H, d = torch.diag_embed(p) - p[:, :, None] * p[:, None, :], 1
+    elif likelihood == "bernoulli":
+        s = torch.sigmoid(out)
+        H, d = torch.diag_embed(s * (1 - s)), k
     else:
-        H = torch.eye(k, dtype=out.dtype).expand(n, k, k)
-        d = k
+        H, d = torch.eye(k, dtype=out.dtype).expand(n, k, k), k
     return torch.einsum("nkp,nkl,nlq->pq", J, H, J) / (n * d)
 
 
@@ -220,7 +222,7 @@ def test_quadratic_rescale_minimises_the_exact_quadratic_model_over_alpha_mu():
         opt.backward(model(x), y, inputs=x)
         theta = flat([p.detach() for p in model.parameters()]).clone()
         grad = flat([p.grad for p in model.parameters()]) + wd * theta
-        Fm = _flat_fisher(model, x, "categorical") + (lam + wd) * torch.eye(theta.numel(), dtype=torch.float64)
+        Fm = _ggn(model, x, "categorical") + (lam + wd) * torch.eye(theta.numel(), dtype=torch.float64)
         opt.step()
         step = flat([p.detach() for p in model.parameters()]) - theta
         if prev is not None:
@@ -367,30 +369,6 @@ def test_sequential_jvp_from_captured_activations_equals_forward_mode_autodiff()
         ref_out, ref_jv = opt._jvp(x[:7], ts, params)
         torch.testing.assert_close(out, ref_out)
         torch.testing.assert_close(jvs[i], ref_jv)
-
-
-def _ggn(model, x, likelihood):
-    """Exact Fisher (GGN) of the mean loss on x for the three likelihoods (D = output elements
-    for bernoulli and gaussian, whose losses are means over them)."""
-    names = [n for n, _ in model.named_parameters()]
-    params = tuple(p.detach() for p in model.parameters())
-
-    def f(*ps):
-        return torch.func.functional_call(model, dict(zip(names, ps)), (x,))
-
-    jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
-    out = f(*params)
-    n, k = out.shape
-    J = torch.cat([j.reshape(n, k, -1) for j in jac], dim=2)
-    if likelihood == "categorical":
-        p = torch.softmax(out, -1)
-        H, d = torch.diag_embed(p) - p[:, :, None] * p[:, None, :], 1
-    elif likelihood == "bernoulli":
-        s = torch.sigmoid(out)
-        H, d = torch.diag_embed(s * (1 - s)), k
-    else:
-        H, d = torch.eye(k, dtype=out.dtype).expand(n, k, k), k
-    return torch.einsum("nkp,nkl,nlq->pq", J, H, J) / (n * d)
 
 
 @pytest.mark.parametrize("likelihood", ["categorical", "bernoulli", "gaussian"])
