@@ -18,13 +18,7 @@ from mletui.engine.topics.langevin import TOPIC
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small tensors: a second intra-op thread only adds contention on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _chains(target, n, seed=0, scale=1.0):

@@ -13,12 +13,7 @@ from mletui.engine.topics.langevin import TOPIC, TRACE_CHAINS
 N, K = 1000, 3   # the topic's quick chain count, so the topic test below reuses the compiled graph
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _chains(name, seed):
