@@ -45,20 +45,18 @@ KILL_REAP_S = 5.0     # collecting a SIGKILLed process (returns as soon as it is
                       # machine can take over a second to tear down a torch process)
 
 
-WARM_IDLE_S = 1.0  # a spare idle this long imports the compiler front end (below)
-
-
 def _warm_compiler() -> None:
-    """Import ``torch._dynamo`` while the process waits for work: a topic's first
-    ``torch.optim`` optimizer and every ``torch.compile`` import it on first use (2-4 s here
-    under load, which the Boltzmann pane's first frame paid)."""
+    """Import ``torch._dynamo`` before a spare says ready: a topic's first ``torch.optim``
+    optimizer and every ``torch.compile`` import it on first use (2-4 s here under load,
+    which the Boltzmann pane's first frame paid). Only spares do it (a tab that starts its
+    own engine should not wait for an import it may not need)."""
     try:
         import torch._dynamo  # noqa: F401
     except Exception:  # an optional speed-up: a broken import is met again where it matters
         pass
 
 
-def _child(conn) -> None:
+def _child(conn, warm_compiler: bool = False) -> None:
     """The engine process. Warm first: torch and every topic module imported, it says
     ``ready`` and waits for ``init`` (the topic and its settings), so a process started
     ahead of need (:class:`WarmPool`) serves a tab at once. Then a Runner, a command loop,
@@ -69,13 +67,10 @@ def _child(conn) -> None:
         from .topics import all_topics
 
         all_topics()
+        if warm_compiler:
+            _warm_compiler()
         conn.send(("ready",))
-        warmed = False
         while True:
-            if not warmed and not conn.poll(WARM_IDLE_S):
-                _warm_compiler()
-                warmed = True
-                continue
             cmd, *args = conn.recv()
             if cmd == "init":
                 break
@@ -150,12 +145,12 @@ class EngineProcess:
     """One spawned engine process and the parent's end of its pipe. Started warm (see
     :func:`_child`); a :class:`ProcessRunner` gives it a topic with ``init``."""
 
-    def __init__(self) -> None:
+    def __init__(self, warm_compiler: bool = False) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self.conn = parent
         self.ready = False
-        self.proc = ctx.Process(target=_child, name="mletui-engine", daemon=True, args=(child,))
+        self.proc = ctx.Process(target=_child, name="mletui-engine", daemon=True, args=(child, warm_compiler))
         # spawn re-runs the parent's __main__ in the child unless it is hidden: a script that
         # starts the app without an `if __name__ == "__main__"` guard would start it again there.
         # Also: a running Textual app replaces sys.stdout/stderr with objects whose fileno()
@@ -254,7 +249,7 @@ class WarmPool:
         starting = [p for p in self.spares if not p.poll_ready()]
         if busy or starting or len(self.spares) >= self.size:
             return
-        self.spares.append(EngineProcess())
+        self.spares.append(EngineProcess(warm_compiler=True))
 
     def take(self) -> EngineProcess | None:
         self.spares = [p for p in self.spares if p.alive]
