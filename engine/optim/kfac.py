@@ -321,6 +321,9 @@ class KFAC(torch.optim.Optimizer):
         self._need_inverse = True
         self._batch: tuple[Any, Any, torch.Tensor] | None = None
         self._delta_prev: torch.Tensor | None = None     # the last update, flat
+        self.fast_quadratic = True     # rescale=quadratic through _quadratic_fast where it applies
+        self._quad: _QuadBuffers | None = None      # its buffers; D[1] is the last update when
+        self._prev_in_quad = False                   # _prev_in_quad (then _delta_prev is None)
         self._groups: list = []
         self._group_buffers: list = []
 
@@ -629,6 +632,10 @@ class KFAC(torch.optim.Optimizer):
         if any(l.A_inv is None for l in self.layers):
             # no statistics yet (a caller that skipped update_stats): plain gradient step
             self._need_inverse = True
+        if g["rescale"] == "quadratic" and self._fast_quadratic_applies():
+            if self._quadratic_fast():
+                self.steps += 1
+            return loss
         results, vg = self.precondition(g["weight_decay"] if g["rescale"] == "quadratic" else 0.0)
         handled = {id(l) for l, _, _ in results}
         plain = [p for l in self.layers if id(l) not in handled for p in l.params] + self.other_params
@@ -719,6 +726,9 @@ class KFAC(torch.optim.Optimizer):
             return [t.view(s) for t, s in zip(torch.split(v, sizes), shapes)]
 
         delta = -flat([u for _, u in updates])                            # Δ = -V
+        if self._prev_in_quad:                   # the fast path's last update, as a flat vector
+            self._delta_prev = flat(self._quad.step_views) if self._quad is not None else None
+            self._prev_in_quad = False
         prev = self._delta_prev if self._delta_prev is not None and \
             self._delta_prev.numel() == delta.numel() else None
         k = int(g.get("quad_batch", 0) or 0)
@@ -811,6 +821,176 @@ class KFAC(torch.optim.Optimizer):
                 self.damping = self.damping * omega
         return True
 
+    # -- the same model, fast: one stacked JVP, per-layer tensors, one host read ---------
+    def _fast_quadratic_applies(self) -> bool:
+        """_quadratic_fast covers an ``nn.Sequential`` of Linear layers and elementwise
+        activations (``_sequential_plan``) whose every layer has its inverses and captured
+        2-d activations, in the factors' dtype; anything else takes ``_quadratic_step``."""
+        if not self.fast_quadratic or self._plan is None or self._batch is None or self._batch[0] is None:
+            return False
+        n = self._batch[0].shape[0]
+        k = int(self.group.get("quad_batch", 0) or 0)
+        rows = k if 0 < k < n else n
+        dtype = self.layers[0].A.dtype
+        for layer in self.layers:
+            a = layer.a_last
+            if layer.A_inv is None or a is None or a.dim() != 2 or a.shape[0] < rows \
+                    or layer.A.dtype != dtype or layer.module.weight.dtype != dtype:
+                return False
+        return True
+
+    def _quad_buffers(self) -> "_QuadBuffers":
+        key = tuple(tuple(id(l) for l in members) for members, _, _ in self._groups)
+        q = self._quad
+        if q is None or q.key != key:
+            old = q
+            q = _QuadBuffers(key, self._groups)
+            if old is not None and self._prev_in_quad:
+                prev = {id(p): v for p, v in zip(old.params, old.step_views)}
+                torch._foreach_copy_(q.step_views, [prev[id(p)] for p in q.params])
+            self._quad = q
+        return q
+
+    def _quadratic_fast(self) -> bool:
+        """``_quadratic_step`` for the Sequential MLPs with fewer, batched ops (the same
+        numbers to rounding). Δ = -V is written by the preconditioning straight into row 0
+        of one buffer D (2, P) whose row 1 is the last update δ_prev, both in the layers'
+        [W | b] layout, so:
+          * J Δ and J δ_prev are one forward-mode pass over the sub-batch with the two
+            tangents stacked, from the activations the training forward captured
+            (t_out = t_in Wᵀ + a Tᵀ + t_b per Linear layer, times φ'(z) per activation);
+          * the 2x2 Fisher block, the gradient terms ∇L_kᵀ(J ·) (∂L_k/∂f in closed form)
+            and the Gram matrix of the damping term are two matrix products;
+          * all scalars come to the host in one read; the 2x2 system is solved there (LU
+            with partial pivoting, as ``torch.linalg.solve``), and the step is applied as
+            δ = αΔ + μ δ_prev in place in D[1] and one ``_foreach_add_`` on the parameters.
+        The finiteness check of V is ‖V‖² from the Gram matrix (no Σ⟨V, ∇W⟩ to sync on).
+        The LM ratio's forward (k examples) runs only on its ``t_damping`` steps."""
+        g = self.group
+        q = self._quad_buffers()
+        wd = g["weight_decay"]
+        for (members, g_stack, a_stack), buf, out in zip(self._groups, self._group_buffers, q.group_out):
+            if g_stack is None:
+                layer = members[0]
+                torch.mm(layer.G_inv @ layer.grad_matrix(wd), layer.A_inv, out=out)
+            else:
+                if buf is not None and not wd and all(l.grads_attached() for l in members):
+                    xs = buf
+                else:
+                    xs = torch.stack([l.grad_matrix(wd) for l in members])
+                torch.bmm(torch.bmm(g_stack, xs), a_stack, out=out)
+        if self._delta_prev is not None and self._delta_prev.numel() == q.size:
+            torch._foreach_copy_(q.step_views, [t.view(p.shape) for t, p in zip(
+                torch.split(self._delta_prev, [p.numel() for p in q.params]), q.params)])
+            self._prev_in_quad = True
+        self._delta_prev = None
+        has_prev = self._prev_in_quad
+        n_t = 2 if has_prev else 1
+        inputs, target, loss0 = self._batch
+        n = inputs.shape[0]
+        k = int(g.get("quad_batch", 0) or 0)
+        sub = 0 < k < n
+        if not sub:
+            k = n
+        # J [V, δ_prev] on the first k examples, from the captured activations
+        dz = cur = None
+        plan = self._plan
+        for i, (kind, item) in enumerate(plan):
+            if kind == "linear":
+                a = item.a_last[:k]
+                wt, bt = q.tangents[n_t][id(item)]          # (T, in, out), (T, 1, out) or None
+                a = a.expand(n_t, *a.shape)
+                new = torch.bmm(a, wt) if bt is None else torch.baddbmm(bt, a, wt)
+                if dz is not None:
+                    w = item.module.weight
+                    new.baddbmm_(dz, w.t().expand(n_t, *w.t().shape))
+                dz = new
+                cur = item.s_last[:k]
+            else:
+                fn, _ = item
+                nxt = plan[i + 1] if i + 1 < len(plan) else None
+                cur = nxt[1].a_last[:k] if nxt is not None and nxt[0] == "linear" else fn(cur)
+                mul = _TANGENT_MUL.get(fn)
+                if mul is not None:
+                    dz = mul(dz, cur)
+        for layer in self.layers:
+            layer.a_last = layer.s_last = None
+        y_q = target[:k] if sub else target
+        h_j, g_out = self.likelihood.fisher_matvec_and_grad(cur, dz, y_q)
+        jf = dz.reshape(n_t, -1)
+        m = torch.cat([h_j.reshape(n_t, -1), g_out.reshape(1, -1)]) @ jf.t()     # (T+1, T)
+        d = q.D[:n_t]
+        parts = [m.reshape(-1), (d @ d.t()).reshape(-1)]
+        if wd:
+            parts.append(torch.stack([(p.detach() * v).sum((-1, -2) if p.dim() == 2 else -1)
+                                      for p, v in zip(q.params, q.param_tangents[n_t])]).sum(0))
+        lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
+        if lm_due and sub:
+            parts.append(self.likelihood.mean_loss(cur, y_q).reshape(1))
+        vals = torch.cat(parts).tolist()
+        scale = 1.0 / (k * self.likelihood.elements(cur))
+        # row 0 of D is V = -Δ: flip the signs of the Δ terms
+        if has_prev:
+            m00, m01, m10, m11, g0, g1, q00, q01, _, q11 = vals[:10]
+            c_f = ((scale * m00, -scale * m01), (-scale * m01, scale * m11))
+            gram = ((q00, -q01), (-q01, q11))
+            rest = vals[10:]
+        else:
+            m00, g0, q00 = vals[:3]
+            c_f, gram, g1, rest = ((scale * m00,),), ((q00,),), 0.0, vals[3:]
+        b0, b1 = -g0, g1
+        if wd:
+            th0, th1 = (-rest[0], rest[1]) if has_prev else (-rest[0], 0.0)
+            rest = rest[2:] if has_prev else rest[1:]
+            b0, b1 = b0 + wd * th0, b1 + wd * th1
+        lam = self.damping + wd
+        if has_prev:
+            c = [[c_f[i][j] + lam * gram[i][j] for j in range(2)] for i in range(2)]
+            alpha, mu = _solve2(c, (b0, b1))
+            if not (math.isfinite(alpha) and math.isfinite(mu)):
+                alpha, mu = -b0 / c[0][0] if c[0][0] != 0 else float("nan"), 0.0   # Δ alone
+        else:
+            c11 = c_f[0][0] + lam * gram[0][0]
+            alpha, mu = (-b0 / c11 if c11 != 0 else float("nan")), 0.0
+        if not math.isfinite(q00):
+            self._skip("non-finite update")
+            return False
+        if not (math.isfinite(alpha) and math.isfinite(mu)):
+            self._skip("non-finite quadratic-model step")
+            return False
+        model_reduction = 0.5 * (alpha * b0 + mu * b1)
+        if has_prev:
+            self.last_kl = alpha * (c_f[0][0] * alpha + c_f[0][1] * mu) + mu * (c_f[1][0] * alpha + c_f[1][1] * mu)
+        else:
+            self.last_kl = alpha * c_f[0][0] * alpha
+        self.last_alpha, self.last_mu = alpha, mu
+        if has_prev:                                   # D[1] ← α Δ + μ δ_prev = μ δ_prev - α V
+            q.D[1].mul_(mu).add_(q.D[0], alpha=-alpha)
+        else:
+            torch.mul(q.D[0], -alpha, out=q.D[1])
+        self._prev_in_quad = True
+        torch._foreach_add_(q.params, q.step_views)
+        if lm_due and model_reduction < 0:
+            self._jvp_active = True
+            try:
+                new_loss = float(self.likelihood.mean_loss(self.model(inputs[:k] if sub else inputs), y_q))
+            finally:
+                self._jvp_active = False
+            if wd:
+                # the regulariser's change ½ wd (‖θ + δ‖² - ‖θ‖²) = ½ wd (2 θᵀδ + ‖δ‖²)
+                th_step = alpha * th0 + mu * th1
+                st2 = alpha * alpha * gram[0][0] + (2 * alpha * mu * gram[0][1] + mu * mu * gram[1][1]
+                                                    if has_prev else 0.0)
+                new_loss += 0.5 * wd * (2.0 * th_step + st2)
+            rho = (new_loss - (rest[0] if sub else float(loss0))) / model_reduction
+            self.last_rho = rho
+            omega = (19.0 / 20.0) ** int(g["t_damping"])
+            if not math.isfinite(rho) or rho < 0.25:
+                self.damping = self.damping / omega
+            elif rho > 0.75:
+                self.damping = self.damping * omega
+        return True
+
     # -- diagnostics ---------------------------------------------------------------------
     def condition_numbers(self, index: int) -> tuple[float, float]:
         """cond(A_λ), cond(G_λ) of layer ``index`` with the current damping (nan before
@@ -832,6 +1012,87 @@ class KFAC(torch.optim.Optimizer):
     def drain_events(self) -> list[str]:
         ev, self.events = self.events, []
         return ev
+
+
+def _solve2(c: list[list[float]], b: tuple[float, float]) -> tuple[float, float]:
+    """-(c⁻¹ b) for a 2x2 c by LU with partial pivoting (LAPACK's getrf/getrs order), in
+    Python floats; nan where c is singular."""
+    (a00, a01), (a10, a11) = c
+    b0, b1 = b
+    if abs(a10) > abs(a00):                      # pivot: swap the rows
+        a00, a01, a10, a11, b0, b1 = a10, a11, a00, a01, b1, b0
+    if a00 == 0.0:
+        return float("nan"), float("nan")
+    l10 = a10 / a00
+    u11 = a11 - l10 * a01
+    if u11 == 0.0 or not math.isfinite(u11):
+        return float("nan"), float("nan")
+    x1 = (b1 - l10 * b0) / u11
+    x0 = (b0 - a01 * x1) / a00
+    return -x0, -x1
+
+
+def _tanh_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """dz · (1 - y²), y = tanh(z): dz - (dz y) y."""
+    return dz.addcmul_(dz * y, y, value=-1.0)
+
+
+def _sigmoid_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """dz · y (1 - y), y = σ(z)."""
+    t = dz * y
+    return t.addcmul_(t, y, value=-1.0)
+
+
+def _relu_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return dz.mul_(y > 0)
+
+
+# φ(z) -> how a stacked tangent passes through it given y = φ(z) (in place on the tangent)
+_TANGENT_MUL: dict[Callable, Callable] = {torch.tanh: _tanh_tangent, torch.sigmoid: _sigmoid_tangent,
+                                          torch.relu: _relu_tangent}
+
+
+class _QuadBuffers:
+    """The fast quadratic step's buffer D (2, P): per layer a slot of out·(in+1) entries
+    ([W | b] row-major, as grad_matrix), row 0 for V, row 1 for δ_prev; each shape group's
+    slots are contiguous so its batched preconditioning writes there directly. Views made
+    once: the groups' outputs, per layer the stacked tangents as (T, in, out) weight and
+    (T, 1, out) bias views for T = 1, 2, and per parameter its part of D[1] (the step)."""
+
+    def __init__(self, key: tuple, groups: list) -> None:
+        self.key = key
+        layers = [l for members, _, _ in groups for l in members]
+        first = layers[0].module.weight
+        self.size = sum(l.d_out * l.d_in for l in layers)
+        self.D = torch.zeros(2, self.size, dtype=first.dtype, device=first.device)
+        self.group_out: list[torch.Tensor] = []
+        self.tangents: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor | None]]] = {1: {}, 2: {}}
+        self.params: list[torch.Tensor] = []
+        self.step_views: list[torch.Tensor] = []
+        self.param_tangents: dict[int, list[torch.Tensor]] = {1: [], 2: []}
+        off = 0
+        for members, g_stack, _ in groups:
+            n = sum(l.d_out * l.d_in for l in members)
+            l0 = members[0]
+            shape = (len(members), l0.d_out, l0.d_in) if g_stack is not None else (l0.d_out, l0.d_in)
+            self.group_out.append(self.D[0, off:off + n].view(shape))
+            for layer in members:
+                m = layer.d_out * layer.d_in
+                slot = self.D[:, off:off + m].view(2, layer.d_out, layer.d_in)
+                d_w = layer.d_in - int(layer.has_bias)
+                for t in (1, 2):
+                    st = slot[:t]
+                    self.tangents[t][id(layer)] = (st[:, :, :d_w].transpose(1, 2),
+                                                   st[:, :, d_w].unsqueeze(1) if layer.has_bias else None)
+                    self.param_tangents[t].append(st[:, :, :d_w])
+                    if layer.has_bias:
+                        self.param_tangents[t].append(st[:, :, d_w])
+                self.params.append(layer.module.weight)
+                self.step_views.append(slot[1, :, :d_w])
+                if layer.has_bias:
+                    self.params.append(layer.module.bias)
+                    self.step_views.append(slot[1, :, d_w])
+                off += m
 
 
 def kfac_layers(model: nn.Module) -> Iterable[str]:

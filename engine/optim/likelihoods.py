@@ -9,7 +9,11 @@ Each class knows, for a batch of outputs ``f`` (N, K) and targets ``y``:
                       likelihood in its natural parameters (these are canonical links, so the
                       Hessian equals its expectation over y ~ p): categorical diag(p) - ppᵀ
                       (the softmax), Bernoulli σ(1 - σ) (the sigmoid), Gaussian I (unit
-                      variance); ``fisher_product`` is Σ_n u_nᵀ H_n v_n;
+                      variance); ``fisher_product`` is Σ_n u_nᵀ H_n v_n; ``u`` may carry extra
+                      leading dims (several tangents at once), the output broadcasts over them;
+  * ``loss_grad``     ∂ mean_loss / ∂f in closed form (for these canonical links the
+                      residual: softmax - one-hot, σ - y, f - y, over N·D), and
+                      ``fisher_matvec_and_grad`` both at once (one softmax or sigmoid);
   * ``fisher_sqrt``   R_n (K x C) with H_n = R_n R_nᵀ: categorical diag(√p) - p √pᵀ,
                       Bernoulli diag(√(σ(1-σ))), Gaussian I — the columns whose backward passes
                       give the exact Fisher's factors (BackPACK's "sqrt of the loss Hessian");
@@ -52,6 +56,18 @@ class Likelihood:
     def fisher_product(self, output: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (u * self.fisher_matvec(output, v)).sum()
 
+    def loss_grad(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """∂ mean_loss(f, y) / ∂f (by autograd here; the subclasses give the closed form)."""
+        with torch.enable_grad():
+            f = output.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.mean_loss(f, target), f)
+        return grad
+
+    def fisher_matvec_and_grad(self, output: torch.Tensor, u: torch.Tensor,
+                               target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H u, ∂ mean_loss / ∂f): the quadratic model's two output-space terms."""
+        return self.fisher_matvec(output, u), self.loss_grad(output, target)
+
     def fisher_sqrt(self, output: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -89,6 +105,21 @@ class Categorical(Likelihood):
         p = torch.softmax(output, dim=-1)
         return p * u - p * (p * u).sum(-1, keepdim=True)
 
+    def loss_grad(self, output, target):
+        return self._residual(torch.softmax(output, dim=-1), target)
+
+    def fisher_matvec_and_grad(self, output, u, target):
+        p = torch.softmax(output, dim=-1)
+        pu = p * u
+        return pu - p * pu.sum(-1, keepdim=True), self._residual(p, target)
+
+    @staticmethod
+    def _residual(p, target):
+        """(softmax - one-hot) / N: class indices, or class probabilities shaped like p."""
+        if target.dtype.is_floating_point and target.shape == p.shape:
+            return (p - target) / p.shape[0]
+        return (p - F.one_hot(target, p.shape[-1]).to(p.dtype)) / p.shape[0]
+
     def fisher_sqrt(self, output):
         p = torch.softmax(output, dim=-1)
         sq = p.sqrt()
@@ -124,6 +155,13 @@ class Bernoulli(Likelihood):
         s = torch.sigmoid(output)
         return s * (1 - s) * u
 
+    def loss_grad(self, output, target):
+        return (torch.sigmoid(output) - target) / output.numel()
+
+    def fisher_matvec_and_grad(self, output, u, target):
+        s = torch.sigmoid(output)
+        return (s - s * s) * u, (s - target) / output.numel()
+
     def fisher_sqrt(self, output):
         s = torch.sigmoid(output)
         return torch.diag_embed((s * (1 - s)).sqrt())
@@ -154,6 +192,12 @@ class Gaussian(Likelihood):
 
     def fisher_matvec(self, output, u):
         return u
+
+    def loss_grad(self, output, target):
+        return (output - target) / output.numel()
+
+    def fisher_matvec_and_grad(self, output, u, target):
+        return u, (output - target) / output.numel()
 
     def fisher_sqrt(self, output):
         n, k = output.shape
