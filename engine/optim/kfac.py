@@ -162,16 +162,23 @@ class KFACLayer:
             self.module.bias.grad = self.grad_buf[:, -1]
         else:
             w.grad = self.grad_buf.view(w.shape)
+        # the attached tensors and where they point (autograd accumulates into them in place)
+        self._attached = (w.grad, w.grad.data_ptr(), self.module.bias.grad if self.has_bias else None,
+                          self.module.bias.grad.data_ptr() if self.has_bias else 0)
+
+    _attached: tuple = (None, 0, None, 0)
 
     def grads_attached(self) -> bool:
         if self.grad_buf is None:
             return False
-        w = self.module.weight
-        ok = w.grad is not None and w.grad.data_ptr() == self.grad_buf.data_ptr()
+        gw, pw, gb, pb = self._attached
+        w = self.module.weight.grad
+        if w is None or w is not gw or w.data_ptr() != pw:
+            return False
         if self.has_bias:
             b = self.module.bias.grad
-            ok = ok and b is not None and b.data_ptr() == self.grad_buf[:, -1].data_ptr()
-        return ok
+            return b is not None and b is gb and b.data_ptr() == pb
+        return True
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -851,6 +858,17 @@ class KFAC(torch.optim.Optimizer):
             self._quad = q
         return q
 
+    def _plan_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The Sequential's forward from its plan (F.linear and the activations, as the
+        modules compute them), without the module-call and hook machinery."""
+        for kind, item in self._plan:
+            if kind == "linear":
+                m = item.module
+                x = F.linear(x, m.weight, m.bias)
+            else:
+                x = item[0](x)
+        return x
+
     def _quadratic_fast(self) -> bool:
         """``_quadratic_step`` for the Sequential MLPs with fewer, batched ops (the same
         numbers to rounding). Δ = -V is written by the preconditioning straight into row 0
@@ -900,11 +918,12 @@ class KFAC(torch.optim.Optimizer):
                 a = item.a_last[:k]
                 wt, bt = q.tangents[n_t][id(item)]          # (T, in, out), (T, 1, out) or None
                 a = a.expand(n_t, *a.shape)
-                new = torch.bmm(a, wt) if bt is None else torch.baddbmm(bt, a, wt)
-                if dz is not None:
-                    w = item.module.weight
-                    new.baddbmm_(dz, w.t().expand(n_t, *w.t().shape))
-                dz = new
+                if dz is None:
+                    dz = torch.bmm(a, wt)
+                else:                                       # (T·k, in) Wᵀ as one product
+                    dz = torch.matmul(dz, item.module.weight.t()).baddbmm_(a, wt)
+                if bt is not None:
+                    dz.add_(bt)
                 cur = item.s_last[:k]
             else:
                 fn, _ = item
@@ -973,7 +992,7 @@ class KFAC(torch.optim.Optimizer):
         if lm_due and model_reduction < 0:
             self._jvp_active = True
             try:
-                new_loss = float(self.likelihood.mean_loss(self.model(inputs[:k] if sub else inputs), y_q))
+                new_loss = float(self.likelihood.mean_loss(self._plan_forward(inputs[:k] if sub else inputs), y_q))
             finally:
                 self._jvp_active = False
             if wd:

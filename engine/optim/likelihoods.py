@@ -41,7 +41,8 @@ class Likelihood:
 
     def elements(self, output: torch.Tensor) -> int:
         """D: the output elements one example's loss is averaged over."""
-        return max(1, output[0].numel())
+        n = output.shape[0]
+        return max(1, output.numel() // n) if n else max(1, output[0].numel())
 
     def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The training loss: NLL averaged over the batch and over the D output elements."""
