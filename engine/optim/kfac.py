@@ -47,6 +47,13 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    whole batch's. A sub-batch's curvature with the whole batch's gradient
                    (this option's earlier meaning) overshoots: on the digits MLP it never
                    reached SGD's loss (BENCHMARKS.md, K-FAC).
+                   For an ``nn.Sequential`` of Linear layers and elementwise activations
+                   (the topic's MLPs) the step runs on per-layer [W | b] tensors: both
+                   Jacobian-vector products in one forward-mode pass over the sub-batch with
+                   the tangents stacked, from the training forward's activations; the 2x2
+                   block, the gradient terms and the Gram matrix in two matrix products; one
+                   host read; the same numbers as the general path to rounding
+                   (``_quadratic_fast``; ``fast_quadratic = False`` forces the general one).
                    ``adaptive_damping`` then adapts λ every ``t_damping`` steps by the
                    reduction ratio ρ = (L(θ+δ) - L(θ)) / M(δ): λ ← λ·ω when ρ > ¾,
                    λ ← λ/ω when ρ < ¼, ω = (19/20)^t_damping. The reported ``kl`` is δᵀFδ.
@@ -69,7 +76,9 @@ factor statistics from a larger batch than the gradient's. Parameters of layers 
 does not handle (grouped convolutions, norms, ...) are updated with their plain gradient.
 
 Host syncs: one scalar per step (the finiteness and norm of the update), plus the
-eigendecompositions every ``t_inv`` steps and the 2x2 solve in quadratic mode.
+eigendecompositions every ``t_inv`` steps and the 2x2 solve in quadratic mode (on the
+Sequential fast path one read per step carries all of it; ρ's loss is a second one on the
+``t_damping`` steps).
 """
 
 from __future__ import annotations
@@ -911,35 +920,39 @@ class KFAC(torch.optim.Optimizer):
         if not sub:
             k = n
         # J [V, δ_prev] on the first k examples, from the captured activations
-        dz = cur = None
+        dz = cur = a_next = None
         plan = self._plan
         for i, (kind, item) in enumerate(plan):
             if kind == "linear":
-                a = item.a_last[:k]
+                a = item.a_last[:k] if a_next is None else a_next
                 wt, bt = q.tangents[n_t][id(item)]          # (T, in, out), (T, 1, out) or None
                 a = a.expand(n_t, *a.shape)
                 if dz is None:
                     dz = torch.bmm(a, wt)
                 else:                                       # (T·k, in) Wᵀ as one product
-                    dz = torch.matmul(dz, item.module.weight.t()).baddbmm_(a, wt)
+                    dz = F.linear(dz, item.module.weight).baddbmm_(a, wt)
                 if bt is not None:
                     dz.add_(bt)
-                cur = item.s_last[:k]
+                cur, a_next = item.s_last, None
             else:
                 fn, _ = item
                 nxt = plan[i + 1] if i + 1 < len(plan) else None
-                cur = nxt[1].a_last[:k] if nxt is not None and nxt[0] == "linear" else fn(cur)
+                if nxt is not None and nxt[0] == "linear":    # φ(z) is the next layer's input
+                    cur = a_next = nxt[1].a_last[:k]
+                else:
+                    cur = fn(cur[:k])
                 mul = _TANGENT_MUL.get(fn)
                 if mul is not None:
                     dz = mul(dz, cur)
+        cur = cur[:k]
         for layer in self.layers:
             layer.a_last = layer.s_last = None
         y_q = target[:k] if sub else target
         h_j, g_out = self.likelihood.fisher_matvec_and_grad(cur, dz, y_q)
         jf = dz.reshape(n_t, -1)
-        m = torch.cat([h_j.reshape(n_t, -1), g_out.reshape(1, -1)]) @ jf.t()     # (T+1, T)
-        d = q.D[:n_t]
-        parts = [m.reshape(-1), (d @ d.t()).reshape(-1)]
+        m = F.linear(torch.cat([h_j.reshape(n_t, -1), g_out.reshape(1, -1)]), jf)     # (T+1, T)
+        d = q.D if has_prev else q.D0[None]
+        parts = [m.reshape(-1), F.linear(d, d).reshape(-1)]                         # and D Dᵀ
         if wd:
             parts.append(torch.stack([(p.detach() * v).sum((-1, -2) if p.dim() == 2 else -1)
                                       for p, v in zip(q.params, q.param_tangents[n_t])]).sum(0))
@@ -984,9 +997,9 @@ class KFAC(torch.optim.Optimizer):
             self.last_kl = alpha * c_f[0][0] * alpha
         self.last_alpha, self.last_mu = alpha, mu
         if has_prev:                                   # D[1] ← α Δ + μ δ_prev = μ δ_prev - α V
-            q.D[1].mul_(mu).add_(q.D[0], alpha=-alpha)
+            q.D1.mul_(mu).add_(q.D0, alpha=-alpha)
         else:
-            torch.mul(q.D[0], -alpha, out=q.D[1])
+            torch.mul(q.D0, -alpha, out=q.D1)
         self._prev_in_quad = True
         torch._foreach_add_(q.params, q.step_views)
         if lm_due and model_reduction < 0:
@@ -1084,6 +1097,7 @@ class _QuadBuffers:
         first = layers[0].module.weight
         self.size = sum(l.d_out * l.d_in for l in layers)
         self.D = torch.zeros(2, self.size, dtype=first.dtype, device=first.device)
+        self.D0, self.D1 = self.D[0], self.D[1]
         self.group_out: list[torch.Tensor] = []
         self.tangents: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor | None]]] = {1: {}, 2: {}}
         self.params: list[torch.Tensor] = []

@@ -119,7 +119,8 @@ class Categorical(Likelihood):
         """(softmax - one-hot) / N: class indices, or class probabilities shaped like p."""
         if target.dtype.is_floating_point and target.shape == p.shape:
             return (p - target) / p.shape[0]
-        return (p - F.one_hot(target, p.shape[-1]).to(p.dtype)) / p.shape[0]
+        minus_one = p.new_full((p.shape[0], 1), -1.0)           # p - one-hot, without one_hot's checks
+        return p.scatter_add(1, target.unsqueeze(1), minus_one) / p.shape[0]
 
     def fisher_sqrt(self, output):
         p = torch.softmax(output, dim=-1)

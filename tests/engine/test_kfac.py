@@ -329,6 +329,29 @@ def test_losses_and_output_hessian_match_autograd():
         assert float(mean_loss(lik, f, t)) * 5 * d == pytest.approx(float(get_likelihood(lik).nll_sum(f, t)))
 
 
+@pytest.mark.parametrize("lik", ["categorical", "bernoulli", "gaussian"])
+def test_closed_form_loss_gradient_and_stacked_fisher_matvec_match_autograd(lik):
+    """loss_grad = ∂ mean_loss/∂f (the residual over N·D) and fisher_matvec_and_grad on
+    tangents stacked along a leading dim = per-tangent fisher_matvec, for the three likelihoods."""
+    torch.manual_seed(12)
+    f = torch.randn(6, 4, dtype=torch.float64)
+    t = {"categorical": torch.randint(0, 4, (6,)), "bernoulli": torch.rand(6, 4, dtype=torch.float64),
+         "gaussian": torch.randn(6, 4, dtype=torch.float64)}[lik]
+    L = get_likelihood(lik)
+    fr = f.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(L.mean_loss(fr, t), fr)
+    torch.testing.assert_close(L.loss_grad(f, t), expected, rtol=1e-13, atol=1e-15)
+    u = torch.randn(2, 6, 4, dtype=torch.float64)
+    hu, grad = L.fisher_matvec_and_grad(f, u, t)
+    torch.testing.assert_close(grad, expected, rtol=1e-13, atol=1e-15)
+    for i in range(2):
+        torch.testing.assert_close(hu[i], L.fisher_matvec(f, u[i]), rtol=1e-13, atol=1e-15)
+    if lik == "categorical":                    # class probabilities as the target
+        q = torch.softmax(torch.randn(6, 4, dtype=torch.float64), -1)
+        (eq,) = torch.autograd.grad(L.mean_loss(fr, q), fr)
+        torch.testing.assert_close(L.loss_grad(f, q), eq, rtol=1e-13, atol=1e-15)
+
+
 def test_momentum_and_weight_decay_follow_sgd_on_the_preconditioned_gradient():
     """kl_clip rule off (ν = 1): the update is torch.optim.SGD(momentum, weight_decay)
     applied to V, as in the reference implementations."""
