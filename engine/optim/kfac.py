@@ -127,6 +127,8 @@ class KFACLayer:
         self.name = name
         self.module = module
         w = module.weight
+        # the parameters themselves (the hot paths skip nn.Module.__getattr__)
+        self.weight, self.bias = w, (module.bias if getattr(module, "bias", None) is not None else None)
         self.has_bias = getattr(module, "bias", None) is not None
         self.d_out = w.shape[0]
         self.d_in = int(w[0].numel()) + int(self.has_bias)
@@ -165,15 +167,15 @@ class KFACLayer:
         """Make weight.grad and bias.grad views of grad_buf (autograd accumulates in place)."""
         if self.grad_buf is None:
             return
-        w = self.module.weight
+        w = self.weight
         if self.has_bias:
             w.grad = self.grad_buf[:, :-1]
-            self.module.bias.grad = self.grad_buf[:, -1]
+            self.bias.grad = self.grad_buf[:, -1]
         else:
             w.grad = self.grad_buf.view(w.shape)
         # the attached tensors and where they point (autograd accumulates into them in place)
-        self._attached = (w.grad, w.grad.data_ptr(), self.module.bias.grad if self.has_bias else None,
-                          self.module.bias.grad.data_ptr() if self.has_bias else 0)
+        self._attached = (w.grad, w.grad.data_ptr(), self.bias.grad if self.has_bias else None,
+                          self.bias.grad.data_ptr() if self.has_bias else 0)
 
     _attached: tuple = (None, 0, None, 0)
 
@@ -181,17 +183,17 @@ class KFACLayer:
         if self.grad_buf is None:
             return False
         gw, pw, gb, pb = self._attached
-        w = self.module.weight.grad
+        w = self.weight.grad
         if w is None or w is not gw or w.data_ptr() != pw:
             return False
         if self.has_bias:
-            b = self.module.bias.grad
+            b = self.bias.grad
             return b is not None and b is gb and b.data_ptr() == pb
         return True
 
     @property
     def params(self) -> list[torch.Tensor]:
-        return [self.module.weight] + ([self.module.bias] if self.has_bias else [])
+        return [self.weight] + ([self.bias] if self.has_bias else [])
 
     def grad_matrix(self, weight_decay: float = 0.0) -> torch.Tensor:
         """∇W as out x in (bias as the last column), in the factors' dtype."""
@@ -844,16 +846,21 @@ class KFAC(torch.optim.Optimizer):
         2-d activations, in the factors' dtype; anything else takes ``_quadratic_step``."""
         if not self.fast_quadratic or self._plan is None or self._batch is None or self._batch[0] is None:
             return False
+        if self._fast_dtypes is None:            # one dtype for the factors and the weights
+            dtype = self.layers[0].A.dtype
+            self._fast_dtypes = all(l.A.dtype == dtype and l.weight.dtype == dtype for l in self.layers)
+        if not self._fast_dtypes:
+            return False
         n = self._batch[0].shape[0]
         k = int(self.group.get("quad_batch", 0) or 0)
         rows = k if 0 < k < n else n
-        dtype = self.layers[0].A.dtype
         for layer in self.layers:
             a = layer.a_last
-            if layer.A_inv is None or a is None or a.dim() != 2 or a.shape[0] < rows \
-                    or layer.A.dtype != dtype or layer.module.weight.dtype != dtype:
+            if layer.A_inv is None or a is None or a.dim() != 2 or a.shape[0] < rows:
                 return False
         return True
+
+    _fast_dtypes: bool | None = None
 
     def _quad_buffers(self) -> "_QuadBuffers":
         key = tuple(tuple(id(l) for l in members) for members, _, _ in self._groups)
@@ -872,8 +879,7 @@ class KFAC(torch.optim.Optimizer):
         modules compute them), without the module-call and hook machinery."""
         for kind, item in self._plan:
             if kind == "linear":
-                m = item.module
-                x = F.linear(x, m.weight, m.bias)
+                x = F.linear(x, item.weight, item.bias)
             else:
                 x = item[0](x)
         return x
@@ -930,7 +936,7 @@ class KFAC(torch.optim.Optimizer):
                 if dz is None:
                     dz = torch.bmm(a, wt)
                 else:                                       # (T·k, in) Wᵀ as one product
-                    dz = F.linear(dz, item.module.weight).baddbmm_(a, wt)
+                    dz = F.linear(dz, item.weight).baddbmm_(a, wt)
                 if bt is not None:
                     dz.add_(bt)
                 cur, a_next = item.s_last, None
@@ -1094,7 +1100,7 @@ class _QuadBuffers:
     def __init__(self, key: tuple, groups: list) -> None:
         self.key = key
         layers = [l for members, _, _ in groups for l in members]
-        first = layers[0].module.weight
+        first = layers[0].weight
         self.size = sum(l.d_out * l.d_in for l in layers)
         self.D = torch.zeros(2, self.size, dtype=first.dtype, device=first.device)
         self.D0, self.D1 = self.D[0], self.D[1]
@@ -1120,10 +1126,10 @@ class _QuadBuffers:
                     self.param_tangents[t].append(st[:, :, :d_w])
                     if layer.has_bias:
                         self.param_tangents[t].append(st[:, :, d_w])
-                self.params.append(layer.module.weight)
+                self.params.append(layer.weight)
                 self.step_views.append(slot[1, :, :d_w])
                 if layer.has_bias:
-                    self.params.append(layer.module.bias)
+                    self.params.append(layer.bias)
                     self.step_views.append(slot[1, :, d_w])
                 off += m
 

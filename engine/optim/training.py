@@ -37,12 +37,14 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
                                weight_decay=p["weight_decay"])
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=p["lr_adam"], weight_decay=p["weight_decay"])
-    return KFAC(model, likelihood=likelihood, lr=p["lr"], momentum=p["momentum"],
-                damping=p["damping"], weight_decay=p["weight_decay"], stat_decay=p["stat_decay"],
-                kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
-                fisher=fisher or p["fisher"], rescale=p["rescale"],
-                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
-                min_damping=p["min_damping"], batched=p.get("batched", True))
+    opt = KFAC(model, likelihood=likelihood, lr=p["lr"], momentum=p["momentum"],
+               damping=p["damping"], weight_decay=p["weight_decay"], stat_decay=p["stat_decay"],
+               kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
+               fisher=fisher or p["fisher"], rescale=p["rescale"],
+               adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
+               min_damping=p["min_damping"], batched=p.get("batched", True))
+    opt.fast_quadratic = bool(p.get("fast_quadratic", True))    # False: the general quadratic path
+    return opt
 
 
 def apply_params(opt: torch.optim.Optimizer, p: Mapping[str, Any], changed: Sequence[str] = ()) -> None:
