@@ -958,29 +958,30 @@ class KFAC(torch.optim.Optimizer):
         jf = dz.reshape(n_t, -1)
         m = F.linear(torch.cat([h_j.reshape(n_t, -1), g_out.reshape(1, -1)]), jf)     # (T+1, T)
         d = q.D if has_prev else q.D0[None]
-        parts = [m.reshape(-1), F.linear(d, d).reshape(-1)]                         # and D Dᵀ
+        parts = [m, F.linear(d, d)]                  # and D Dᵀ: rows of T columns each, stacked
         if wd:
             parts.append(torch.stack([(p.detach() * v).sum((-1, -2) if p.dim() == 2 else -1)
-                                      for p, v in zip(q.params, q.param_tangents[n_t])]).sum(0))
+                                      for p, v in zip(q.params, q.param_tangents[n_t])]).sum(0, keepdim=True))
         lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
         if lm_due and sub:
-            parts.append(self.likelihood.mean_loss(cur, y_q).reshape(1))
-        vals = torch.cat(parts).tolist()
+            parts.append(self.likelihood.mean_loss(cur, y_q).expand(1, n_t))
+        rows = torch.cat(parts).tolist()
         scale = 1.0 / (k * self.likelihood.elements(cur))
         # row 0 of D is V = -Δ: flip the signs of the Δ terms
         if has_prev:
-            m00, m01, m10, m11, g0, g1, q00, q01, _, q11 = vals[:10]
+            (m00, m01), (_, m11), (g0, g1), (q00, q01), (_, q11) = rows[:5]
             c_f = ((scale * m00, -scale * m01), (-scale * m01, scale * m11))
             gram = ((q00, -q01), (-q01, q11))
-            rest = vals[10:]
+            rest = rows[5:]
         else:
-            m00, g0, q00 = vals[:3]
-            c_f, gram, g1, rest = ((scale * m00,),), ((q00,),), 0.0, vals[3:]
+            (m00,), (g0,), (q00,) = rows[:3]
+            c_f, gram, g1, rest = ((scale * m00,),), ((q00,),), 0.0, rows[3:]
         b0, b1 = -g0, g1
         if wd:
-            th0, th1 = (-rest[0], rest[1]) if has_prev else (-rest[0], 0.0)
-            rest = rest[2:] if has_prev else rest[1:]
+            th0, th1 = (-rest[0][0], rest[0][1]) if has_prev else (-rest[0][0], 0.0)
+            rest = rest[1:]
             b0, b1 = b0 + wd * th0, b1 + wd * th1
+        rest = [r[0] for r in rest]
         lam = self.damping + wd
         if has_prev:
             c = [[c_f[i][j] + lam * gram[i][j] for j in range(2)] for i in range(2)]
@@ -1070,22 +1071,25 @@ def _solve2(c: list[list[float]], b: tuple[float, float]) -> tuple[float, float]
     return -x0, -x1
 
 
+_aten = torch.ops.aten
+
+
 def _tanh_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """dz · (1 - y²), y = tanh(z): dz - (dz y) y."""
-    return dz.addcmul_(dz * y, y, value=-1.0)
+    """dz · (1 - y²), y = tanh(z): one op (tanh's backward, which broadcasts y over T)."""
+    return _aten.tanh_backward.default(dz, y)
 
 
 def _sigmoid_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """dz · y (1 - y), y = σ(z)."""
-    t = dz * y
-    return t.addcmul_(t, y, value=-1.0)
+    return _aten.sigmoid_backward.default(dz, y)
 
 
 def _relu_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return dz.mul_(y > 0)
+    """dz where y = relu(z) > 0, else 0."""
+    return _aten.threshold_backward.default(dz, y, 0)
 
 
-# φ(z) -> how a stacked tangent passes through it given y = φ(z) (in place on the tangent)
+# φ(z) -> how a stacked tangent passes through it given y = φ(z)
 _TANGENT_MUL: dict[Callable, Callable] = {torch.tanh: _tanh_tangent, torch.sigmoid: _sigmoid_tangent,
                                           torch.relu: _relu_tangent}
 

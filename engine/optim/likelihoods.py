@@ -161,8 +161,8 @@ class Bernoulli(Likelihood):
         return (torch.sigmoid(output) - target) / output.numel()
 
     def fisher_matvec_and_grad(self, output, u, target):
-        s = torch.sigmoid(output)
-        return (s - s * s) * u, (s - target) / output.numel()
+        s = torch.sigmoid(output)      # σ(1 - σ) u in one op: the sigmoid's backward
+        return torch.ops.aten.sigmoid_backward.default(u, s), (s - target) / output.numel()
 
     def fisher_sqrt(self, output):
         s = torch.sigmoid(output)

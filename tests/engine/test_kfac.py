@@ -451,7 +451,7 @@ def test_fast_quadratic_step_equals_the_reference_implementation(likelihood, qb,
     for mode in ("reference", "fast", "mixed"):
         torch.manual_seed(7)
         model = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 5), nn.Sigmoid(), nn.Linear(5, 5),
-                              nn.Tanh(), nn.Linear(5, 3)).double()
+                              nn.ReLU(), nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 3)).double()
         opt = KFAC(model, likelihood=likelihood, damping=0.05, rescale="quadratic", adaptive_damping=True,
                    t_damping=2, t_cov=2, t_inv=3, weight_decay=wd, quad_batch=qb, eigh_dtype=torch.float64,
                    generator=torch.Generator().manual_seed(3))
