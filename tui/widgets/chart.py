@@ -44,8 +44,11 @@ from plotext._figure import _figure_class
 from rich.color import Color
 from rich.style import Style
 
+from . import plotext_fast
 from .labels import abbreviate
 from .ticks import Ticks, inner_ticks, linear_ticks, log_ticks
+
+plotext_fast.install()
 
 # Colours from the xterm 256-colour cube, not the 16 named ANSI colours: Textual's
 # default terminal theme draws red, magenta and bright_magenta all as #f4005f (and cyan
