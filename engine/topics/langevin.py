@@ -482,6 +482,11 @@ class LangevinTopic(Topic):
             views["density_chains"] = {"z": rows, "extent": (x0, x1, -float(w), 0.0)}
             views["marginal_y"] = _density_histogram(window.reshape(-1), x0, x1, HIST_BINS,
                                                      {"exact": ex["line_x"]})
+        # one colour scale for the two densities, so equal colours mean equal densities
+        hi = max(_finite_max(views["density_chains"]["z"]), _finite_max(ex["density"]["z"]))
+        if hi > 0:
+            views["density_chains"]["scale"] = (0.0, hi)
+            views["density_exact"] = {**ex["density"], "scale": (0.0, hi)}
         names = ["x", "y"][: t.dim]
         rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i]),
                  float(state.mean_exact[i]) if cov_ula is not None else None] for i in range(t.dim)]
@@ -492,6 +497,12 @@ class LangevinTopic(Topic):
                              float(cov_ula[i, j]) if cov_ula is not None else None])
         views["moments"] = {"columns": ["", "chains", "exact", "ULA limit"], "rows": rows}
         return views
+
+
+def _finite_max(rows) -> float:
+    z = np.asarray(rows, dtype=float)
+    z = z[np.isfinite(z)]
+    return float(z.max()) if z.size else 0.0
 
 
 def _density_counts(values: torch.Tensor, lo: float, hi: float, bins: int) -> list[float]:
