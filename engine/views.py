@@ -55,11 +55,14 @@ class HeatmapField(TypedDict):
     (x0, x1, y0, y1). A bare 2-D array is accepted too. ``scale`` (lo, hi) fixes the
     colour scale's ends, so that heatmaps meant to be compared (a sampled density beside
     the exact one) share one; without it the scale runs from the finite minimum to the
-    maximum of ``z``. Values beyond a fixed scale are drawn at its end colour and counted."""
+    maximum of ``z``. Values beyond a fixed scale are drawn at its end colour and counted.
+    ``gutters``: how many of the NaN cells are gutters laid out between tiled images
+    (drawn blank like every NaN, but not reported as missing values)."""
 
     z: Sequence[Sequence[float]]
     extent: NotRequired[tuple[float, float, float, float]]
     scale: NotRequired[tuple[float, float]]
+    gutters: NotRequired[int]
 
 
 HeatmapData = Sequence[Sequence[float]] | HeatmapField

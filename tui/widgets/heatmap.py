@@ -5,7 +5,8 @@ row's, on a blue-to-yellow scale between the finite minimum and maximum, or betw
 the ends of the data's ``scale`` when it fixes one (two heatmaps meant to be compared
 share it; values beyond it take the end colour and are counted in the subtitle). Without
 colour (NO_COLOR) or in ASCII mode: one shade character per cell from a ramp.
-Non-finite entries are drawn blank and counted in the subtitle. The rows are drawn once
+Non-finite entries are drawn blank and counted in the subtitle, less the data's
+``gutters`` (NaN cells laid out between tiled images). The rows are drawn once
 per frame and size, not once per line asked for.
 """
 
@@ -59,9 +60,10 @@ class HeatmapView(ViewPanel, Widget):
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
         data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
-        fixed = None
+        fixed, gutters = None, 0
         if isinstance(data, dict):
             fixed = data.get("scale")
+            gutters = int(data.get("gutters") or 0)
             data = data.get("z")
         if data is None:
             return
@@ -71,8 +73,8 @@ class HeatmapView(ViewPanel, Widget):
         self._z = z
         self._strips = None
         ok = np.isfinite(z)
-        bad = int((~ok).sum())
-        notes = [("", f"{bad} nan not drawn")] if bad else []
+        bad = int((~ok).sum()) - gutters          # the gutters between tiles are layout
+        notes = [("", f"{bad} nan not drawn")] if bad > 0 else []
         if fixed is not None:
             lo, hi = float(fixed[0]), float(fixed[1])
             self._scale = (lo, hi)
