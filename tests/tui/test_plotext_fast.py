@@ -93,5 +93,45 @@ def test_a_chart_drawn_with_them_is_the_chart_plotext_draws(monkeypatch, look):
             with monkeypatch.context() as m:
                 m.setattr(ut, "get_lines", ORIG["get_lines"])
                 m.setattr(ut, "hd_group", ORIG["hd_group"])
+                m.setattr(ut, "get_matrix_data", ORIG["get_matrix_data"])
                 slow = [c.render(*size, look) for c in _charts(np.random.default_rng(seed))]
             assert fast == slow
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_get_matrix_data_is_plotexts_element_for_element(seed):
+    rng = np.random.default_rng(200 + seed)
+    bins = int(rng.integers(2, 400))
+    lo, hi = sorted(rng.normal(size=2) * 10.0 ** int(rng.integers(-3, 4)))
+    data = list(rng.uniform(lo - (hi - lo), hi + (hi - lo), 300))
+    # points on the cell edges, where rounding decides: 0.5 + (bins - 1) t = k + 0.5
+    data += [lo + (hi - lo) * k / (bins - 1) for k in range(0, bins, max(1, bins // 20))]
+    data += [lo, hi, math.nan, None, float(int(lo))]
+    want = ORIG["get_matrix_data"](data, [lo, hi], bins)
+    got = plotext_fast.get_matrix_data(data, [lo, hi], bins)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(w, float) and math.isnan(w):
+            assert isinstance(g, float) and math.isnan(g)
+        else:
+            assert g == w and type(g) is type(w)
+
+
+def test_a_kept_figure_carries_nothing_from_one_chart_to_the_next():
+    """One plotext figure per size is kept and cleared: a chart drawn after others is the
+    chart drawn on a new figure."""
+    from mletui.tui.widgets import chart as chart_module
+
+    def drawn(order):
+        out = {}
+        for i in order:
+            out[i] = list(_charts(np.random.default_rng(5)))[i].render(56, 14, Look())
+        return out
+
+    chart_module._FIGURES.clear()
+    forwards, backwards = drawn([0, 1, 2, 3]), drawn([3, 2, 1, 0])
+    fresh = {}
+    for i in range(4):
+        chart_module._FIGURES.clear()
+        fresh[i] = list(_charts(np.random.default_rng(5)))[i].render(56, 14, Look())
+    assert forwards == backwards == fresh

@@ -417,15 +417,7 @@ class _Canvas:
                 return 0
             return {"data": 1, "reference": ref_rank}.get(c.role, 3)
 
-        fig = _figure_class()
-        fig._limit_size(False, False)
-        fig.plot_size(self.cols, self.rows)
-        fig.theme("clear")                     # no colour but the curves' own
-        fig.xaxes(False, False)
-        fig.yaxes(False, False)
-        fig.frame(False)
-        fig.xticks([])
-        fig.yticks([])
+        fig = _blank_figure(self.cols, self.rows)
         fig.xlim(*xr)
         fig.ylim(*yr)
         clip_marks: list[tuple[int, int, str, int]] = []
@@ -566,6 +558,32 @@ class _Canvas:
         ends = [*cuts.tolist(), len(keys)]
         styles = self.styles
         return [("".join(chars[lo:hi]), styles.get(int(keys[lo]))) for lo, hi in zip(starts, ends)]
+
+
+_FIGURES: dict[tuple[type, int, int], object] = {}
+
+
+def _blank_figure(cols: int, rows: int):
+    """A plotext figure of that size with no axes, frame, ticks or theme colours and no
+    data: one per size, kept and cleared of its data for each drawing (making one
+    deep-copies plotext's defaults, a millisecond or two)."""
+    key = (_figure_class, cols, rows)
+    fig = _FIGURES.get(key)
+    if fig is None:
+        if len(_FIGURES) > 64:                 # sizes seen in one session: a few dozen
+            _FIGURES.clear()
+        fig = _figure_class()
+        fig._limit_size(False, False)
+        fig.plot_size(cols, rows)
+        fig.theme("clear")                     # no colour but the curves' own
+        fig.xaxes(False, False)
+        fig.yaxes(False, False)
+        fig.frame(False)
+        fig.xticks([])
+        fig.yticks([])
+        _FIGURES[key] = fig
+    fig.clear_data()
+    return fig
 
 
 def _m4(fx: np.ndarray, y: np.ndarray) -> np.ndarray:

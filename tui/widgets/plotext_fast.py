@@ -1,15 +1,17 @@
-"""Vectorised equivalents of two of plotext's pure-Python rasterising helpers.
+"""NumPy versions of three of plotext's pure-Python rasterising helpers.
 
 plotext (pinned in pyproject.toml) draws every chart's plot area (tui/widgets/chart.py).
-Two of its helpers work point by point in Python and were most of a chart's cost: a
+Three of its helpers work point by point in Python and were most of a chart's cost: a
 two-curve trace at 56x14 took about 26 ms per render, 11 ms of it in ``hd_group`` (the
-braille/quadrant grouping of dots into cells) and 7 ms in ``get_lines`` (the dots between
-consecutive points). ``install`` replaces them in ``plotext._utility`` by the NumPy versions
-below, which return the same points: what plotext does with them next (``brush``, a
-``set``) keeps neither their order nor their repeats, so the versions here return each
-point once, in any order. ``tests/tui/test_plotext_fast.py`` checks them against the
-originals (kept as ``ORIGINAL``) on random polylines with pen-ups, and the screen
-snapshots check the drawn result.
+braille/quadrant grouping of dots into cells), 7 ms in ``get_lines`` (the dots between
+consecutive points) and ~2 ms in ``get_matrix_data`` (data to canvas coordinates).
+``install`` replaces them in ``plotext._utility`` (plotext's build reads them there).
+``get_matrix_data`` returns what plotext's does, element for element. ``get_lines`` and
+``hd_group`` return the same points and cells; what plotext does with them next
+(``brush``: a ``set``) keeps neither their order nor their repeats, so these return each
+once, in any order. ``tests/tui/test_plotext_fast.py`` checks all three against the
+originals (kept as ``ORIGINAL``) and whole charts drawn both ways; the screen snapshots
+check the drawn result.
 """
 
 from __future__ import annotations
@@ -17,12 +19,34 @@ from __future__ import annotations
 import numpy as np
 import plotext._utility as _ut
 
-ORIGINAL = {"get_lines": _ut.get_lines, "hd_group": _ut.hd_group}
+ORIGINAL = {"get_lines": _ut.get_lines, "hd_group": _ut.hd_group,
+            "get_matrix_data": _ut.get_matrix_data}
 
 
 def _numeric(values: list) -> np.ndarray:
     """The list as floats, NaN where plotext's ``numerical`` says no (None or NaN)."""
     return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def get_matrix_data(data, lim, bins):
+    """Data to canvas coordinates, as plotext computes them: ``floor(round(0.5 + (bins -
+    1) * (v - lo) / (hi - lo), 8))`` with plotext's own ``round`` (halves up), the same
+    float operations in the same order; a non-numerical element (None, NaN) is kept."""
+    values = list(data)
+    if any(isinstance(v, str) for v in values):          # string dates: plotext's own way
+        return ORIGINAL["get_matrix_data"](data, lim, bins)
+    v = _numeric(values)
+    ok = np.isfinite(v) | np.isinf(v)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        n = (0.5 + (bins - 1) * (v - lim[0]) / (lim[1] - lim[0])) * 10 ** 8
+        f = np.floor(n)
+        r = np.where(n - f < 0.5, f, np.ceil(n)) * 10 ** (-8)
+        cells = np.floor(r)
+    good = ok & np.isfinite(cells)
+    out = list(values)
+    for i, c in zip(np.flatnonzero(good).tolist(), cells[good].tolist()):
+        out[i] = int(c)
+    return out
 
 
 def get_lines(x, y, *other):
@@ -113,3 +137,4 @@ def install() -> None:
     """Put the versions above in plotext's helper module (its build reads them there)."""
     _ut.get_lines = get_lines
     _ut.hd_group = hd_group
+    _ut.get_matrix_data = get_matrix_data
