@@ -653,3 +653,12 @@ def test_the_view_contract_accepts_reference_curves_and_rhat_cells_and_refuses_b
     rows = {"columns": ["obs", "value"], "rows": [["C", (2.9, 0.5, 1.8)], ["E", "1.2 +/- 0.1"]]}
     found = problems(table, {}, {}, {"t": rows})
     assert len(found) == 1 and "row 1" in found[0]
+
+
+def test_a_history_column_is_floats_with_nan_for_missing_and_counts_only_non_finite_numbers():
+    from mletui.tui.widgets.trace import column
+    ys, bad = column([1, 2.5, None, math.nan, math.inf, -3])
+    assert np.array_equal(ys, [1, 2.5, np.nan, np.nan, np.inf, -3], equal_nan=True) and bad == 2
+    ys, bad = column([1.0, "n/a", True, np.float64(2.0), None, math.nan])   # the slow way
+    assert np.array_equal(ys, [1, np.nan, np.nan, 2, np.nan, np.nan], equal_nan=True) and bad == 1
+    assert column([None, None])[1] == 0 and column([])[0].size == 0
