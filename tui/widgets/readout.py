@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from functools import lru_cache
+
 from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -23,6 +28,11 @@ from mletui.engine.topic import Frame
 from ..charset import to_ascii
 from .labels import abbreviate, describe, fit_parts
 from .numbers import finite, fmt
+
+
+@lru_cache(maxsize=64)
+def _style(spec: str) -> Style:
+    return Style.parse(spec) if spec else Style()
 
 
 class Readout(Widget, can_focus=True):
@@ -117,10 +127,11 @@ class Readout(Widget, can_focus=True):
         self.refresh()
 
     # -- drawing ------------------------------------------------------------------------
-    def render(self) -> Text:
+    def _rows(self) -> list[list[tuple[str, str]]]:
+        """The shown rows as (text, style) runs at the widget's size; sets the subtitle."""
         if self._waiting:
             self._subtitle("")
-            return Text("waiting for the first frame", style="dim")
+            return [[("waiting for the first frame", "dim")]]
         width, height = max(self.content_size.width, 8), max(self.content_size.height, 1)
         rows = self.lines(width)
         n = len(rows)
@@ -136,20 +147,47 @@ class Readout(Widget, can_focus=True):
                                              max(0, self.size.width - 6)))
         else:
             self._subtitle("")
-        out = Text(no_wrap=True, overflow="crop")
         value_w = self._value_width(rows, width)
+        out = []
         for i, (label, text, bad) in enumerate(shown):
             row = self.top + i
             style = "reverse" if (row == self.selected and self.has_focus) else ""
             label_w = width - value_w - 1
             if cell_len(text) > value_w:   # a long text: right after its label
                 label_w = cell_len(label)
-            out.append(label + " " * max(1, label_w - cell_len(label) + 1), style=("dim " + style).strip())
-            out.append(" " * max(0, value_w - cell_len(text)) + text,
-                       style=("bold red " + style).strip() if bad else style)
-            if i < len(shown) - 1:
+            out.append([(label + " " * max(1, label_w - cell_len(label) + 1), ("dim " + style).strip()),
+                        (" " * max(0, value_w - cell_len(text)) + text,
+                         ("bold red " + style).strip() if bad else style)])
+        return out
+
+    def render(self) -> Text:
+        out = Text(no_wrap=True, overflow="crop")
+        rows = self._rows()
+        for i, runs in enumerate(rows):
+            for text, style in runs:
+                out.append(text, style=style)
+            if i < len(rows) - 1:
                 out.append("\n")
         return out
+
+    def render_line(self, y: int) -> Strip:
+        """The rows as strips, built once per frame, size, selection and focus (Textual's
+        conversion of a Text on every refresh was most of this panel's cost)."""
+        width = self.content_size.width
+
+        def key() -> tuple:
+            return (self._waiting, width, self.content_size.height, self.selected, self.has_focus, self.top)
+
+        cached = getattr(self, "_strips", None)
+        if cached is None or cached[0] is not self._frame or cached[1] != key():
+            base = self.rich_style
+            strips = []
+            for runs in self._rows():          # may scroll (self.top): the key is read after
+                segs = [Segment(t, base + _style(st)) for t, st in runs]
+                strips.append(Strip(segs).crop_extend(0, width, base))
+            cached = self._strips = (self._frame, key(), strips, Strip.blank(width, base))
+        strips = cached[2]
+        return strips[y] if 0 <= y < len(strips) else cached[3]
 
     def _subtitle(self, text: str) -> None:
         """Set the subtitle only when it changes: setting one repaints, and this is
