@@ -134,18 +134,18 @@ class LangevinTopic(Topic):
     title = "Langevin"
     order = 60
     summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
-    step_unit = "Langevin step of every chain"
+    step_unit = "step"
     quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4, "compile": "off"}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
     every = 100   # a frame (ESS, KS, sliced W1, the density grids) ~ 7 steps at the defaults: ~6% (BENCHMARKS.md)
     scalars = (
         Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
-        Scalar("divergence_floor", "divergence of exact samples", "", "the same for exact samples: the estimate's noise floor"),
+        Scalar("divergence_floor", "noise floor", "", "the divergence of as many exact samples: the estimate's noise floor"),
         Scalar("divergence_name", "divergence measure", "", "which one: ks or sliced_w1"),
-        Scalar("divergence_final", "divergence after the last pass", "", "learned score: at the end of the last annealing pass"),
+        Scalar("divergence_final", "last-pass divergence", "", "learned score: at the end of the last annealing pass"),
         Scalar("variance_ratio", "variance ratio", "", "trace cov(chains) / trace cov(target); ULA's bias shows here"),
         Scalar("diverged_chains", "diverged chains", "chains", "chains whose position, log-density or score is not finite"),
-        Scalar("chain_steps_per_s", "chain steps per second", "/s", "chains x steps per second since the last frame"),
+        Scalar("chain_steps_per_s", "chain steps", "/s", "chains x steps per second since the last frame"),
         Scalar("acceptance", "acceptance", "", "MALA: accepted / proposed since the last frame"),
         Scalar("ess_per_chain", "ESS per chain", "", "multi-chain effective sample size of x[0] (Stan's estimator) / chains"),
         Scalar("ess_window", "ESS window", "steps", "steps the ESS is computed over"),

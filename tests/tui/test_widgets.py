@@ -550,6 +550,27 @@ def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
     hosted(r, script, size=(34, 6))
 
 
+def test_a_standard_error_shows_two_significant_digits_and_keeps_its_label_whole():
+    """At 80x24 'ln Z AIS s.e. 0.014387' was cut to 'ln Z AIS s 0.014387' (read as another
+    ln Z): an uncertainty to two digits, as the tables' 17.396(14), frees the label."""
+    topic = Sweeps()
+    topic.labels = {"log_z_ais": ("ln Z (AIS)", ""), "log_z_ais_stderr": ("ln Z AIS s.e.", ""),
+                    "log_z_ais_stderr_pcd": ("ln Z AIS s.e. (pcd)", "")}
+    frame = Frame(scalars={"log_z_ais": 17.39612, "log_z_ais_stderr": 0.0143871,
+                           "log_z_ais_stderr_pcd": 0.0143871})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = r.render().plain.splitlines()
+        assert lines[0].endswith("17.396")
+        assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith(" 0.014"), lines
+        assert lines[2].endswith(" 0.014"), lines
+
+    hosted(r, script, size=(24, 6))
+
+
 def test_labels_that_differ_only_in_their_qualifier_stay_apart_when_shortened():
     """The K-FAC values panel showed four rows "Fi. er. (kf._tr" (per-layer Fisher errors
     of kfac_true_0 ... _3): the qualifier is what tells rows apart, so it is kept."""
@@ -662,3 +683,19 @@ def test_a_history_column_is_floats_with_nan_for_missing_and_counts_only_non_fin
     ys, bad = column([1.0, "n/a", True, np.float64(2.0), None, math.nan])   # the slow way
     assert np.array_equal(ys, [1, np.nan, np.nan, 2, np.nan, np.nan], equal_nan=True) and bad == 1
     assert column([None, None])[1] == 0 and column([])[0].size == 0
+
+
+def test_the_legend_lists_what_is_drawn_and_names_a_line_over_bars():
+    """A series with no finite value (Langevin's 'last-pass divergence' with the
+    exact score) had a legend entry for nothing; a labelled line over a histogram's
+    unlabelled bars (annealing's ground-state marker) had none."""
+    from mletui.tui.widgets.chart import Chart, Curve, Look
+
+    x = np.arange(10.0)
+    chart = Chart([Curve("from exact", x, x + 1), Curve("after the last pass", x, np.full(10, np.nan)),
+                   Curve("of exact samples", x, np.full(10, 0.5), role="reference")])
+    labels = [label for _, label, _ in chart._legend_entries(Look())]
+    assert labels == ["from exact", "of exact samples"]
+    bars = Chart([Curve("", x, x, kind="bars", width=1.0), Curve("ground state", [2.0, 2.0], [0.0, 9.0])])
+    assert [label for _, label, _ in bars._legend_entries(Look())] == ["ground state"]
+    assert Chart([Curve("alone", x, x)])._legend_entries(Look()) == []

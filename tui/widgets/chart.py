@@ -358,9 +358,12 @@ class Chart:
         return yt, (y_lo, y_hi), label_w, grid
 
     def _legend_entries(self, look: Look) -> list[tuple[str, str, Style | None]]:
-        """(sample, label, style) for each labelled curve; none when only one is drawn."""
-        labelled = [c for c in self.curves if c.label]
-        if len(labelled) < 2:
+        """(sample, label, style) for each labelled curve that draws something; none when
+        only one curve is drawn (the title names it). A labelled line over unlabelled bars (a histogram's
+        ground-state marker or exact density) gets its entry."""
+        drawn = [c for c in self.curves if (np.isfinite(c.x) & np.isfinite(self._ys(c))).any()]
+        labelled = [c for c in drawn if c.label]   # a curve with nothing drawn has no entry
+        if not labelled or len(drawn) < 2:
             return []
         out = []
         for c in labelled:

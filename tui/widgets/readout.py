@@ -1,5 +1,6 @@
 """Readout: the latest frame's scalars, one "label value unit" line each (NaN written
-"nan", in bold red), in the order the topic emits them.
+"nan", in bold red), in the order the topic emits them; a standard error (``*_stderr``)
+to two significant digits.
 
 Labels and units come from the topic (``Topic.labels``, see labels.py); a scalar without
 one is shown by its name. A label too long for the panel is shortened word by word,
@@ -76,7 +77,9 @@ class Readout(Widget, can_focus=True):
             label, unit = describe(self.topic, name)
             if self.app_ascii:  # labels may hold Greek letters (β): spelled out in ASCII mode
                 label, unit = to_ascii(label), to_ascii(unit)
-            text = fmt(v)
+            # a standard error is an uncertainty: two significant digits, as the tables'
+            # 17.396(14) give it (and the columns it frees keep its label whole at 80x24)
+            text = fmt(v, digits=2) if "_stderr" in name else fmt(v)
             if unit and cell_len(text) + 1 + cell_len(unit) <= width // 2:
                 text = f"{text} {unit}"
             rows.append((label, text, isinstance(v, float) and not finite(v)))
