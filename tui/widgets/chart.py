@@ -110,6 +110,7 @@ class Chart:
 
     curves: list[Curve] = field(default_factory=list)
     xlabel: str = ""
+    xshort: str = ""      # the x label when ``xlabel`` would have to be abbreviated ("step")
     ylabel: str = ""
     logy: bool = False
     integer_x: bool = False
@@ -329,7 +330,10 @@ class Chart:
             label_row[start:start + len(s)] = s
             last_end = start + len(s)
         if self.xlabel and not own and not inline:  # long label, no row for it: what fits
-            inline = abbreviate(self.xlabel, width - last_end - 1)
+            room = width - last_end - 1
+            inline = abbreviate(self.xlabel, room)
+            if inline != self.xlabel and self.xshort and len(self.xshort) <= room:
+                inline = self.xshort                  # "step", not "mi. st" for "minibatch step"
             inline = inline if len(inline) >= 3 else ""
         if inline:
             label_row[width - len(inline):] = inline

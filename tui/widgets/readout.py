@@ -27,8 +27,30 @@ from textual.widget import Widget
 from mletui.engine.topic import Frame
 
 from ..charset import to_ascii
-from .labels import abbreviate, describe, fit_parts
+from .labels import _QUALIFIED, abbreviate, describe, fit_parts
 from .numbers import finite, fmt
+
+
+def _grouped(rows: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """Consecutive rows that share a qualifier ("training loss (kfac_true)", "step time
+    (kfac_true)", ...) under one header row ("kfac_true", no value), each indented by a
+    space and without it: in compare mode the qualifier took the room and every label
+    became two letters ("tr. (kfac_true)")."""
+    quals = [_QUALIFIED.match(lab) for lab, _, _ in rows]
+    out: list[tuple[str, str, bool]] = []
+    i = 0
+    while i < len(rows):
+        m = quals[i]
+        j = i + 1
+        while m and j < len(rows) and quals[j] and quals[j].group(2) == m.group(2):
+            j += 1
+        if m and j - i >= 2:
+            out.append((m.group(2)[1:-1], "", False))
+            out.extend((" " + quals[k].group(1), rows[k][1], rows[k][2]) for k in range(i, j))
+        else:
+            out.extend(rows[i:j])
+        i = j
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -86,7 +108,13 @@ class Readout(Widget, can_focus=True):
         value_w = self._value_width(rows, width)
         label_w = max(1, width - value_w - 1)
         out = []
-        for lab, t, bad in rows:
+        for lab, t, bad in _grouped(rows):
+            if not t:                                         # a group's header
+                out.append((abbreviate(lab, width), t, bad))
+                continue
+            if lab.startswith(" ") and cell_len(t) <= value_w:  # a row of a group
+                out.append((" " + abbreviate(lab[1:], max(1, label_w - 1)), t, bad))
+                continue
             if cell_len(t) <= value_w:
                 out.append((abbreviate(lab, label_w), t, bad))
                 continue
@@ -108,7 +136,7 @@ class Readout(Widget, can_focus=True):
 
     # -- keys ---------------------------------------------------------------------------
     def action_move(self, delta: int) -> None:
-        n = len(self.names)
+        n = len(self.lines(max(self.content_size.width, 8)))   # group headers are rows too
         if n:
             self.selected = max(0, min(n - 1, self.selected + delta))
 
@@ -155,6 +183,9 @@ class Readout(Widget, can_focus=True):
         for i, (label, text, bad) in enumerate(shown):
             row = self.top + i
             style = "reverse" if (row == self.selected and self.has_focus) else ""
+            if not text:                          # a group's header: its qualifier, bold
+                out.append([(label.ljust(width), ("bold " + style).strip())])
+                continue
             label_w = width - value_w - 1
             if cell_len(text) > value_w:   # a long text: right after its label
                 label_w = cell_len(label)

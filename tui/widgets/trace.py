@@ -146,7 +146,8 @@ class TraceView(ChartView):
         finite_x = xs[np.isfinite(xs)]
         if finite_x.size and len(frames) < len(every):
             xlim = (float(finite_x.min()), float(finite_x.max()))
-        chart = Chart(curves, xlabel=xlabel, ylabel=ylabel, logy=logy, integer_x=integer_x,
+        chart = Chart(curves, xlabel=xlabel, xshort="step" if xname is None else "", ylabel=ylabel,
+                      logy=logy, integer_x=integer_x,
                       robust=True, xlim=xlim, message="no finite values yet")
         self.draw(chart)
         if self.content_size.width and self.content_size.height:  # counts what is clipped
