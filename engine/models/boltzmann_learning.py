@@ -31,14 +31,16 @@ buffer on the device, and their flip rate (units changed per unit per step) in a
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
 from ..exact import boltzmann as exact
 from . import boltzmann_annealing as annealing
-from .boltzmann import FVBM, RBM, Stream
+from .boltzmann import FVBM, RBM, Stream, uniforms_at
 
 METHODS = ("exact", "pcd", "cd", "pl", "mpf")
 SAMPLING = ("pcd", "cd")
@@ -350,6 +352,22 @@ SMALL_UPDATE = 1 << 21           # multiply-adds of a PCDChunk update below whic
 CHUNK_UPDATES = 128              # updates per chunk of the CPU rbm PCD path (<= ENERGY_HISTORY)
 CHUNK_ELEMS = 1 << 22            # cap on a chunk's history buffers, in numbers
 SLOTS = 3                        # pre-activation histories a chunk cycles through (lazy energies)
+PREFETCH = True                  # draw the next chunk's noise on a helper thread while this one runs
+_POOL: tuple[int, ThreadPoolExecutor] | None = None     # (pid, one-thread pool) of the noise draws
+
+
+def _noise_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcd-noise"))
+    return _POOL[1]
+
+
+def logistic_noise_(out: torch.Tensor, seed: int, counter: int) -> torch.Tensor:
+    """logit(u) = ln(u / (1 - u)) of the uniforms u of the (seed, counter) block
+    (:func:`uniforms_at`), in place: a Bernoulli draw u < sigma(a) is then a - logit(u) > 0
+    (logistic noise), which the product gives with beta = -1, and one compare."""
+    return uniforms_at(out, seed, counter).logit_()
 
 
 def _softplus_sums(A: torch.Tensor) -> torch.Tensor:
@@ -383,9 +401,13 @@ class PCDChunk:
     the parameters (theta -= lr g; the buffer is then kept at zero, so a momentum switched on
     later starts from buf = g, as torch.optim.SGD's lazily created buffer does).
 
-    The uniforms of ``updates`` updates (in the model's dtype) come from the learner's
-    stream in one call when a chunk starts (:meth:`Stream.uniform_`), so the draws depend
-    only on the update count. The chains after each update stay in the chunk's history, from which
+    The Gibbs steps draw z_j = [u_j < sigma(a_j)] as [a_j - logit(u_j) > 0]: each chunk
+    holds logit(u) of its ``updates`` updates' uniforms (one block of the learner's stream,
+    keyed by its counter: :meth:`Stream.uniform_`), the product writes a - logit(u) over it
+    in place (addmm_ with beta = -1) and one compare with 0 gives the units, with no sigmoid.
+    The block of the next chunk is drawn and transformed on a helper thread while this
+    chunk runs (``PREFETCH``; the key fixes the numbers, so a block drawn ahead and not
+    used changes nothing), so the draws depend only on the update count. The chains after each update stay in the chunk's history, from which
     :meth:`flush` counts the flips in one call; each update's pre-activations stay in one of
     ``SLOTS`` histories the chunks cycle through, from which :meth:`energies` gives the
     chains' free energies per unit (at the parameters before each update) in a few batched
@@ -400,7 +422,7 @@ class PCDChunk:
         dt, dev = chains.dtype, chains.device
         self.shape = (R, M, steps)
         self.R, self.M, self.steps = R, M, steps
-        per = (R + M) * (nv + 1) + SLOTS * (R + M) * (nh + 1) + steps * R * (nv + nh)
+        per = (R + M) * (nv + 1) + SLOTS * (R + M) * (nh + 1) + 2 * steps * R * (nv + nh)
         self.C = C = max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
         self.Wa, self.bWa = Wa, bWa = block
         self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
@@ -410,10 +432,11 @@ class PCDChunk:
         self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
                             torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
         self.P = self.w.repeat(1, nh + 1)                                    # [w p(z|x), w]
-        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)
-        self.ah = torch.empty(R, nh, dtype=dt, device=dev)
+        self.nv = nv
+        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)      # logit(u), this chunk
+        self.U_next = torch.empty_like(self.U)                               # and the next one
+        self.next: tuple[int, Future | None] | None = None                   # (its counter, its draw)
         self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)
-        self.av = torch.empty(R, nv, dtype=dt, device=dev)
         self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)
         self.pos = 0            # updates done in this chunk
         self.flushed = 0        # of which flush has accounted for
@@ -430,8 +453,33 @@ class PCDChunk:
         self.pres = [[self.A[k, t] for t in range(C)] for k in range(SLOTS)]
         self.pres_z = [[a[:, :nh] for a in pre] for pre in self.pres]
         self.pre, self.pre_z = self.pres[0], self.pres_z[0]
-        self.uz = [[self.U[t, s, :, :nh] for s in range(steps)] for t in range(C)]
-        self.uv = [[self.U[t, s, :, nh:] for s in range(steps)] for t in range(C)]
+        self.noise = [self._views(U) for U in (self.U, self.U_next)]
+        self.uz, self.uv = self.noise[0]
+
+    def _views(self, U: torch.Tensor) -> tuple[list, list]:
+        nh, steps = self.Wh.shape[1], self.steps
+        return ([[U[t, s, :, :nh] for s in range(steps)] for t in range(self.C)],
+                [[U[t, s, :, nh:] for s in range(steps)] for t in range(self.C)])
+
+    def _draw(self, stream: Stream) -> None:
+        """This chunk's noise: the block prefetched for the stream's counter if there is one,
+        else drawn now; then the next block is started on the helper thread."""
+        c = stream.counter
+        if self.next is not None and self.next[0] == c:
+            if self.next[1] is not None:
+                self.next[1].result()
+            self.U, self.U_next = self.U_next, self.U
+            self.noise.reverse()
+        else:
+            if self.next is not None and self.next[1] is not None:
+                self.next[1].result()           # never write a buffer a draw is filling
+            logistic_noise_(self.U, stream.seed, c)
+        self.uz, self.uv = self.noise[0]
+        stream.counter = c + 1
+        if PREFETCH:
+            self.next = (c + 1, _noise_pool().submit(logistic_noise_, self.U_next, stream.seed, c + 1))
+        else:
+            self.next = None
 
     @staticmethod
     def block(model: RBM, bufs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -465,24 +513,22 @@ class PCDChunk:
     def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
         """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
         t = self.pos
-        if t == 0:      # the chunk's uniforms, in the model's dtype, in one call
-            stream.uniform_(self.U)
-        mm, lt = torch.mm, torch.lt
+        if t == 0:
+            self._draw(stream)
+        gt = torch.gt
         self.data_bits[t + 1].copy_(X)
         if self.steps == 1:
-            mm(self.chain[t], self.Wh, out=self.ah).sigmoid_()
-            lt(self.uz[t][0], self.ah, out=self.z)
-            mm(self.ha, self.WvT, out=self.av).sigmoid_()
-            lt(self.uv[t][0], self.av, out=self.chain_bits[t + 1])
+            uz, uv = self.uz[t][0], self.uv[t][0]
+            gt(uz.addmm_(self.chain[t], self.Wh, beta=-1.0), 0.0, out=self.z)
+            gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.chain_bits[t + 1])
         else:
             v = self.chain[t]
             last = self.steps - 1
             for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
-                mm(v, self.Wh, out=self.ah).sigmoid_()
-                lt(uz, self.ah, out=self.z)
-                mm(self.ha, self.WvT, out=self.av).sigmoid_()
+                gt(uz.addmm_(v, self.Wh, beta=-1.0), 0.0, out=self.z)
                 v = self.chain[t + 1] if s == last else self.tmp
-                lt(uv, self.av, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+        mm = torch.mm
         mm(self.rows[t + 1], self.Wa, out=self.pre[t])
         torch.sigmoid(self.pre_z[t], out=self.Pz).mul_(self.w)
         if mom == 0.0 and not wd:
@@ -507,7 +553,7 @@ class PCDChunk:
         f, t = self.flushed, self.pos
         if t == f:
             return None
-        R, nv = self.R, self.av.shape[1]
+        R, nv = self.R, self.nv
         flips = torch.ne(self.HB[f + 1:t + 1, :R, :nv], self.HB[f:t, :R, :nv]).sum()
         self.flushed = t
         return self.A[self.slot, f:t, :R], flips, t - f

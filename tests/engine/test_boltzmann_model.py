@@ -322,7 +322,8 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     assert ys == pytest.approx(energies, rel=tol["rtol"])
 
 
-def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies_the_ring_keeps(monkeypatch):
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies_the_ring_keeps(monkeypatch, prefetch):
     """No momentum, no weight decay (scikit-learn's setting): the PCDChunk update goes straight
     into the parameters; against rbm_sgd_update fed the same uniforms, equal chains and
     parameters to 1e-12. Then momentum is switched on: the buffer starts at g, as
@@ -330,9 +331,11 @@ def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies
     zeroed at the switch). With a 3-update energy ring and 2-update chunks cycling through 3
     pre-activation histories, the energies of updates the ring has dropped are never
     computed: exactly the 3 + 3 entries the two traces read are, and they equal the
-    reference's last energies."""
+    reference's last energies. The same with the next chunk's noise drawn ahead on the helper
+    thread or not (the blocks are keyed by the stream's counter)."""
     from mletui.engine.models import boltzmann_learning as bl
 
+    monkeypatch.setattr(bl, "PREFETCH", prefetch)
     monkeypatch.setattr(bl, "CHUNK_UPDATES", 2)
     monkeypatch.setattr(bl, "ENERGY_HISTORY", 3)
     computed = []
