@@ -17,8 +17,9 @@ mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
 On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
-:class:`PCDChunk` (11 BLAS / elementwise calls per update on preallocated buffers, a chunk's
-uniforms drawn at once, one intra-op thread for small updates), ``cd`` through
+:class:`PCDChunk` (9-11 BLAS / elementwise calls per update on preallocated buffers, Gibbs
+draws against a chunk's logistic noise drawn at once, ahead, on a helper thread; one
+intra-op thread for small updates), ``cd`` through
 :func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
 uniforms (tests). The evaluations are jobs (:func:`evaluation`) a caller may spread over calls.
 
@@ -427,6 +428,7 @@ class PCDChunk:
         self.Wa, self.bWa = Wa, bWa = block
         self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
         self.HB[0, :R, :nv] = chains
+        self.slots = SLOTS
         self.A = torch.empty(SLOTS, C, R + M, nh + 1, dtype=dt, device=dev)  # their [pre-activations, v.b]
         self.slot = 0
         self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
@@ -500,7 +502,7 @@ class PCDChunk:
         return self.pos == self.C
 
     def next_slot(self) -> int:
-        return (self.slot + 1) % SLOTS
+        return (self.slot + 1) % self.slots
 
     def rollover(self) -> None:
         """Start the next chunk from the last chains, in the next pre-activation history
