@@ -413,7 +413,9 @@ class PCDChunk:
     ``SLOTS`` histories the chunks cycle through, from which :meth:`energies` gives the
     chains' free energies per unit (at the parameters before each update) in a few batched
     calls, when they are asked for (a frame) or before the history is reused (by then, at
-    128 updates a chunk, they are older than the ring of ENERGY_HISTORY keeps, and skipped).
+    128 updates a chunk, they are older than the ring of ENERGY_HISTORY keeps, and skipped;
+    where the cap on the buffers makes chunks too short for that, one history, reused
+    after its energies are computed).
     """
 
     def __init__(self, model: RBM, bufs: list[torch.Tensor], chains: torch.Tensor, batch: int,
@@ -423,13 +425,19 @@ class PCDChunk:
         dt, dev = chains.dtype, chains.device
         self.shape = (R, M, steps)
         self.R, self.M, self.steps = R, M, steps
-        per = (R + M) * (nv + 1) + SLOTS * (R + M) * (nh + 1) + 2 * steps * R * (nv + nh)
-        self.C = C = max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+        def updates(slots: int) -> int:     # per chunk, under the cap on its buffers
+            per = (R + M) * (nv + 1) + slots * (R + M) * (nh + 1) + 2 * steps * R * (nv + nh)
+            return max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+
+        slots, C = SLOTS, updates(SLOTS)
+        if (slots - 1) * C < ENERGY_HISTORY:    # too short to outlast the ring: one history
+            slots, C = 1, updates(1)
+        self.C = C
         self.Wa, self.bWa = Wa, bWa = block
         self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
         self.HB[0, :R, :nv] = chains
-        self.slots = SLOTS
-        self.A = torch.empty(SLOTS, C, R + M, nh + 1, dtype=dt, device=dev)  # their [pre-activations, v.b]
+        self.slots = slots
+        self.A = torch.empty(slots, C, R + M, nh + 1, dtype=dt, device=dev)  # their [pre-activations, v.b]
         self.slot = 0
         self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
                             torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
@@ -452,7 +460,7 @@ class PCDChunk:
         self.chain = [r[:R] for r in self.rows]
         self.chain_bits = [r[:R, :nv] for r in self.rows]
         self.data_bits = [r[R:, :nv] for r in self.rows]
-        self.pres = [[self.A[k, t] for t in range(C)] for k in range(SLOTS)]
+        self.pres = [[self.A[k, t] for t in range(C)] for k in range(slots)]
         self.pres_z = [[a[:, :nh] for a in pre] for pre in self.pres]
         self.pre, self.pre_z = self.pres[0], self.pres_z[0]
         self.noise = [self._views(U) for U in (self.U, self.U_next)]
