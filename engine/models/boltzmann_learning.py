@@ -185,6 +185,7 @@ class Learner:
             self.bufs = [torch.zeros_like(t) for t in m.parameters()]
         if self.block is None or m.W.data_ptr() != self.block[0].data_ptr():
             self.flush()
+            self.settle()           # nothing pending keeps a dropped chunk's buffers alive
             self.block, self.chunk = PCDChunk.block(m, self.bufs), None
             ch = None
         steps = p["gibbs_steps"]
@@ -195,6 +196,7 @@ class Learner:
                 self.settle(ch, ch.next_slot())
                 ch.rollover()
             else:
+                self.settle()
                 ch = None
         if ch is None:
             ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], steps, self.block)
@@ -505,9 +507,6 @@ class PCDChunk:
         model.W, model.b, model.c = Wa[:nv, :nh], Wa[:nv, nh], Wa[nv, :nh]
         bufs[:] = [bWa[:nv, :nh], bWa[:nv, nh], bWa[nv, :nh]]
         return Wa, bWa
-
-    def full(self) -> bool:
-        return self.pos == self.C
 
     def next_slot(self) -> int:
         return (self.slot + 1) % self.slots
