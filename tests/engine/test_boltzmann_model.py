@@ -322,6 +322,25 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     assert ys == pytest.approx(energies, rel=tol["rtol"])
 
 
+def test_stream_uniform_blocks_are_keyed_by_seed_and_counter():
+    """Stream.uniform_ gives block k of its seed whatever was drawn before (so a block drawn
+    ahead on another thread changes no later draw): the k-th call equals uniforms_at(seed, k);
+    blocks differ across counters and seeds; float64 values in [0, 1) with mean ~1/2."""
+    from mletui.engine.models.boltzmann import uniforms_at
+
+    s = Stream.new(11, "cpu")
+    blocks = [s.uniform_(torch.empty(4000, dtype=torch.float64)) for _ in range(3)]
+    assert s.counter == 3
+    for k, b in enumerate(blocks):
+        assert torch.equal(b, uniforms_at(torch.empty(4000, dtype=torch.float64), 11, k))
+    assert not torch.equal(blocks[0], blocks[1])
+    assert not torch.equal(blocks[0], uniforms_at(torch.empty(4000, dtype=torch.float64), 12, 0))
+    u = torch.cat(blocks)
+    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0 and abs(float(u.mean()) - 0.5) < 0.01
+    f32 = uniforms_at(torch.empty(2, 50, dtype=torch.float32), 11, 0)
+    assert f32.dtype == torch.float32 and 0.0 <= float(f32.min()) and float(f32.max()) < 1.0
+
+
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies_the_ring_keeps(monkeypatch, prefetch):
     """No momentum, no weight decay (scikit-learn's setting): the PCDChunk update goes straight
