@@ -52,10 +52,17 @@ terminal can show."""
 
 class HeatmapField(TypedDict):
     """heatmap: a 2-D float array ``z`` (rows top to bottom) over ``extent``
-    (x0, x1, y0, y1). A bare 2-D array is accepted too."""
+    (x0, x1, y0, y1). A bare 2-D array is accepted too. ``scale`` (lo, hi) fixes the
+    colour scale's ends, so that heatmaps meant to be compared (a sampled density beside
+    the exact one) share one; without it the scale runs from the finite minimum to the
+    maximum of ``z``. Values beyond a fixed scale are drawn at its end colour and counted.
+    ``gutters``: how many of the NaN cells are gutters laid out between tiled images
+    (drawn blank like every NaN, but not reported as missing values)."""
 
     z: Sequence[Sequence[float]]
     extent: NotRequired[tuple[float, float, float, float]]
+    scale: NotRequired[tuple[float, float]]
+    gutters: NotRequired[int]
 
 
 HeatmapData = Sequence[Sequence[float]] | HeatmapField
@@ -406,6 +413,10 @@ def _data_problems(kind: str, data: Any) -> list[str]:
         rows = _rows_of(grid)
         if not rows or _rows_of(grid[0]) is None:
             return [f"{kind} data is not a 2-D array"]
+        scale = data.get("scale") if kind == "heatmap" and isinstance(data, Mapping) else None
+        if scale is not None:
+            if len(scale) != 2 or not all(_finite(v) for v in scale) or not scale[0] < scale[1]:
+                return [f"heatmap scale {tuple(scale)!r} is not a finite (lo, hi) with lo < hi"]
         return []
     if not isinstance(data, Mapping):
         return [f"{kind} data is a {type(data).__name__}, not a dict"]

@@ -157,12 +157,13 @@ def _race(device: torch.device, quick: bool) -> Iterator[dict[str, Any]]:
 def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: int = 1000) -> dict[str, float]:
     """Microseconds per call of each of the calls of one PCDChunk update at the per-epoch
     row's shapes (64 x ``hidden``, 10 chains, batch 10), each timed alone over ``reps``
-    calls (median of 5), and of the whole update: what limits the per-epoch row. Not a
+    calls (median of 5), and of the whole update, plus the chunk's noise draw (once a chunk,
+    on the helper thread) per update: what limits the per-epoch row. Not a
     row (no baseline): ``python -c "from mletui.engine.bench.boltzmann import update_profile;
     print(update_profile())"``."""
     import statistics
 
-    from ..models.boltzmann_learning import PCDChunk
+    from ..models.boltzmann_learning import PCDChunk, logistic_noise_
 
     g = torch.Generator().manual_seed(0)
     m = RBM.init(64, hidden, g, dtype)
@@ -174,23 +175,20 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
     ch.update(X, 0.0, 0.0, 0.0, stream)       # draws the chunk's uniforms
     t = 0
 
-    def whole() -> None:
-        ch.update(X, 0.0, 0.0, 0.0, stream)
+    def whole() -> None:       # lr > 0: MKL skips a product scaled by 0
+        ch.update(X, 1e-12, 0.0, 0.0, stream)
         ch.pos = 1
 
     calls = {
         "copy batch": lambda: ch.data_bits[t + 1].copy_(X),
-        "mm hidden": lambda: torch.mm(ch.chain[t], ch.Wh, out=ch.ah),
-        "sigmoid hidden": lambda: ch.ah.sigmoid_(),
-        "compare hidden": lambda: torch.lt(ch.uz[t][0], ch.ah, out=ch.z),
-        "mm visible": lambda: torch.mm(ch.ha, ch.WvT, out=ch.av),
-        "sigmoid visible": lambda: ch.av.sigmoid_(),
-        "compare visible": lambda: torch.lt(ch.uv[t][0], ch.av, out=ch.chain_bits[t + 1]),
+        "addmm hidden (over logit u)": lambda: ch.uz[t][0].addmm_(ch.chain[t], ch.Wh, beta=-1.0),
+        "compare hidden": lambda: torch.gt(ch.uz[t][0], 0.0, out=ch.z),
+        "addmm visible (over logit u)": lambda: ch.uv[t][0].addmm_(ch.ha, ch.WvT, beta=-1.0),
+        "compare visible": lambda: torch.gt(ch.uv[t][0], 0.0, out=ch.chain_bits[t + 1]),
         "mm stacked rows": lambda: torch.mm(ch.rows[t + 1], ch.Wa, out=ch.pre[t]),
         "sigmoid rows": lambda: torch.sigmoid(ch.pre_z[t], out=ch.Pz),
         "weight rows": lambda: ch.Pz.mul_(ch.w),
-        "addmm gradient": lambda: ch.bWa.addmm_(ch.rows_T[t + 1], ch.P, beta=0.0),
-        "subtract": lambda: ch.Wa.sub_(ch.bWa, alpha=0.0),
+        "addmm gradient into parameters": lambda: ch.Wa.addmm_(ch.rows_T[t + 1], ch.P, alpha=-1e-12),
         "whole update": whole,
     }
     ch.pos = 1
@@ -200,6 +198,10 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
             t0 = timing.time_once(lambda: [fn() for _ in range(reps)])
             out[name].append(1e6 * t0 / reps)
     res = {k: statistics.median(v) for k, v in out.items()}
+    if ch.next is not None and ch.next[1] is not None:
+        ch.next[1].result()
+    noise = [timing.time_once(lambda: logistic_noise_(ch.U_next, 0, 0)) for _ in range(5)]
+    res["noise of a chunk, per update (helper thread)"] = 1e6 * statistics.median(noise) / ch.C
     res["load"] = timing.load_average()
     return res
 

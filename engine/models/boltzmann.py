@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as nnf
 
@@ -50,7 +51,12 @@ GRAPHS = ("dense", "lattice")
 @dataclass
 class Stream:
     """The random stream of a set of chains: a torch generator for the CPU twins and the
-    (seed, counter) pair the CUDA kernels key Philox with; each draw advances ``counter``."""
+    (seed, counter) pair the CUDA kernels key Philox with; each draw advances ``counter``.
+    :meth:`uniform_` draws a block keyed by (seed, counter) from NumPy's PCG64 (the engine's
+    data sets use it too): float64 uniforms written straight into a CPU buffer in one pass,
+    faster than torch's mt19937 float32 draws plus a conversion (the CPU rbm's PCD chunks
+    draw ~400 k at a time), and, being keyed, drawable ahead of time on another thread
+    (:func:`uniforms_at`) without changing what any later draw gives."""
 
     generator: torch.Generator
     seed: int
@@ -68,6 +74,24 @@ class Stream:
     def rand(self, shape, dtype, device) -> torch.Tensor:
         self.counter += 1
         return torch.rand(shape, dtype=dtype, device=device, generator=self.generator)
+
+    def uniform_(self, out: torch.Tensor) -> torch.Tensor:
+        """Fill ``out`` with the block of uniforms keyed by (seed, counter), then advance
+        the counter; returns ``out``."""
+        uniforms_at(out, self.seed, self.counter)
+        self.counter += 1
+        return out
+
+
+def uniforms_at(out: torch.Tensor, seed: int, counter: int) -> torch.Tensor:
+    """Fill the contiguous CPU float32 / float64 tensor ``out`` with U[0, 1) draws, in
+    row-major order, of PCG64 seeded by the sequence (seed, counter, 0x5EED) (NumPy's
+    SeedSequence: distinct keys give independent streams); the GIL is released while it
+    fills. Returns ``out``."""
+    rng = np.random.default_rng([seed % 2**64, counter, 0x5EED])
+    a = out.numpy()
+    rng.random(out=a.reshape(-1), dtype=a.dtype)
+    return out
 
 
 def dense_pairs(n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,8 +17,9 @@ mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
 On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
-:class:`PCDChunk` (11 BLAS / elementwise calls per update on preallocated buffers, a chunk's
-uniforms drawn at once, one intra-op thread for small updates), ``cd`` through
+:class:`PCDChunk` (9-11 BLAS / elementwise calls per update on preallocated buffers, Gibbs
+draws against a chunk's logistic noise drawn at once, ahead, on a helper thread; one
+intra-op thread for small updates), ``cd`` through
 :func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
 uniforms (tests). The evaluations are jobs (:func:`evaluation`) a caller may spread over calls.
 
@@ -31,14 +32,16 @@ buffer on the device, and their flip rate (units changed per unit per step) in a
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
 from ..exact import boltzmann as exact
 from . import boltzmann_annealing as annealing
-from .boltzmann import FVBM, RBM, Stream
+from .boltzmann import FVBM, RBM, Stream, uniforms_at
 
 METHODS = ("exact", "pcd", "cd", "pl", "mpf")
 SAMPLING = ("pcd", "cd")
@@ -99,6 +102,8 @@ class Learner:
     bufs: list | None = None        # the fused rbm update's momentum buffers
     block: tuple | None = None      # (Wa, bWa): the augmented parameters and buffers (PCDChunk)
     chunk: "PCDChunk | None" = None
+    pending: list = field(default_factory=list)  # (first update, pre-activations, chunk, slot): energies not yet in the ring
+    chunked: bool = False           # PCD on the CPU rbm under SGD: the PCDChunk path (set by build_optimizer)
     last_loss: torch.Tensor | None = None
     evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
 
@@ -116,6 +121,7 @@ class Learner:
             self.opt = torch.optim.SGD([{"params": params[:1], "weight_decay": p["weight_decay"]},
                                         {"params": params[1:], "weight_decay": 0.0}],
                                        lr=p["lr"], momentum=p["momentum"])
+        self.chunked = self.fused() and self.method == "pcd"
 
     @property
     def lbfgs(self) -> bool:
@@ -171,63 +177,86 @@ class Learner:
         return None
 
     def _chunk_update(self, X: torch.Tensor, p: dict) -> None:
-        """PCD through :class:`PCDChunk` (the chains' energies and flips are accounted for
-        when the chunk is flushed: at its end, or when a frame reads them)."""
+        """PCD through :class:`PCDChunk` (the chains' flips are accounted for when the chunk
+        is flushed: at its end, or when a frame reads them; their energies when a frame
+        reads them, or before the history holding them is reused)."""
         m, ch = self.model, self.chunk
         if self.bufs is None:
             self.bufs = [torch.zeros_like(t) for t in m.parameters()]
         if self.block is None or m.W.data_ptr() != self.block[0].data_ptr():
             self.flush()
+            self.settle()           # nothing pending keeps a dropped chunk's buffers alive
             self.block, self.chunk = PCDChunk.block(m, self.bufs), None
             ch = None
-        shape = (self.chains.shape[0], X.shape[0], p["gibbs_steps"])
-        if ch is not None and (ch.full() or ch.shape != shape):
+        steps = p["gibbs_steps"]
+        if ch is not None and (ch.pos == ch.C or ch.M != X.shape[0] or ch.steps != steps
+                               or ch.R != self.chains.shape[0]):
             self.flush()
-            if ch.shape == shape:
+            if ch.shape == (self.chains.shape[0], X.shape[0], steps):
+                self.settle(ch, ch.next_slot())
                 ch.rollover()
             else:
+                self.settle()
                 ch = None
         if ch is None:
-            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], p["gibbs_steps"], self.block)
+            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], steps, self.block)
         self.chains = ch.update(X, p["lr"], p["momentum"], p["weight_decay"], self.stream)
 
     def flush(self) -> None:
-        """Account for the chunk's pending updates: energies into the ring, flips into the window."""
+        """Account for the chunk's pending updates: flips into the window now; their
+        energies join :attr:`pending` (computed by :meth:`settle`)."""
         if self.chunk is None:
             return
         out = self.chunk.flush()
         if out is None:
             return
-        energy, flips, n = out
+        A, flips, n = out
         R, _, steps = self.chunk.shape
-        first = self.updates - n
-        idx = torch.arange(first, self.updates, device=energy.device) % ENERGY_HISTORY
-        self.energy_ring.index_copy_(0, idx, energy.to(self.energy_ring.dtype))
+        self.pending.append((self.updates - n, A, self.chunk, self.chunk.slot))
         self.flip_sum += flips.to(self.flip_sum.dtype) / (R * self.model.nv * steps)
         self.flip_steps += n
+
+    def settle(self, chunk: "PCDChunk | None" = None, slot: int | None = None) -> None:
+        """Pending energies into the ring, oldest first: all of them, or (``chunk``, ``slot``)
+        those whose history that chunk is about to overwrite. Updates the ring no longer
+        holds (older than the last ENERGY_HISTORY) are skipped, not computed: the ring would
+        have overwritten them anyway."""
+        keep = []
+        for item in self.pending:
+            first, A, ch, s = item
+            if chunk is not None and (ch is not chunk or s != slot):
+                keep.append(item)
+                continue
+            lo = max(first, self.updates - ENERGY_HISTORY)
+            if lo < first + A.shape[0]:
+                energy = PCDChunk.energies(A[lo - first:], self.model.nv)
+                idx = torch.arange(lo, first + A.shape[0], device=energy.device) % ENERGY_HISTORY
+                self.energy_ring.index_copy_(0, idx, energy.to(self.energy_ring.dtype))
+        self.pending = keep
 
     def update(self, X: torch.Tensor, p: dict) -> None:
         """One parameter update on the batch X (model units); then the display chains move."""
         t0 = time.perf_counter()
-        params = self.model.parameters()
-        energy = None
-        if self.fused() and self.method == "pcd":
+        if self.chunked:
             # one intra-op thread for small updates: a tiny matmul on an OpenMP/MKL team
             # costs more than it computes (measured on the 2-core machine, the digits 64 x 256
             # batch-10 epoch: 59 ms at 1 thread, 593 ms at 2, 82 ms switching per update)
             threads = torch.get_num_threads()
-            small = threads > 1 and (X.shape[0] + self.chains.shape[0]) * self.model.nv * self.model.nh < SMALL_UPDATE
-            if small:
+            if threads > 1 and (X.shape[0] + self.chains.shape[0]) * self.model.nv * self.model.nh < SMALL_UPDATE:
                 torch.set_num_threads(1)
-            try:
-                self._chunk_update(X, p)
-            finally:
-                if small:
+                try:
+                    self._chunk_update(X, p)
+                finally:
                     torch.set_num_threads(threads)
+            else:
+                self._chunk_update(X, p)
             self.wall_s += time.perf_counter() - t0
             self.updates += 1
             return
+        params = self.model.parameters()
+        energy = None
         self.flush()
+        self.settle()
         self.chunk = None
         if self.fused():
             energy = self._fused_update(X, p)
@@ -279,6 +308,7 @@ class Learner:
     def energy_trace(self) -> tuple[list[int], list[float]]:
         """(update, energy per unit) of the last ENERGY_HISTORY updates, oldest first."""
         self.flush()
+        self.settle()
         n = min(self.updates, ENERGY_HISTORY)
         ring = self.energy_ring.tolist()
         first = self.updates - n
@@ -323,7 +353,24 @@ def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.
 
 SMALL_UPDATE = 1 << 21           # multiply-adds of a PCDChunk update below which it runs on one thread
 CHUNK_UPDATES = 128              # updates per chunk of the CPU rbm PCD path (<= ENERGY_HISTORY)
-CHUNK_ELEMS = 1 << 21            # cap on a chunk's history buffers, in numbers
+CHUNK_ELEMS = 1 << 22            # cap on a chunk's history buffers, in numbers
+SLOTS = 3                        # pre-activation histories a chunk cycles through (lazy energies)
+PREFETCH = True                  # draw the next chunk's noise on a helper thread while this one runs
+_POOL: tuple[int, ThreadPoolExecutor] | None = None     # (pid, one-thread pool) of the noise draws
+
+
+def _noise_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcd-noise"))
+    return _POOL[1]
+
+
+def logistic_noise_(out: torch.Tensor, seed: int, counter: int) -> torch.Tensor:
+    """logit(u) = ln(u / (1 - u)) of the uniforms u of the (seed, counter) block
+    (:func:`uniforms_at`), in place: a Bernoulli draw u < sigma(a) is then a - logit(u) > 0
+    (logistic noise), which the product gives with beta = -1, and one compare."""
+    return uniforms_at(out, seed, counter).logit_()
 
 
 def _softplus_sums(A: torch.Tensor) -> torch.Tensor:
@@ -350,15 +397,27 @@ class PCDChunk:
     product [x, 1]^T [p w, w] gives the gradients of W, b and c together. Per update: the
     block-Gibbs step v -> z -> v' of the chains (mm, sigmoid, compare, twice per Gibbs step),
     one mm and one sigmoid for the hidden probabilities of the new chains and of the batch
-    stacked (rows weighted +1/R and -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
-    statistics), one addmm into the momentum buffer and one subtraction: torch.optim.SGD's
-    convention, buf = mom buf + g + wd W, theta -= lr buf, as :func:`rbm_sgd_update`.
+    stacked, a row weighting (+1/R, -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
+    statistics), and torch.optim.SGD's step, buf = mom buf + g + wd W, theta -= lr buf, as
+    :func:`rbm_sgd_update`: one addmm into the momentum buffer and one subtraction, or, with
+    no momentum and no weight decay (scikit-learn's BernoulliRBM), one addmm straight into
+    the parameters (theta -= lr g; the buffer is then kept at zero, so a momentum switched on
+    later starts from buf = g, as torch.optim.SGD's lazily created buffer does).
 
-    The uniforms of ``updates`` updates (float32, as the generic path draws them) come from
-    the learner's stream in one call when a chunk starts, so the draws depend only on the
-    update count. The chains after each update, and each update's pre-activations, stay in
-    the chunk's history, from which :meth:`flush` computes the flip counts and the chains'
-    free energies per unit (at the parameters before each update) in a few batched calls.
+    The Gibbs steps draw z_j = [u_j < sigma(a_j)] as [a_j - logit(u_j) > 0]: each chunk
+    holds logit(u) of its ``updates`` updates' uniforms (one block of the learner's stream,
+    keyed by its counter: :meth:`Stream.uniform_`), the product writes a - logit(u) over it
+    in place (addmm_ with beta = -1) and one compare with 0 gives the units, with no sigmoid.
+    The block of the next chunk is drawn and transformed on a helper thread while this
+    chunk runs (``PREFETCH``; the key fixes the numbers, so a block drawn ahead and not
+    used changes nothing), so the draws depend only on the update count. The chains after each update stay in the chunk's history, from which
+    :meth:`flush` counts the flips in one call; each update's pre-activations stay in one of
+    ``SLOTS`` histories the chunks cycle through, from which :meth:`energies` gives the
+    chains' free energies per unit (at the parameters before each update) in a few batched
+    calls, when they are asked for (a frame) or before the history is reused (by then, at
+    128 updates a chunk, they are older than the ring of ENERGY_HISTORY keeps, and skipped;
+    where the cap on the buffers makes chunks too short for that, one history, reused
+    after its energies are computed).
     """
 
     def __init__(self, model: RBM, bufs: list[torch.Tensor], chains: torch.Tensor, batch: int,
@@ -367,22 +426,33 @@ class PCDChunk:
         R, M = chains.shape[0], batch
         dt, dev = chains.dtype, chains.device
         self.shape = (R, M, steps)
-        per = (R + M) * (nv + nh + 2) + steps * R * (nv + nh)
-        self.C = C = max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+        self.R, self.M, self.steps = R, M, steps
+        def updates(slots: int) -> int:     # per chunk, under the cap on its buffers
+            per = (R + M) * (nv + 1) + slots * (R + M) * (nh + 1) + 2 * steps * R * (nv + nh)
+            return max(1, min(CHUNK_UPDATES, CHUNK_ELEMS // per))
+
+        slots, C = SLOTS, updates(SLOTS)
+        if (slots - 1) * C < ENERGY_HISTORY:    # too short to outlast the ring: one history
+            slots, C = 1, updates(1)
+        self.C = C
         self.Wa, self.bWa = Wa, bWa = block
         self.HB = torch.ones(C + 1, R + M, nv + 1, dtype=dt, device=dev)    # [chains; batch] after each update
         self.HB[0, :R, :nv] = chains
-        self.A = torch.empty(C, R + M, nh + 1, dtype=dt, device=dev)        # their [pre-activations, v.b]
+        self.slots = slots
+        self.A = torch.empty(slots, C, R + M, nh + 1, dtype=dt, device=dev)  # their [pre-activations, v.b]
+        self.slot = 0
         self.w = torch.cat([torch.full((R, 1), 1.0 / R, dtype=dt, device=dev),
                             torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
         self.P = self.w.repeat(1, nh + 1)                                    # [w p(z|x), w]
-        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)
-        self.ah = torch.empty(R, nh, dtype=dt, device=dev)
+        self.nv = nv
+        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)      # logit(u), this chunk
+        self.U_next = torch.empty_like(self.U)                               # and the next one
+        self.next: tuple[int, Future | None] | None = None                   # (its counter, its draw)
         self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)
-        self.av = torch.empty(R, nv, dtype=dt, device=dev)
         self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)
         self.pos = 0            # updates done in this chunk
         self.flushed = 0        # of which flush has accounted for
+        self.buf_zero = False   # bWa known to be zero (no-momentum updates go straight into Wa)
         # the views each update uses, made once (a slice is a dispatch too)
         self.Wh, self.WvT, self.W = Wa[:, :nh], Wa[:nv, :].T, Wa[:nv, :nh]
         self.bW = bWa[:nv, :nh]
@@ -392,10 +462,36 @@ class PCDChunk:
         self.chain = [r[:R] for r in self.rows]
         self.chain_bits = [r[:R, :nv] for r in self.rows]
         self.data_bits = [r[R:, :nv] for r in self.rows]
-        self.pre = [self.A[t] for t in range(C)]
-        self.pre_z = [a[:, :nh] for a in self.pre]
-        self.uz = [[self.U[t, s, :, :nh] for s in range(steps)] for t in range(C)]
-        self.uv = [[self.U[t, s, :, nh:] for s in range(steps)] for t in range(C)]
+        self.pres = [[self.A[k, t] for t in range(C)] for k in range(slots)]
+        self.pres_z = [[a[:, :nh] for a in pre] for pre in self.pres]
+        self.pre, self.pre_z = self.pres[0], self.pres_z[0]
+        self.noise = [self._views(U) for U in (self.U, self.U_next)]
+        self.uz, self.uv = self.noise[0]
+
+    def _views(self, U: torch.Tensor) -> tuple[list, list]:
+        nh, steps = self.Wh.shape[1], self.steps
+        return ([[U[t, s, :, :nh] for s in range(steps)] for t in range(self.C)],
+                [[U[t, s, :, nh:] for s in range(steps)] for t in range(self.C)])
+
+    def _draw(self, stream: Stream) -> None:
+        """This chunk's noise: the block prefetched for the stream's counter if there is one,
+        else drawn now; then the next block is started on the helper thread."""
+        c = stream.counter
+        if self.next is not None and self.next[0] == c:
+            if self.next[1] is not None:
+                self.next[1].result()
+            self.U, self.U_next = self.U_next, self.U
+            self.noise.reverse()
+        else:
+            if self.next is not None and self.next[1] is not None:
+                self.next[1].result()           # never write a buffer a draw is filling
+            logistic_noise_(self.U, stream.seed, c)
+        self.uz, self.uv = self.noise[0]
+        stream.counter = c + 1
+        if PREFETCH:
+            self.next = (c + 1, _noise_pool().submit(logistic_noise_, self.U_next, stream.seed, c + 1))
+        else:
+            self.next = None
 
     @staticmethod
     def block(model: RBM, bufs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,56 +508,70 @@ class PCDChunk:
         bufs[:] = [bWa[:nv, :nh], bWa[:nv, nh], bWa[nv, :nh]]
         return Wa, bWa
 
-    def full(self) -> bool:
-        return self.pos == self.C
+    def next_slot(self) -> int:
+        return (self.slot + 1) % self.slots
 
     def rollover(self) -> None:
-        """Start the next chunk from the last chains (call after :meth:`flush`)."""
+        """Start the next chunk from the last chains, in the next pre-activation history
+        (call after :meth:`flush`, and after settling the energies that history holds)."""
         self.HB[0].copy_(self.HB[self.C])
         self.pos = self.flushed = 0
+        self.slot = self.next_slot()
+        self.pre, self.pre_z = self.pres[self.slot], self.pres_z[self.slot]
 
     def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
         """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
         t = self.pos
-        if t == 0:      # float32 uniforms, as stream.rand draws them (in place when the dtype is float32)
-            if self.U.dtype == torch.float32:
-                stream.counter += 1
-                self.U.uniform_(generator=stream.generator)
-            else:
-                self.U.copy_(stream.rand(self.U.shape, torch.float32, self.U.device))
-        mm, lt = torch.mm, torch.lt
+        if t == 0:
+            self._draw(stream)
+        gt = torch.gt
         self.data_bits[t + 1].copy_(X)
-        v = self.chain[t]
-        last = len(self.uz[t]) - 1
-        for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
-            mm(v, self.Wh, out=self.ah).sigmoid_()
-            lt(uz, self.ah, out=self.z)
-            mm(self.ha, self.WvT, out=self.av).sigmoid_()
-            v = self.chain[t + 1] if s == last else self.tmp
-            lt(uv, self.av, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+        if self.steps == 1:
+            uz, uv = self.uz[t][0], self.uv[t][0]
+            gt(uz.addmm_(self.chain[t], self.Wh, beta=-1.0), 0.0, out=self.z)
+            gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.chain_bits[t + 1])
+        else:
+            v = self.chain[t]
+            last = self.steps - 1
+            for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
+                gt(uz.addmm_(v, self.Wh, beta=-1.0), 0.0, out=self.z)
+                v = self.chain[t + 1] if s == last else self.tmp
+                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
+        mm = torch.mm
         mm(self.rows[t + 1], self.Wa, out=self.pre[t])
         torch.sigmoid(self.pre_z[t], out=self.Pz).mul_(self.w)
-        self.bWa.addmm_(self.rows_T[t + 1], self.P, beta=mom)
-        if wd:
-            self.bW.add_(self.W, alpha=wd)
-        self.Wa.sub_(self.bWa, alpha=lr)
+        if mom == 0.0 and not wd:
+            if not self.buf_zero:
+                self.bWa.zero_()
+                self.buf_zero = True
+            self.Wa.addmm_(self.rows_T[t + 1], self.P, alpha=-lr)
+        else:
+            self.buf_zero = False
+            self.bWa.addmm_(self.rows_T[t + 1], self.P, beta=mom)
+            if wd:
+                self.bW.add_(self.W, alpha=wd)
+            self.Wa.sub_(self.bWa, alpha=lr)
         self.pos = t + 1
         return self.chain_bits[t + 1]
 
     def flush(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
-        """(mean free energy per unit of the chains after each update not yet accounted for,
-        at the parameters before it, (n,); units they flipped in those updates, 0-d; n), or
-        None when there is none."""
+        """(the chains' pre-activations of each update not yet accounted for, at the
+        parameters before it, (n, R, nh + 1), a view of this slot's history for
+        :meth:`energies`; units they flipped in those updates, 0-d; n), or None when there
+        is none."""
         f, t = self.flushed, self.pos
         if t == f:
             return None
-        R, _, _ = self.shape
-        nv = self.av.shape[1]
-        A = self.A[f:t, :R]
-        energy = -(A[..., -1].mean(1) + _softplus_sums(A[..., :-1])) / nv
+        R, nv = self.R, self.nv
         flips = torch.ne(self.HB[f + 1:t + 1, :R, :nv], self.HB[f:t, :R, :nv]).sum()
         self.flushed = t
-        return energy, flips, t - f
+        return self.A[self.slot, f:t, :R], flips, t - f
+
+    @staticmethod
+    def energies(A: torch.Tensor, nv: int) -> torch.Tensor:
+        """Mean free energy per unit F(v) / nv over the chains, per update, from their
+        pre-activations A (n, R, nh + 1) = [c + v W, v.b]: F(v) = -v.b - sum softplus(c + v W)."""
+        return -(A[..., -1].mean(1) + _softplus_sums(A[..., :-1])) / nv
 
 
 def energy_free(model: FVBM | RBM, X: torch.Tensor) -> torch.Tensor:

@@ -478,32 +478,33 @@ def _references(data: bdata.BinaryData) -> dict:
     return out
 
 
-def _tiles(rows: np.ndarray, limit: int) -> list:
-    """Rows of a square number of units as side x side images tiled in a grid (NaN gutters);
-    other widths as the rows themselves."""
+def _tiles(rows: np.ndarray, limit: int) -> dict:
+    """Heatmap data: rows of a square number of units as side x side images tiled in a
+    grid with NaN gutters (counted as ``gutters``, so a NaN in the images themselves is
+    still reported); other widths as the rows themselves."""
     rows = rows[:limit]
     n = rows.shape[1]
     side = int(round(math.sqrt(n)))
     if side * side != n or side < 2:
-        return rows.tolist()
+        return {"z": rows.tolist()}
     k = rows.shape[0]
     per = int(math.ceil(math.sqrt(k)))
     grid = np.full((per * (side + 1) - 1, per * (side + 1) - 1), np.nan)
     for t in range(k):
         r, c = divmod(t, per)
         grid[r * (side + 1):r * (side + 1) + side, c * (side + 1):c * (side + 1) + side] = rows[t].reshape(side, side)
-    return grid.tolist()
+    return {"z": grid.tolist(), "gutters": int(grid.size - k * n)}
 
 
-def _weights_image(model: FVBM | RBM, state: State) -> list:
+def _weights_image(model: FVBM | RBM, state: State) -> dict:
     if isinstance(model, RBM):
         return _tiles(model.W.detach().T.cpu().numpy(), 16)
     J = model.couplings_matrix().detach().cpu().numpy()
     if state.data.teacher is None:
-        return J.tolist()
+        return {"z": J.tolist()}
     T = state.data.teacher.couplings_matrix().numpy()
     gap = np.full((J.shape[0], 1), np.nan)
-    return np.concatenate([J, gap, T], axis=1).tolist()
+    return {"z": np.concatenate([J, gap, T], axis=1).tolist(), "gutters": int(J.shape[0])}
 
 
 def _correlations(model: FVBM | RBM, train: torch.Tensor, chains: torch.Tensor, limit: int = 400) -> dict:

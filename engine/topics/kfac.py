@@ -295,6 +295,7 @@ class KFACTopic(Topic):
                 gap = torch.full((exact.shape[0], 1), float("nan"), dtype=exact.dtype)
                 state.fisher_blocks = {
                     "z": torch.cat([exact, gap, approx], 1).float().tolist(), "run": run.name,
+                    "gutters": int(exact.shape[0]),
                     "caption": f"{run.name} layer {i}, units 0-{k - 1} x inputs 0-{m - 1}, "
                                f"{x.shape[0]} examples, step {state.steps}"}
 

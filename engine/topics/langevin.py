@@ -134,18 +134,18 @@ class LangevinTopic(Topic):
     title = "Langevin"
     order = 60
     summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
-    step_unit = "Langevin step of every chain"
+    step_unit = "step"
     quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4, "compile": "off"}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
     every = 100   # a frame (ESS, KS, sliced W1, the density grids) ~ 7 steps at the defaults: ~6% (BENCHMARKS.md)
     scalars = (
         Scalar("divergence", "divergence from exact", "", "KS statistic (1-D) or sliced Wasserstein-1 (2-D) of the chains vs the target"),
-        Scalar("divergence_floor", "divergence of exact samples", "", "the same for exact samples: the estimate's noise floor"),
+        Scalar("divergence_floor", "noise floor", "", "the divergence of as many exact samples: the estimate's noise floor"),
         Scalar("divergence_name", "divergence measure", "", "which one: ks or sliced_w1"),
-        Scalar("divergence_final", "divergence after the last pass", "", "learned score: at the end of the last annealing pass"),
+        Scalar("divergence_final", "last-pass divergence", "", "learned score: at the end of the last annealing pass"),
         Scalar("variance_ratio", "variance ratio", "", "trace cov(chains) / trace cov(target); ULA's bias shows here"),
         Scalar("diverged_chains", "diverged chains", "chains", "chains whose position, log-density or score is not finite"),
-        Scalar("chain_steps_per_s", "chain steps per second", "/s", "chains x steps per second since the last frame"),
+        Scalar("chain_steps_per_s", "chain steps", "/s", "chains x steps per second since the last frame"),
         Scalar("acceptance", "acceptance", "", "MALA: accepted / proposed since the last frame"),
         Scalar("ess_per_chain", "ESS per chain", "", "multi-chain effective sample size of x[0] (Stan's estimator) / chains"),
         Scalar("ess_window", "ESS window", "steps", "steps the ESS is computed over"),
@@ -482,6 +482,11 @@ class LangevinTopic(Topic):
             views["density_chains"] = {"z": rows, "extent": (x0, x1, -float(w), 0.0)}
             views["marginal_y"] = _density_histogram(window.reshape(-1), x0, x1, HIST_BINS,
                                                      {"exact": ex["line_x"]})
+        # one colour scale for the two densities, so equal colours mean equal densities
+        hi = max(_finite_max(views["density_chains"]["z"]), _finite_max(ex["density"]["z"]))
+        if hi > 0:
+            views["density_chains"]["scale"] = (0.0, hi)
+            views["density_exact"] = {**ex["density"], "scale": (0.0, hi)}
         names = ["x", "y"][: t.dim]
         rows = [[f"mean {names[i]}", float(mean[i]), float(state.mean_exact[i]),
                  float(state.mean_exact[i]) if cov_ula is not None else None] for i in range(t.dim)]
@@ -492,6 +497,12 @@ class LangevinTopic(Topic):
                              float(cov_ula[i, j]) if cov_ula is not None else None])
         views["moments"] = {"columns": ["", "chains", "exact", "ULA limit"], "rows": rows}
         return views
+
+
+def _finite_max(rows) -> float:
+    z = np.asarray(rows, dtype=float)
+    z = z[np.isfinite(z)]
+    return float(z.max()) if z.size else 0.0
 
 
 def _density_counts(values: torch.Tensor, lo: float, hi: float, bins: int) -> list[float]:

@@ -280,8 +280,9 @@ def test_fused_rbm_update_equals_the_generic_gibbs_and_sgd_step():
 
 @pytest.mark.parametrize("steps, batch, dtype", [(1, 9, torch.float64), (2, 12, torch.float64), (1, 10, torch.float32)])
 def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monkeypatch, steps, batch, dtype):
-    """The CPU rbm PCD path (PCDChunk: augmented parameters, a chunk's uniforms drawn up front,
-    energies and flips accounted for at flush) against rbm_sgd_update fed the same uniforms,
+    """The CPU rbm PCD path (PCDChunk: augmented parameters, a chunk's uniforms drawn up front
+    from the stream's PCG64 in the model's dtype, energies and flips accounted for at flush)
+    against rbm_sgd_update fed the same uniforms,
     across two chunk rollovers, with a batch-size change (a new chunk) and an observation
     (flush) in the middle of a chunk: equal chains, parameters to 1e-12, the energy ring and
     the flip rate alike (float32: to float32's precision)."""
@@ -300,7 +301,7 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     sizes = [batch] * 4 + [5] * 4
     for update, M in enumerate(sizes):
         if U is None or t == 3 or (update and M != sizes[update - 1]):
-            U, t = twin.rand((3, steps, R, nh + nv), torch.float32, "cpu"), 0
+            U, t = twin.uniform_(torch.empty((3, steps, R, nh + nv), dtype=dtype)), 0
         X = _bits(M, nv, 50 + update).to(dtype)
         ln.update(X, {**p, "batch_size": M})
         v_new, f, e = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
@@ -319,6 +320,80 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     xs, ys = ln.energy_trace()
     assert xs == list(range(1, len(sizes) + 1))
     assert ys == pytest.approx(energies, rel=tol["rtol"])
+
+
+def test_stream_uniform_blocks_are_keyed_by_seed_and_counter():
+    """Stream.uniform_ gives block k of its seed whatever was drawn before (so a block drawn
+    ahead on another thread changes no later draw): the k-th call equals uniforms_at(seed, k);
+    blocks differ across counters and seeds; float64 values in [0, 1) with mean ~1/2."""
+    from mletui.engine.models.boltzmann import uniforms_at
+
+    s = Stream.new(11, "cpu")
+    blocks = [s.uniform_(torch.empty(4000, dtype=torch.float64)) for _ in range(3)]
+    assert s.counter == 3
+    for k, b in enumerate(blocks):
+        assert torch.equal(b, uniforms_at(torch.empty(4000, dtype=torch.float64), 11, k))
+    assert not torch.equal(blocks[0], blocks[1])
+    assert not torch.equal(blocks[0], uniforms_at(torch.empty(4000, dtype=torch.float64), 12, 0))
+    u = torch.cat(blocks)
+    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0 and abs(float(u.mean()) - 0.5) < 0.01
+    f32 = uniforms_at(torch.empty(2, 50, dtype=torch.float32), 11, 0)
+    assert f32.dtype == torch.float32 and 0.0 <= float(f32.min()) and float(f32.max()) < 1.0
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies_the_ring_keeps(monkeypatch, prefetch):
+    """No momentum, no weight decay (scikit-learn's setting): the PCDChunk update goes straight
+    into the parameters; against rbm_sgd_update fed the same uniforms, equal chains and
+    parameters to 1e-12. Then momentum is switched on: the buffer starts at g, as
+    torch.optim.SGD creates it at the first step with momentum (the reference's buffers are
+    zeroed at the switch). With a 3-update energy ring and 2-update chunks cycling through 3
+    pre-activation histories, the energies of updates the ring has dropped are never
+    computed: exactly the 3 + 3 entries the two traces read are, and they equal the
+    reference's last energies. The same with the next chunk's noise drawn ahead on the helper
+    thread or not (the blocks are keyed by the stream's counter)."""
+    from mletui.engine.models import boltzmann_learning as bl
+
+    monkeypatch.setattr(bl, "PREFETCH", prefetch)
+    monkeypatch.setattr(bl, "CHUNK_UPDATES", 2)
+    monkeypatch.setattr(bl, "ENERGY_HISTORY", 3)
+    computed = []
+    energies_of = bl.PCDChunk.energies
+    monkeypatch.setattr(bl.PCDChunk, "energies",
+                        staticmethod(lambda A, nv: computed.append(A.shape[0]) or energies_of(A, nv)))
+    nv, nh, R, M = 6, 4, 9, 7
+    ref = _rbm(nv, nh, 70).clone(torch.float64)
+    ln = bl.Learner("pcd", ref.clone(), "sgd", _bits(R, nv, 71).to(torch.float64), Stream.new(72, "cpu"))
+    p = {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "gibbs_steps": 1, "batch_size": M}
+    ln.build_optimizer(p)
+    assert ln.chunked
+    twin = Stream.new(72, "cpu")
+    bufs = [torch.zeros_like(t) for t in ref.parameters()]
+    v_ref, U, t, energies = _bits(R, nv, 71).to(torch.float64), None, 0, []
+    for update in range(14):
+        mom = 0.0 if update < 7 else 0.5
+        if update == 7:
+            for buf in bufs:
+                buf.zero_()
+        if U is None or t == 2:
+            U, t = twin.uniform_(torch.empty((2, 1, R, nh + nv), dtype=torch.float64)), 0
+        X = _bits(M, nv, 80 + update).to(torch.float64)
+        ln.update(X, {**p, "momentum": mom})
+        v_ref, _, e = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
+                                        0.1, mom, 0.0)
+        t += 1
+        energies.append(float(e))
+        assert torch.equal(ln.chains, v_ref)
+        for a, b in zip(ln.model.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        if update == 9:
+            xs, ys = ln.energy_trace()
+            assert xs == [8, 9, 10] and ys == pytest.approx(energies[-3:], rel=1e-12)
+    for a, b in zip(ln.bufs, bufs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    xs, ys = ln.energy_trace()
+    assert xs == [12, 13, 14] and ys == pytest.approx(energies[-3:], rel=1e-12)
+    assert sum(computed) == 6
 
 
 def test_log_z_in_steps_yields_once_per_chunk_and_returns_log_z(monkeypatch):

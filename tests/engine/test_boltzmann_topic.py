@@ -350,3 +350,28 @@ def test_a_spread_evaluation_is_decided_by_step_not_by_observation():
         for name, value in a.items():
             if not any(fnmatch.fnmatchcase(name, pat) for pat in TOPIC.window_scalars):
                 assert value == b[name] or abs(value - b[name]) <= 1e-12 * max(abs(value), abs(b[name])), name
+
+
+@pytest.mark.parametrize("model", ["rbm", "fvbm"])
+def test_tiled_heatmaps_count_their_gutters_so_only_a_real_nan_is_reported(model):
+    """The filters and the chains are tiled as images with NaN gutters, and the fvbm's J
+    sits beside the teacher's with a NaN column: those are layout, counted in ``gutters``
+    (every NaN of a healthy model); a NaN in the weights themselves is one more."""
+    over = {"dataset": "planted", "n_visible": 16, "n_samples": 200} if model == "fvbm" else {}
+    p = TOPIC.resolve({**TOPIC.quick, "model": model, **over, **NO_EVAL})
+    state = TOPIC.init(p, CPU, 3)
+    TOPIC.step(state, p)
+    views = TOPIC.observe(state, p).views
+    for name in ("weights", "samples"):
+        z = np.asarray(views[name]["z"], dtype=float)
+        assert int(np.isnan(z).sum()) == views[name].get("gutters", 0), name
+    assert views["weights"].get("gutters", 0) > 0
+    learned = state.learners[0].model
+    with torch.no_grad():
+        if model == "rbm":
+            learned.W[0, 1] = math.nan
+        else:
+            learned.theta[1] = math.nan
+    views = TOPIC.observe(state, p).views
+    z = np.asarray(views["weights"]["z"], dtype=float)
+    assert int(np.isnan(z).sum()) > views["weights"]["gutters"]

@@ -95,7 +95,7 @@ def test_acceptance_is_flips_over_attempted_updates():
         TOPIC.step(state, p)
     acc = TOPIC.observe(state, p).scalars["acceptance"]
     assert abs(acc - 0.5) < 5 * (0.25 / (4 * 4 * 32 * 32)) ** 0.5
-    assert TOPIC.work_per_step(state, p) == 4 * 32 * 32 and TOPIC.work_unit() == "flips/ns"
+    assert TOPIC.work_per_step(state, p) == 4 * 32 * 32 and TOPIC.work_unit() == "flips"
 
 
 def test_exact_references_only_at_zero_field():

@@ -198,4 +198,5 @@ def test_fisher_error_is_refreshed_every_t_inv_steps_in_the_step():
     blocks = frames[-1].views["fisher_blocks"]
     z = blocks["z"]
     assert len(z) == 48 and len(z[0]) == 2 * 48 + 1 and all(math.isnan(row[48]) for row in z)
+    assert blocks["gutters"] == sum(math.isnan(v) for row in z for v in row) == 48   # the gap is layout
     assert "step 7" in blocks["caption"] and "16 examples" in blocks["caption"]

@@ -329,3 +329,17 @@ def test_twin_result_does_not_depend_on_its_threading():
         outs.append((x, logp, grad, acc))
     for a, b in zip(*outs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("target", ["gaussian", "bimodal"])
+def test_the_two_density_heatmaps_share_one_colour_scale_covering_both(target):
+    """The chains' density and the exact density are drawn on one scale (0 to the larger
+    maximum), so equal colours mean equal densities (2-D target and 1-D trace alike)."""
+    frames = list(run(TOPIC, 20, {"target": target, "chains": 500, **TOPIC.quick}, seed=3, every=10))
+    views = frames[-1].views
+    chains, exact = views["density_chains"], views["density_exact"]
+    assert chains["scale"] == exact["scale"]
+    lo, hi = chains["scale"]
+    top = max(float(np.nanmax(np.asarray(chains["z"], dtype=float))),
+              float(np.nanmax(np.asarray(exact["z"], dtype=float))))
+    assert lo == 0.0 and hi == top

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from mletui.engine.topic import Frame, Topic
-from mletui.engine.views import Scalar, View, applicable, describe, has_content, scalar_table, undescribed
+from mletui.engine.views import Scalar, View, applicable, describe, has_content, problems, scalar_table, undescribed
 
 
 class Described(Topic):
@@ -90,6 +90,9 @@ def test_source_fed_views_have_content_only_with_something_to_draw():
     b = View("bars", "b", source="b")
     assert not has_content(b, _frame(views={"b": {"labels": ["x"], "values": [math.nan]}}))
     hm = View("heatmap", "z", source="z")
+    assert problems(hm, {}, {}, {"z": {"z": [[0.0, 1.0]], "scale": (0.0, 2.0)}}) == []
+    for bad in [(1.0, 1.0), (0.0, math.nan), (2.0,)]:
+        assert "heatmap scale" in " ".join(problems(hm, {}, {}, {"z": {"z": [[0.0, 1.0]], "scale": bad}}))
     assert not has_content(hm, _frame(views={"z": {"z": [[math.nan, math.nan]]}}))
     assert has_content(hm, _frame(views={"z": [[0.0, 1.0]]}))
     lat = View("lattice", "s", source="s")

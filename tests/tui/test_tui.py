@@ -647,3 +647,34 @@ def test_a_preset_opens_its_topic_with_its_values_under_the_typed_overrides(tmp_
         assert "L must be even" in panel.message and panel.values["L"] == 64
 
     drive(bad, refused)
+
+
+def test_a_heatmap_with_a_fixed_scale_colours_by_it_and_counts_what_is_beyond():
+    """Two heatmaps meant to be compared share the scale their data fixes: the same value
+    gets the same colour in both, a value past the scale takes the end colour and is
+    counted in the subtitle; without a scale the map runs from its own min to max."""
+    app = _toy_app(start_paused=True, ascii=False)
+
+    async def script(pilot):
+        heat = next(w for w in app.pane.view_widgets if w.view.kind == "heatmap")
+        await until(pilot, lambda: app.pane._shown is not None and heat.display
+                    and heat.content_size.width > 0, what="the heatmap laid out")
+
+        def colours(z, scale=None) -> set:
+            data = {"z": z, **({"scale": scale} if scale else {})}
+            heat.show(Frame(scalars={}, views={"field": data}))
+            return {seg.style.color for y in range(heat.content_size.height)
+                    for seg in heat.render_line(y) if seg.style is not None and seg.style.color}
+
+        half = colours([[0.5, 0.5], [0.5, 0.5]], scale=(0.0, 1.0))
+        assert len(half) == 1 and "scale 0–1" in heat.border_subtitle
+        again = colours([[0.5, 0.5], [0.5, 0.5]], scale=(0.0, 1.0))
+        assert again == half
+        top = colours([[1.0, 1.0], [1.0, 1.0]], scale=(0.0, 1.0))
+        assert top != half
+        past = colours([[3.0, 3.0], [1.0, 1.0]], scale=(0.0, 1.0))
+        assert past == top and "2 beyond the scale" in heat.border_subtitle   # the two 3.0 cells
+        own = colours([[0.5, 0.5], [1.0, 1.0]])          # no scale: its own min (0.5) to max
+        assert "min 0.5" in heat.border_subtitle and len(own) == 2 and not own & half
+
+    drive(app, script, size=(200, 60))

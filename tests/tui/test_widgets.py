@@ -550,6 +550,54 @@ def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
     hosted(r, script, size=(34, 6))
 
 
+def test_a_standard_error_shows_two_significant_digits_and_keeps_its_label_whole():
+    """At 80x24 'ln Z AIS s.e. 0.014387' was cut to 'ln Z AIS s 0.014387' (read as another
+    ln Z): an uncertainty to two digits, as the tables' 17.396(14), frees the label."""
+    topic = Sweeps()
+    topic.labels = {"log_z_ais": ("ln Z (AIS)", ""), "log_z_ais_stderr": ("ln Z AIS s.e.", ""),
+                    "log_z_ais_stderr_pcd": ("ln Z AIS s.e. (pcd)", "")}
+    frame = Frame(scalars={"log_z_ais": 17.39612, "log_z_ais_stderr": 0.0143871,
+                           "log_z_ais_stderr_pcd": 0.0143871})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = r.render().plain.splitlines()
+        assert lines[0].endswith("17.396")
+        assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith(" 0.014"), lines
+        assert lines[2].endswith(" 0.014"), lines
+
+    hosted(r, script, size=(24, 6))
+
+
+def test_rows_sharing_a_qualifier_are_grouped_under_it_with_whole_labels():
+    """K-FAC's compare mode read 'tr. (kfac_true)', 'va. (kfac_true)': the qualifier took
+    the room. Rows that share one go under a header naming it, with their own words."""
+    topic = Sweeps()
+    topic.labels = {f"{q}_{m}": (f"{h} ({m})", "") for q, h in (("train", "training loss"), ("val", "validation loss"))
+                    for m in ("kfac_true", "sgd")}
+    topic.labels["lone"] = ("Fisher error (kfac_true_0)", "")
+    frame = Frame(scalars={"train_kfac_true": 0.45476, "val_kfac_true": 0.45309,
+                           "train_sgd": 0.6, "val_sgd": 0.61, "lone": 346.16})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = [line.rstrip() for line in r.render().plain.splitlines()]
+        assert lines[0] == "kfac_true" and lines[3] == "sgd", lines
+        assert lines[1].startswith(" training loss") and lines[1].endswith("0.45476")
+        assert lines[2].startswith(" validation loss") and lines[5].endswith("0.61")
+        assert lines[6].endswith("346.16") and "(" in lines[6]      # alone: keeps its qualifier
+        r.focus()
+        for _ in range(10):
+            await pilot.press("down")
+        assert r.selected == 6                                   # headers are rows to move over
+
+    hosted(r, script, size=(30, 10))
+
+
 def test_labels_that_differ_only_in_their_qualifier_stay_apart_when_shortened():
     """The K-FAC values panel showed four rows "Fi. er. (kf._tr" (per-layer Fisher errors
     of kfac_true_0 ... _3): the qualifier is what tells rows apart, so it is kept."""
@@ -570,6 +618,9 @@ def test_legend_labels_lose_the_shared_stem_and_the_parentheses():
     assert strip_common(["training loss (kfac_true)", "training loss (sgd)"]) == ["kfac_true", "sgd"]
     assert strip_common(["loss_sgd", "loss_adam"]) == ["sgd", "adam"]
     assert strip_common(["log_z", "log_z_exact"]) == ["log_z", "log_z_exact"]
+    # cut inside the qualifier: no stray ")" ("true)" and "empirical)" read as typos)
+    assert strip_common(["Fisher error (kfac_true)", "Fisher error (kfac_empirical)"]) == ["true", "empirical"]
+    assert strip_common(["a (kfac_true)", "a (kfac_x (1))"]) == ["a (kfac_true)", "a (kfac_x (1))"]
 
 
 def test_an_axis_label_that_names_its_unit_is_not_repeated():
@@ -653,3 +704,40 @@ def test_the_view_contract_accepts_reference_curves_and_rhat_cells_and_refuses_b
     rows = {"columns": ["obs", "value"], "rows": [["C", (2.9, 0.5, 1.8)], ["E", "1.2 +/- 0.1"]]}
     found = problems(table, {}, {}, {"t": rows})
     assert len(found) == 1 and "row 1" in found[0]
+
+
+def test_a_history_column_is_floats_with_nan_for_missing_and_counts_only_non_finite_numbers():
+    from mletui.tui.widgets.trace import column
+    ys, bad = column([1, 2.5, None, math.nan, math.inf, -3])
+    assert np.array_equal(ys, [1, 2.5, np.nan, np.nan, np.inf, -3], equal_nan=True) and bad == 2
+    ys, bad = column([1.0, "n/a", True, np.float64(2.0), None, math.nan])   # the slow way
+    assert np.array_equal(ys, [1, np.nan, np.nan, 2, np.nan, np.nan], equal_nan=True) and bad == 1
+    assert column([None, None])[1] == 0 and column([])[0].size == 0
+
+
+def test_the_legend_lists_what_is_drawn_and_names_a_line_over_bars():
+    """A series with no finite value (Langevin's 'last-pass divergence' with the
+    exact score) had a legend entry for nothing; a labelled line over a histogram's
+    unlabelled bars (annealing's ground-state marker) had none."""
+    from mletui.tui.widgets.chart import Chart, Curve, Look
+
+    x = np.arange(10.0)
+    chart = Chart([Curve("from exact", x, x + 1), Curve("after the last pass", x, np.full(10, np.nan)),
+                   Curve("of exact samples", x, np.full(10, 0.5), role="reference")])
+    labels = [label for _, label, _ in chart._legend_entries(Look())]
+    assert labels == ["from exact", "of exact samples"]
+    bars = Chart([Curve("", x, x, kind="bars", width=1.0), Curve("ground state", [2.0, 2.0], [0.0, 9.0])])
+    assert [label for _, label, _ in bars._legend_entries(Look())] == ["ground state"]
+    assert Chart([Curve("alone", x, x)])._legend_entries(Look()) == []
+
+
+def test_a_step_axis_too_narrow_for_its_unit_says_step_not_an_abbreviation():
+    """K-FAC's 'minibatch step' and Langevin's x axes read 'mi. st' and 'La. s'."""
+    from mletui.tui.widgets.chart import Chart, Curve, Look
+
+    x = np.arange(1, 13, dtype=float)
+    narrow = Chart([Curve("loss", x, 1 / x)], xlabel="minibatch step", xshort="step", integer_x=True)
+    rows = ["".join(t for t, _ in row) for row in narrow.render(40, 8, Look())]
+    assert rows[-1].rstrip().endswith("step") and "mi." not in rows[-1]
+    wide = Chart([Curve("loss", x, 1 / x)], xlabel="minibatch step", xshort="step", integer_x=True)
+    assert "minibatch step" in "".join(t for t, _ in wide.render(120, 8, Look())[-1])

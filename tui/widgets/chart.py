@@ -44,8 +44,11 @@ from plotext._figure import _figure_class
 from rich.color import Color
 from rich.style import Style
 
+from . import plotext_fast
 from .labels import abbreviate
 from .ticks import Ticks, inner_ticks, linear_ticks, log_ticks
+
+plotext_fast.install()
 
 # Colours from the xterm 256-colour cube, not the 16 named ANSI colours: Textual's
 # default terminal theme draws red, magenta and bright_magenta all as #f4005f (and cyan
@@ -107,6 +110,7 @@ class Chart:
 
     curves: list[Curve] = field(default_factory=list)
     xlabel: str = ""
+    xshort: str = ""      # the x label when ``xlabel`` would have to be abbreviated ("step")
     ylabel: str = ""
     logy: bool = False
     integer_x: bool = False
@@ -326,7 +330,10 @@ class Chart:
             label_row[start:start + len(s)] = s
             last_end = start + len(s)
         if self.xlabel and not own and not inline:  # long label, no row for it: what fits
-            inline = abbreviate(self.xlabel, width - last_end - 1)
+            room = width - last_end - 1
+            inline = abbreviate(self.xlabel, room)
+            if inline != self.xlabel and self.xshort and len(self.xshort) <= room:
+                inline = self.xshort                  # "step", not "mi. st" for "minibatch step"
             inline = inline if len(inline) >= 3 else ""
         if inline:
             label_row[width - len(inline):] = inline
@@ -355,9 +362,12 @@ class Chart:
         return yt, (y_lo, y_hi), label_w, grid
 
     def _legend_entries(self, look: Look) -> list[tuple[str, str, Style | None]]:
-        """(sample, label, style) for each labelled curve; none when only one is drawn."""
-        labelled = [c for c in self.curves if c.label]
-        if len(labelled) < 2:
+        """(sample, label, style) for each labelled curve that draws something; none when
+        only one curve is drawn (the title names it). A labelled line over unlabelled bars (a histogram's
+        ground-state marker or exact density) gets its entry."""
+        drawn = [c for c in self.curves if (np.isfinite(c.x) & np.isfinite(self._ys(c))).any()]
+        labelled = [c for c in drawn if c.label]   # a curve with nothing drawn has no entry
+        if not labelled or len(drawn) < 2:
             return []
         out = []
         for c in labelled:
@@ -414,15 +424,7 @@ class _Canvas:
                 return 0
             return {"data": 1, "reference": ref_rank}.get(c.role, 3)
 
-        fig = _figure_class()
-        fig._limit_size(False, False)
-        fig.plot_size(self.cols, self.rows)
-        fig.theme("clear")                     # no colour but the curves' own
-        fig.xaxes(False, False)
-        fig.yaxes(False, False)
-        fig.frame(False)
-        fig.xticks([])
-        fig.yticks([])
+        fig = _blank_figure(self.cols, self.rows)
         fig.xlim(*xr)
         fig.ylim(*yr)
         clip_marks: list[tuple[int, int, str, int]] = []
@@ -563,6 +565,32 @@ class _Canvas:
         ends = [*cuts.tolist(), len(keys)]
         styles = self.styles
         return [("".join(chars[lo:hi]), styles.get(int(keys[lo]))) for lo, hi in zip(starts, ends)]
+
+
+_FIGURES: dict[tuple[type, int, int], object] = {}
+
+
+def _blank_figure(cols: int, rows: int):
+    """A plotext figure of that size with no axes, frame, ticks or theme colours and no
+    data: one per size, kept and cleared of its data for each drawing (making one
+    deep-copies plotext's defaults, a millisecond or two)."""
+    key = (_figure_class, cols, rows)
+    fig = _FIGURES.get(key)
+    if fig is None:
+        if len(_FIGURES) > 64:                 # sizes seen in one session: a few dozen
+            _FIGURES.clear()
+        fig = _figure_class()
+        fig._limit_size(False, False)
+        fig.plot_size(cols, rows)
+        fig.theme("clear")                     # no colour but the curves' own
+        fig.xaxes(False, False)
+        fig.yaxes(False, False)
+        fig.frame(False)
+        fig.xticks([])
+        fig.yticks([])
+        _FIGURES[key] = fig
+    fig.clear_data()
+    return fig
 
 
 def _m4(fx: np.ndarray, y: np.ndarray) -> np.ndarray:

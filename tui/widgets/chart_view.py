@@ -61,19 +61,21 @@ class ChartView(ViewPanel, Widget):
 
     def render_line(self, y: int) -> Strip:
         width, height = self.content_size.width, self.content_size.height
-        base = self.rich_style
         key = (width, height, self.look, id(self.chart))
         if self._strips is None or self._strips[0] != key:
+            # the widget's style is read once per drawing, not per line (Textual computes
+            # it from the CSS each time it is asked)
+            base = self.rich_style
             strips: list[Strip] = []
             if self.chart is not None and width > 0 and height > 0:
                 for row in self.chart.render(width, height, self.look):
                     strips.append(Strip([Segment(t, base + s if s is not None else base)
                                          for t, s in row], width))
-            self._strips = (key, strips)
+            self._strips = (key, strips, Strip.blank(width, base))
         strips = self._strips[1]
         if y < len(strips):
             return strips[y]
-        return Strip.blank(width, base)
+        return self._strips[2]
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:  # pragma: no cover
         raise NotImplementedError

@@ -1,9 +1,13 @@
 """Heatmap: a 2-D float array (rows top to bottom), or {"z": 2-D, "extent": (x0, x1, y0, y1)}.
 
 With colour: half-block cells, foreground = upper row's colour, background = lower
-row's, on a blue-to-yellow scale between the finite minimum and maximum. Without
+row's, on a blue-to-yellow scale between the finite minimum and maximum, or between
+the ends of the data's ``scale`` when it fixes one (two heatmaps meant to be compared
+share it; values beyond it take the end colour and are counted in the subtitle). Without
 colour (NO_COLOR) or in ASCII mode: one shade character per cell from a ramp.
-Non-finite entries are drawn blank and counted in the subtitle.
+Non-finite entries are drawn blank and counted in the subtitle, less the data's
+``gutters`` (NaN cells laid out between tiled images). The rows are drawn once
+per frame and size, not once per line asked for.
 """
 
 from __future__ import annotations
@@ -51,10 +55,15 @@ class HeatmapView(ViewPanel, Widget):
         super().__init__(**kwargs)
         self.bind_view(view, glyphs, topic)
         self._z: np.ndarray | None = None
+        self._scale: tuple[float, float] | None = None   # the colour scale's ends
+        self._strips: tuple[tuple, list[Strip]] | None = None
 
     def show(self, frame: Frame, history: list[Frame] | None = None) -> None:
         data = frame.views.get(self.view.source, frame.arrays.get(self.view.source))
+        fixed, gutters = None, 0
         if isinstance(data, dict):
+            fixed = data.get("scale")
+            gutters = int(data.get("gutters") or 0)
             data = data.get("z")
         if data is None:
             return
@@ -62,18 +71,29 @@ class HeatmapView(ViewPanel, Widget):
         if z.ndim != 2 or z.size == 0:
             return
         self._z = z
+        self._strips = None
         ok = np.isfinite(z)
-        bad = int((~ok).sum())
-        notes = [("", f"{bad} nan not drawn")] if bad else []
-        if ok.any():
-            notes += [("min", fmt(float(z[ok].min()))), ("max", fmt(float(z[ok].max())))]
+        bad = int((~ok).sum()) - gutters          # the gutters between tiles are layout
+        notes = [("", f"{bad} nan not drawn")] if bad > 0 else []
+        if fixed is not None:
+            lo, hi = float(fixed[0]), float(fixed[1])
+            self._scale = (lo, hi)
+            beyond = int((z[ok] < lo).sum() + (z[ok] > hi).sum())
+            notes += [("scale", f"{fmt(lo)}–{fmt(hi)}" if not self.glyphs.ascii else f"{fmt(lo)}..{fmt(hi)}")]
+            if beyond:
+                notes.append(("", f"{beyond} beyond the scale"))
+        elif ok.any():
+            self._scale = (float(z[ok].min()), float(z[ok].max()))
+            notes += [("min", fmt(self._scale[0])), ("max", fmt(self._scale[1]))]
         else:
+            self._scale = None
             notes.append(("", "no finite values"))
         self.set_notes(notes)
         self.refresh()
 
     def clear(self) -> None:
         self._z = None
+        self._strips = None
         self.set_notes([])
         self.refresh()
 
@@ -82,29 +102,51 @@ class HeatmapView(ViewPanel, Widget):
 
     def render_line(self, y: int) -> Strip:
         width, height = self.content_size.width, self.content_size.height
-        base = self.rich_style
+        key = (width, height, self._monochrome(), id(self._z))
+        if self._strips is None or self._strips[0] != key:
+            base = self.rich_style
+            self._strips = (key, self._draw(width, height, base), Strip.blank(width, base))
+        strips = self._strips[1]
+        return strips[y] if 0 <= y < len(strips) else self._strips[2]
+
+    def _draw(self, width: int, height: int, base: Style) -> list[Strip]:
+        """Every row of the picture at this size, drawn once per frame and size."""
         if self._z is None or width < 1 or height < 1:
-            return Strip.blank(width, base)
+            return []
         z = self._z
-        ok = np.isfinite(z)
-        lo = float(z[ok].min()) if ok.any() else 0.0
-        hi = float(z[ok].max()) if ok.any() else 1.0
+        lo, hi = self._scale if self._scale is not None else (0.0, 1.0)
         span = hi - lo if hi > lo else 1.0
         if self._monochrome():
-            row = resample(z, height, width)[y]
             ramp = self.glyphs.ramp
-            chars = []
-            for v in row:
-                if not np.isfinite(v):
-                    chars.append(" ")
-                else:
-                    chars.append(ramp[min(len(ramp) - 1, int((v - lo) / span * len(ramp)))])
-            return Strip([Segment("".join(chars), base)], width)
+            strips = []
+            for row in resample(z, height, width):
+                chars = []
+                for v in row:
+                    if not np.isfinite(v):
+                        chars.append(" ")
+                    else:
+                        t = min(1.0, max(0.0, (v - lo) / span))
+                        chars.append(ramp[min(len(ramp) - 1, int(t * len(ramp)))])
+                strips.append(Strip([Segment("".join(chars), base)], width))
+            return strips
         pix = resample(z, 2 * height, width)
-        top, bottom = pix[2 * y], pix[2 * y + 1]
-        segments = []
-        for a, b in zip(top, bottom):
-            fg = colour((a - lo) / span) if np.isfinite(a) else None
-            bg = colour((b - lo) / span) if np.isfinite(b) else None
-            segments.append(Segment(self.glyphs.top, base + Style(color=fg, bgcolor=bg)))
-        return Strip(segments, width)
+        t = np.clip((pix - lo) / span, 0.0, 1.0)
+        cache: dict[float, Color] = {}
+
+        def col(v: float, finite: bool) -> Color | None:
+            if not finite:
+                return None
+            c = cache.get(v)
+            if c is None:
+                c = cache[v] = colour(v)
+            return c
+
+        fin = np.isfinite(pix)
+        strips = []
+        for y in range(height):
+            top, bottom = t[2 * y], t[2 * y + 1]
+            ft, fb = fin[2 * y], fin[2 * y + 1]
+            segments = [Segment(self.glyphs.top, base + Style(color=col(a, p), bgcolor=col(b, q)))
+                        for a, b, p, q in zip(top.tolist(), bottom.tolist(), ft.tolist(), fb.tolist())]
+            strips.append(Strip(segments, width))
+        return strips

@@ -64,15 +64,27 @@ def abbreviate(text: str, width: int, cut: bool = True) -> str:
         head, qual = m.groups()
         inner = qual[1:-1]
         short_qual = "(" + _abbreviate(inner, max(1, width - 6), cut=False) + ")"
-        # words shortened but whole first (qualifier whole, then shortened); cut words last
+        # words shortened but whole first (qualifier whole, then shortened); cut words last;
+        # the first whose head words keep three letters each ("trai. loss", not "tr. lo."),
+        # else the one whose shortest word is longest
+        found = []
         for q, cut_head, least in ((qual, False, 2), (short_qual, False, 2), (qual, True, 4), (short_qual, True, 3)):
             room = width - len(q) - 1
             if room < least:
                 continue
             h = _abbreviate(head, room, cut=cut_head)
             if h and len(h) <= room:
-                return f"{h} {q}"
+                if _stem(h) >= 3:
+                    return f"{h} {q}"
+                found.append((_stem(h), -len(found), f"{h} {q}"))
+        if found:
+            return max(found)[2]
     return _abbreviate(text, width, cut)
+
+
+def _stem(text: str) -> int:
+    """The fewest letters any word of ``text`` keeps."""
+    return min((len(w) for w in re.findall(r"[A-Za-z]+", text)), default=99)
 
 
 def _abbreviate(text: str, width: int, cut: bool = True) -> str:
@@ -106,7 +118,8 @@ def strip_common(labels: Iterable[str]) -> list[str]:
     """Drop a prefix every label shares up to an underscore or space ("loss_sgd",
     "loss_adam" -> "sgd", "adam"), when there are at least two and each keeps at least
     three characters ("log_z", "log_z_exact" stay); a qualifier left in parentheses loses
-    them ("training loss (sgd)", "training loss (adam)" -> "sgd", "adam")."""
+    them ("training loss (sgd)", "training loss (adam)" -> "sgd", "adam"), and one cut
+    inside a qualifier loses its closing one ("error (kfac_true)" -> "true", not "true)")."""
     labels = list(labels)
     if len(labels) < 2:
         return labels
@@ -117,6 +130,11 @@ def strip_common(labels: Iterable[str]) -> list[str]:
     out = [lab[cut + 1:] for lab in labels]
     if all(o.startswith("(") and o.endswith(")") for o in out):   # "(kfac_true)" -> "kfac_true"
         out = [o[1:-1] for o in out]
+    elif prefix[:cut + 1].count("(") > prefix[:cut + 1].count(")"):
+        # cut inside a qualifier ("Fisher error (kfac_true)" -> "true)"): its ")" goes too
+        if not all(o.endswith(")") and "(" not in o for o in out):
+            return labels
+        out = [o[:-1] for o in out]
     return labels if any(len(o) < 3 for o in out) else out
 
 

@@ -101,16 +101,17 @@ class LatticeView(ViewPanel, Widget):
 
     def render_line(self, y: int) -> Strip:
         lines = self._layout_lines()
-        width = self.content_size.width
-        if not lines:
-            return Strip.blank(width, self.rich_style)
-        top = max(0, (self.content_size.height - len(lines)) // 2)
-        row = y - top
-        if row < 0 or row >= len(lines):
-            return Strip.blank(width, self.rich_style)
-        text = lines[row]
-        left = max(0, (width - len(text)) // 2)
-        base = self.rich_style
-        segments = [Segment(" " * left, base), Segment(text, base + UP),
-                    Segment(" " * max(0, width - left - len(text)), base)]
-        return Strip(segments, width)
+        width, height = self.content_size.width, self.content_size.height
+        key = (width, height)
+        cached = getattr(self, "_strips", None)
+        if cached is None or cached[0] != key or cached[3] is not lines:
+            # drawn once per frame and size; the widget's style is read once, not per line
+            base = self.rich_style
+            top = max(0, (height - len(lines)) // 2)
+            strips = {}
+            for row, text in enumerate(lines):
+                left = max(0, (width - len(text)) // 2)
+                strips[top + row] = Strip([Segment(" " * left, base), Segment(text, base + UP),
+                                           Segment(" " * max(0, width - left - len(text)), base)], width)
+            cached = self._strips = (key, strips, Strip.blank(width, base), lines)
+        return cached[1].get(y, cached[2])

@@ -1,5 +1,6 @@
 """Readout: the latest frame's scalars, one "label value unit" line each (NaN written
-"nan", in bold red), in the order the topic emits them.
+"nan", in bold red), in the order the topic emits them; a standard error (``*_stderr``)
+to two significant digits.
 
 Labels and units come from the topic (``Topic.labels``, see labels.py); a scalar without
 one is shown by its name. A label too long for the panel is shortened word by word,
@@ -12,8 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from functools import lru_cache
+
 from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -21,8 +27,35 @@ from textual.widget import Widget
 from mletui.engine.topic import Frame
 
 from ..charset import to_ascii
-from .labels import abbreviate, describe, fit_parts
+from .labels import _QUALIFIED, abbreviate, describe, fit_parts
 from .numbers import finite, fmt
+
+
+def _grouped(rows: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """Consecutive rows that share a qualifier ("training loss (kfac_true)", "step time
+    (kfac_true)", ...) under one header row ("kfac_true", no value), each indented by a
+    space and without it: in compare mode the qualifier took the room and every label
+    became two letters ("tr. (kfac_true)")."""
+    quals = [_QUALIFIED.match(lab) for lab, _, _ in rows]
+    out: list[tuple[str, str, bool]] = []
+    i = 0
+    while i < len(rows):
+        m = quals[i]
+        j = i + 1
+        while m and j < len(rows) and quals[j] and quals[j].group(2) == m.group(2):
+            j += 1
+        if m and j - i >= 2:
+            out.append((m.group(2)[1:-1], "", False))
+            out.extend((" " + quals[k].group(1), rows[k][1], rows[k][2]) for k in range(i, j))
+        else:
+            out.extend(rows[i:j])
+        i = j
+    return out
+
+
+@lru_cache(maxsize=64)
+def _style(spec: str) -> Style:
+    return Style.parse(spec) if spec else Style()
 
 
 class Readout(Widget, can_focus=True):
@@ -66,14 +99,22 @@ class Readout(Widget, can_focus=True):
             label, unit = describe(self.topic, name)
             if self.app_ascii:  # labels may hold Greek letters (β): spelled out in ASCII mode
                 label, unit = to_ascii(label), to_ascii(unit)
-            text = fmt(v)
+            # a standard error is an uncertainty: two significant digits, as the tables'
+            # 17.396(14) give it (and the columns it frees keep its label whole at 80x24)
+            text = fmt(v, digits=2) if "_stderr" in name else fmt(v)
             if unit and cell_len(text) + 1 + cell_len(unit) <= width // 2:
                 text = f"{text} {unit}"
             rows.append((label, text, isinstance(v, float) and not finite(v)))
         value_w = self._value_width(rows, width)
         label_w = max(1, width - value_w - 1)
         out = []
-        for lab, t, bad in rows:
+        for lab, t, bad in _grouped(rows):
+            if not t:                                         # a group's header
+                out.append((abbreviate(lab, width), t, bad))
+                continue
+            if lab.startswith(" ") and cell_len(t) <= value_w:  # a row of a group
+                out.append((" " + abbreviate(lab[1:], max(1, label_w - 1)), t, bad))
+                continue
             if cell_len(t) <= value_w:
                 out.append((abbreviate(lab, label_w), t, bad))
                 continue
@@ -95,7 +136,7 @@ class Readout(Widget, can_focus=True):
 
     # -- keys ---------------------------------------------------------------------------
     def action_move(self, delta: int) -> None:
-        n = len(self.names)
+        n = len(self.lines(max(self.content_size.width, 8)))   # group headers are rows too
         if n:
             self.selected = max(0, min(n - 1, self.selected + delta))
 
@@ -117,10 +158,11 @@ class Readout(Widget, can_focus=True):
         self.refresh()
 
     # -- drawing ------------------------------------------------------------------------
-    def render(self) -> Text:
+    def _rows(self) -> list[list[tuple[str, str]]]:
+        """The shown rows as (text, style) runs at the widget's size; sets the subtitle."""
         if self._waiting:
             self._subtitle("")
-            return Text("waiting for the first frame", style="dim")
+            return [[("waiting for the first frame", "dim")]]
         width, height = max(self.content_size.width, 8), max(self.content_size.height, 1)
         rows = self.lines(width)
         n = len(rows)
@@ -136,20 +178,50 @@ class Readout(Widget, can_focus=True):
                                              max(0, self.size.width - 6)))
         else:
             self._subtitle("")
-        out = Text(no_wrap=True, overflow="crop")
         value_w = self._value_width(rows, width)
+        out = []
         for i, (label, text, bad) in enumerate(shown):
             row = self.top + i
             style = "reverse" if (row == self.selected and self.has_focus) else ""
+            if not text:                          # a group's header: its qualifier, bold
+                out.append([(label.ljust(width), ("bold " + style).strip())])
+                continue
             label_w = width - value_w - 1
             if cell_len(text) > value_w:   # a long text: right after its label
                 label_w = cell_len(label)
-            out.append(label + " " * max(1, label_w - cell_len(label) + 1), style=("dim " + style).strip())
-            out.append(" " * max(0, value_w - cell_len(text)) + text,
-                       style=("bold red " + style).strip() if bad else style)
-            if i < len(shown) - 1:
+            out.append([(label + " " * max(1, label_w - cell_len(label) + 1), ("dim " + style).strip()),
+                        (" " * max(0, value_w - cell_len(text)) + text,
+                         ("bold red " + style).strip() if bad else style)])
+        return out
+
+    def render(self) -> Text:
+        out = Text(no_wrap=True, overflow="crop")
+        rows = self._rows()
+        for i, runs in enumerate(rows):
+            for text, style in runs:
+                out.append(text, style=style)
+            if i < len(rows) - 1:
                 out.append("\n")
         return out
+
+    def render_line(self, y: int) -> Strip:
+        """The rows as strips, built once per frame, size, selection and focus (Textual's
+        conversion of a Text on every refresh was most of this panel's cost)."""
+        width = self.content_size.width
+
+        def key() -> tuple:
+            return (self._waiting, width, self.content_size.height, self.selected, self.has_focus, self.top)
+
+        cached = getattr(self, "_strips", None)
+        if cached is None or cached[0] is not self._frame or cached[1] != key():
+            base = self.rich_style
+            strips = []
+            for runs in self._rows():          # may scroll (self.top): the key is read after
+                segs = [Segment(t, base + _style(st)) for t, st in runs]
+                strips.append(Strip(segs).crop_extend(0, width, base))
+            cached = self._strips = (self._frame, key(), strips, Strip.blank(width, base))
+        strips = cached[2]
+        return strips[y] if 0 <= y < len(strips) else cached[3]
 
     def _subtitle(self, text: str) -> None:
         """Set the subtitle only when it changes: setting one repaints, and this is

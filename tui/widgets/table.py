@@ -104,8 +104,13 @@ class TableView(ViewPanel, Widget):
         if self._data is None:
             return [], [], 0
         width = self.content_size.width if width is None else width
-        return layout(list(self._data.get("columns", [])), [list(r) for r in self._data.get("rows", [])],
-                      max(1, width), self.glyphs.ascii)
+        cached = getattr(self, "_cells", None)       # the notes and the drawing ask alike
+        if cached is not None and cached[0] is self._data and cached[1] == width:
+            return cached[2]
+        out = layout(list(self._data.get("columns", [])), [list(r) for r in self._data.get("rows", [])],
+                     max(1, width), self.glyphs.ascii)
+        self._cells = (self._data, width, out)
+        return out
 
     def _fit_notes(self) -> None:
         if self._data is None:

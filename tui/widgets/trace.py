@@ -60,6 +60,22 @@ def _num(v: Any) -> float:
     return float(v) if is_number(v) else math.nan
 
 
+_PLAIN = (float, int, type(None))
+
+
+def column(values: list) -> tuple[np.ndarray, int]:
+    """(values as floats, NaN where not a number; how many numbers were not finite): one
+    NumPy conversion when every value is a float, an int or None (the usual history), else
+    value by value."""
+    if all(type(v) in _PLAIN for v in values):
+        ys = np.array(values, dtype=float)          # None -> nan
+        missing = sum(1 for v in values if v is None) if np.isnan(ys).any() else 0
+        return ys, int((~np.isfinite(ys)).sum()) - missing
+    ys = np.array([_num(v) for v in values])
+    bad = sum(1 for v in values if is_number(v) and not math.isfinite(v))
+    return ys, bad
+
+
 class TraceView(ChartView):
     needs_history = True
 
@@ -82,8 +98,8 @@ class TraceView(ChartView):
         frames = every if self.full_history else recent(every, view.options.get("window"))
         xname = view.x
         xs_raw = [f.step if xname is None else f.value(xname) for f in frames]
-        xs = np.array([_num(v) for v in xs_raw])
-        integer_x = all(isinstance(v, int) and not isinstance(v, bool) for v in xs_raw)
+        xs = column(xs_raw)[0]
+        integer_x = all(type(v) is int for v in xs_raw)
         # a new stretch starts where the params were edited (not at the first frame shown)
         starts = [i for i, f in enumerate(frames) if i > 0 and f.params is not None]
 
@@ -94,9 +110,7 @@ class TraceView(ChartView):
         warn: list[tuple[str, str]] = []
         values: list[tuple[str, str]] = []
         for name in view.series:
-            ys = np.array([_num(f.scalars.get(name)) for f in frames])
-            bad = int(sum(1 for f in frames if is_number(f.scalars.get(name))
-                          and not math.isfinite(f.scalars[name])))
+            ys, bad = column([f.scalars.get(name) for f in frames])
             curves.append(Curve(short[name], xs, ys))
             values.append((self.label(name), fmt(frame.scalars.get(name))))
             if bad:
@@ -109,7 +123,7 @@ class TraceView(ChartView):
                 curves.append(Curve(short[name], rx, ry, role="reference"))
                 values.append((self.label(name), "curve"))
                 continue
-            ys = np.array([_num(f.scalars.get(name)) for f in frames])
+            ys = column([f.scalars.get(name) for f in frames])[0]
             rx, ry = xs.copy(), ys.copy()
             if starts:
                 rx = np.insert(rx, starts, np.nan)
@@ -132,7 +146,8 @@ class TraceView(ChartView):
         finite_x = xs[np.isfinite(xs)]
         if finite_x.size and len(frames) < len(every):
             xlim = (float(finite_x.min()), float(finite_x.max()))
-        chart = Chart(curves, xlabel=xlabel, ylabel=ylabel, logy=logy, integer_x=integer_x,
+        chart = Chart(curves, xlabel=xlabel, xshort="step" if xname is None else "", ylabel=ylabel,
+                      logy=logy, integer_x=integer_x,
                       robust=True, xlim=xlim, message="no finite values yet")
         self.draw(chart)
         if self.content_size.width and self.content_size.height:  # counts what is clipped
