@@ -176,9 +176,11 @@ class RunnerBase:
         """Append a screen frame to the history (under the lock). Only the latest frame
         keeps its view-only data (lattices, histogram counts): readers of the history use
         its scalars and arrays, and 2000 frames of lattices would hold hundreds of MB that
-        the garbage collector walks over and over."""
+        the garbage collector walks over and over. The kept entry is a copy without them:
+        the frame itself is what a reader may be drawing as ``latest`` at this moment (the
+        table went blank, "no data", when its frame lost its views mid-draw)."""
         if self.history and self.history[-1].views:
-            self.history[-1].views = {}
+            self.history[-1] = replace(self.history[-1], views={})
         self.history.append(frame)
 
     def _starting(self, paused: bool) -> None:

@@ -277,3 +277,18 @@ def test_a_stepped_runner_publishes_what_a_headless_run_yields_step_by_step():
     r.reset(9)
     assert r.generation == gen + 1 and r.seed == 9 and r.latest.step == 0
     r.stop()
+
+
+def test_keeping_a_new_frame_does_not_take_the_views_of_the_one_a_reader_holds():
+    """Only the newest history frame keeps its views; the older entry is a copy without
+    them, never the frame object itself (the UI may be drawing it as ``latest``: its table
+    read 'no data' when the views were emptied mid-draw)."""
+    r = Runner(Walk(), seed=1, device="cpu", observe_hz=0)
+    first = Frame(step=1, scalars={"x": 1.0}, views={"t": {"rows": []}})
+    second = Frame(step=2, scalars={"x": 2.0}, views={"t": {"rows": [[1]]}})
+    r._keep(first)
+    held = r.history[-1]
+    r._keep(second)
+    assert held is first and first.views == {"t": {"rows": []}}
+    assert r.history[0].views == {} and r.history[0].step == 1 and r.history[0].scalars == {"x": 1.0}
+    assert r.history[-1] is second and second.views
