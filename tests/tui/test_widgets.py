@@ -571,6 +571,25 @@ def test_a_standard_error_shows_two_significant_digits_and_keeps_its_label_whole
     hosted(r, script, size=(24, 6))
 
 
+def test_a_label_uses_the_room_its_short_value_leaves_in_the_value_column():
+    """At 80x24 another row's wide value ('-19.215 nats') set the column, and 'ln Z AIS
+    s.e.' was cut to 'ln Z AIS s' beside a value of five characters."""
+    topic = Sweeps()
+    topic.labels = {"ll": ("log-likelihood", "nats"), "log_z_ais_stderr": ("ln Z AIS s.e.", "")}
+    frame = Frame(scalars={"ll": -19.2151234, "log_z_ais_stderr": 0.0351})
+    r = Readout(topic)
+
+    async def script(pilot):
+        r.show(frame)
+        await pilot.pause()
+        lines = r.render().plain.splitlines()
+        width = r.content_size.width
+        assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith("0.035"), lines
+        assert all(len(line) == width for line in lines), (lines, width)     # values end at the edge
+
+    hosted(r, script, size=(19, 6))
+
+
 def test_rows_sharing_a_qualifier_are_grouped_under_it_with_whole_labels():
     """K-FAC's compare mode read 'tr. (kfac_true)', 'va. (kfac_true)': the qualifier took
     the room. Rows that share one go under a header naming it, with their own words."""

@@ -112,11 +112,13 @@ class Readout(Widget, can_focus=True):
             if not t:                                         # a group's header
                 out.append((abbreviate(lab, width), t, bad))
                 continue
+            # a label may take the part of the value column its own value leaves blank
+            room = max(label_w, width - cell_len(t) - 1)
             if lab.startswith(" ") and cell_len(t) <= value_w:  # a row of a group
-                out.append((" " + abbreviate(lab[1:], max(1, label_w - 1)), t, bad))
+                out.append((" " + abbreviate(lab[1:], max(1, room - 1)), t, bad))
                 continue
             if cell_len(t) <= value_w:
-                out.append((abbreviate(lab, label_w), t, bad))
+                out.append((abbreviate(lab, room), t, bad))
                 continue
             # a long text (a string, e.g. "compiling for L=1024, first time only"): it does not
             # set the column, its label is shortened to a third and the text cut at the end
@@ -186,12 +188,12 @@ class Readout(Widget, can_focus=True):
             if not text:                          # a group's header: its qualifier, bold
                 out.append([(label.ljust(width), ("bold " + style).strip())])
                 continue
-            label_w = width - value_w - 1
             if cell_len(text) > value_w:   # a long text: right after its label
-                label_w = cell_len(label)
-            out.append([(label + " " * max(1, label_w - cell_len(label) + 1), ("dim " + style).strip()),
-                        (" " * max(0, value_w - cell_len(text)) + text,
-                         ("bold red " + style).strip() if bad else style)])
+                gap = 1
+            else:                          # the value's right edge at the panel's
+                gap = max(1, width - cell_len(label) - cell_len(text))
+            out.append([(label + " " * gap, ("dim " + style).strip()),
+                        (text, ("bold red " + style).strip() if bad else style)])
         return out
 
     def render(self) -> Text:
