@@ -831,13 +831,19 @@ class KFAC(torch.optim.Optimizer):
                 theta = flat([p.detach() for p in params])
                 new_loss += 0.5 * wd * float(theta @ theta - (theta - step) @ (theta - step))
             rho = (new_loss - float(loss0)) / model_reduction
-            self.last_rho = rho
-            omega = (19.0 / 20.0) ** int(g["t_damping"])
-            if not math.isfinite(rho) or rho < 0.25:
-                self.damping = self.damping / omega
-            elif rho > 0.75:
-                self.damping = self.damping * omega
+            self._levenberg_marquardt(rho, g)
         return True
+
+    def _levenberg_marquardt(self, rho: float, g: dict[str, Any]) -> None:
+        """Martens & Grosse's damping rule from the reduction ratio ρ, applied every
+        ``t_damping`` steps: λ ← λ/ω when ρ < 1/4 (or not finite), λ ← λω when ρ > 3/4,
+        with ω = (19/20)^t_damping."""
+        self.last_rho = rho
+        omega = (19.0 / 20.0) ** int(g["t_damping"])
+        if not math.isfinite(rho) or rho < 0.25:
+            self.damping = self.damping / omega
+        elif rho > 0.75:
+            self.damping = self.damping * omega
 
     # -- the same model, fast: one stacked JVP, per-layer tensors, one host read ---------
     def _fast_quadratic_applies(self) -> bool:
@@ -1022,12 +1028,7 @@ class KFAC(torch.optim.Optimizer):
                                                     if has_prev else 0.0)
                 new_loss += 0.5 * wd * (2.0 * th_step + st2)
             rho = (new_loss - (rest[0] if sub else float(loss0))) / model_reduction
-            self.last_rho = rho
-            omega = (19.0 / 20.0) ** int(g["t_damping"])
-            if not math.isfinite(rho) or rho < 0.25:
-                self.damping = self.damping / omega
-            elif rho > 0.75:
-                self.damping = self.damping * omega
+            self._levenberg_marquardt(rho, g)
         return True
 
     # -- diagnostics ---------------------------------------------------------------------
