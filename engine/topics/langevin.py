@@ -134,7 +134,7 @@ class LangevinTopic(Topic):
     title = "Langevin"
     order = 60
     summary = "ULA vs MALA on 1-/2-D targets; annealed Langevin with a learned score"
-    step_unit = "step"
+    step_unit = "Langevin step of every chain"
     quick = {"chains": 1000, "hidden": 16, "levels": 4, "steps_per_level": 4, "compile": "off"}
     window_scalars = ("acceptance", "chain_steps_per_s", "ess_per_s")
     every = 100   # a frame (ESS, KS, sliced W1, the density grids) ~ 7 steps at the defaults: ~6% (BENCHMARKS.md)
