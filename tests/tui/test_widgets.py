@@ -528,66 +528,54 @@ def test_values_panel_shows_labels_and_units_and_scrolls_with_the_selection():
     hosted(r, script, size=(30, 10))
 
 
+def _readout(labels: dict, scalars: dict, size: tuple[int, int]) -> tuple[list[str], int]:
+    """The values panel's lines and content width for these labels and scalars."""
+    topic = Sweeps()
+    topic.labels = labels
+    r = Readout(topic)
+    out: dict = {}
+
+    async def script(pilot):
+        r.show(Frame(scalars=scalars))
+        await pilot.pause()
+        out["lines"], out["width"] = r.render().plain.splitlines(), r.content_size.width
+
+    hosted(r, script, size=size)
+    return out["lines"], out["width"]
+
+
 def test_a_long_text_value_does_not_squeeze_the_labels_of_the_numbers():
     """A string scalar ("compiling for L=16, first time only") once set the value column to
     its own width, and every label became one letter at 80x24."""
-    topic = Sweeps()
-    topic.labels = {"sweep": ("sweep", "sweeps"), "energy": ("energy per spin", "J"),
-                    "compiling": ("compiling", "")}
-    frame = Frame(scalars={"sweep": 4, "energy": -0.0080002, "compiling": "compiling for L=16, first time only"})
-    r = Readout(topic)
-
-    async def script(pilot):
-        r.show(frame)
-        await pilot.pause()
-        lines = r.render().plain.splitlines()
-        width = r.content_size.width
-        assert len(lines) == 3 and all(len(line) <= width for line in lines), lines
-        assert lines[0].startswith("sweep") and lines[0].endswith("4 sweeps")
-        assert lines[1].startswith("energy per spin") and lines[1].endswith("-0.0080002 J")
-        assert lines[2].startswith("compiling compiling for L=16") and lines[2].endswith("…")
-
-    hosted(r, script, size=(34, 6))
+    lines, width = _readout({"sweep": ("sweep", "sweeps"), "energy": ("energy per spin", "J"),
+                             "compiling": ("compiling", "")},
+                            {"sweep": 4, "energy": -0.0080002, "compiling": "compiling for L=16, first time only"},
+                            (34, 6))
+    assert len(lines) == 3 and all(len(line) <= width for line in lines), lines
+    assert lines[0].startswith("sweep") and lines[0].endswith("4 sweeps")
+    assert lines[1].startswith("energy per spin") and lines[1].endswith("-0.0080002 J")
+    assert lines[2].startswith("compiling compiling for L=16") and lines[2].endswith("…")
 
 
 def test_a_standard_error_shows_two_significant_digits_and_keeps_its_label_whole():
     """At 80x24 'ln Z AIS s.e. 0.014387' was cut to 'ln Z AIS s 0.014387' (read as another
     ln Z): an uncertainty to two digits, as the tables' 17.396(14), frees the label."""
-    topic = Sweeps()
-    topic.labels = {"log_z_ais": ("ln Z (AIS)", ""), "log_z_ais_stderr": ("ln Z AIS s.e.", ""),
-                    "log_z_ais_stderr_pcd": ("ln Z AIS s.e. (pcd)", "")}
-    frame = Frame(scalars={"log_z_ais": 17.39612, "log_z_ais_stderr": 0.0143871,
-                           "log_z_ais_stderr_pcd": 0.0143871})
-    r = Readout(topic)
-
-    async def script(pilot):
-        r.show(frame)
-        await pilot.pause()
-        lines = r.render().plain.splitlines()
-        assert lines[0].endswith("17.396")
-        assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith(" 0.014"), lines
-        assert lines[2].endswith(" 0.014"), lines
-
-    hosted(r, script, size=(24, 6))
+    lines, _ = _readout({"log_z_ais": ("ln Z (AIS)", ""), "log_z_ais_stderr": ("ln Z AIS s.e.", ""),
+                         "log_z_ais_stderr_pcd": ("ln Z AIS s.e. (pcd)", "")},
+                        {"log_z_ais": 17.39612, "log_z_ais_stderr": 0.0143871, "log_z_ais_stderr_pcd": 0.0143871},
+                        (24, 6))
+    assert lines[0].endswith("17.396")
+    assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith(" 0.014"), lines
+    assert lines[2].endswith(" 0.014"), lines
 
 
 def test_a_label_uses_the_room_its_short_value_leaves_in_the_value_column():
     """At 80x24 another row's wide value ('-19.215 nats') set the column, and 'ln Z AIS
     s.e.' was cut to 'ln Z AIS s' beside a value of five characters."""
-    topic = Sweeps()
-    topic.labels = {"ll": ("log-likelihood", "nats"), "log_z_ais_stderr": ("ln Z AIS s.e.", "")}
-    frame = Frame(scalars={"ll": -19.2151234, "log_z_ais_stderr": 0.0351})
-    r = Readout(topic)
-
-    async def script(pilot):
-        r.show(frame)
-        await pilot.pause()
-        lines = r.render().plain.splitlines()
-        width = r.content_size.width
-        assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith("0.035"), lines
-        assert all(len(line) == width for line in lines), (lines, width)     # values end at the edge
-
-    hosted(r, script, size=(19, 6))
+    lines, width = _readout({"ll": ("log-likelihood", "nats"), "log_z_ais_stderr": ("ln Z AIS s.e.", "")},
+                            {"ll": -19.2151234, "log_z_ais_stderr": 0.0351}, (19, 6))
+    assert lines[1].startswith("ln Z AIS s.e.") and lines[1].endswith("0.035"), lines
+    assert all(len(line) == width for line in lines), (lines, width)     # values end at the edge
 
 
 def test_rows_sharing_a_qualifier_are_grouped_under_it_with_whole_labels():

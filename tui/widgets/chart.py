@@ -241,7 +241,7 @@ class Chart:
         blank = [[(" " * width, None)] for _ in range(max(0, height))]
         if width < 8 or height < 3:
             return blank
-        drawn = [c for c in self.curves if (np.isfinite(c.x) & np.isfinite(self._ys(c))).any()]
+        drawn = self._drawn()
         xr = self.x_range()
         if not drawn or xr is None or self.y_range() is None:
             if self.message:
@@ -253,7 +253,7 @@ class Chart:
             xr = (xr[0] - pad, xr[1] + pad)
 
         ylabel = self.ylabel
-        entries = self._legend_entries(look) if self.legend else []
+        entries = self._legend_entries(look, drawn) if self.legend else []
         header = 1 if ylabel and height >= 8 else 0
         # a long x label gets a row of its own when there is height for it
         own = 1 if self.xlabel and len(self.xlabel) > max(6, width // 4) and height >= 9 else 0
@@ -361,11 +361,15 @@ class Chart:
         self.clipped = grid.draw(self, xr, (y_lo, y_hi))
         return yt, (y_lo, y_hi), label_w, grid
 
-    def _legend_entries(self, look: Look) -> list[tuple[str, str, Style | None]]:
+    def _drawn(self) -> list[Curve]:
+        """The curves with at least one finite point to draw."""
+        return [c for c in self.curves if (np.isfinite(c.x) & np.isfinite(self._ys(c))).any()]
+
+    def _legend_entries(self, look: Look, drawn: list[Curve] | None = None) -> list[tuple[str, str, Style | None]]:
         """(sample, label, style) for each labelled curve that draws something; none when
         only one curve is drawn (the title names it). A labelled line over unlabelled bars (a histogram's
         ground-state marker or exact density) gets its entry."""
-        drawn = [c for c in self.curves if (np.isfinite(c.x) & np.isfinite(self._ys(c))).any()]
+        drawn = self._drawn() if drawn is None else drawn
         labelled = [c for c in drawn if c.label]   # a curve with nothing drawn has no entry
         if not labelled or len(drawn) < 2:
             return []
