@@ -328,7 +328,8 @@ def _summary(topic, frame, interrupted: bool = False) -> None:
 
     text = glyphs().text
     when = "interrupted after" if interrupted else "after"
-    table = Table(title=text(f"{topic.title}: {when} {frame.step} {topic.step_unit}s ({frame.time_s:.2f} s)"))
+    # "3 × Langevin step of every chain", "500 × sweep": a unit that is a phrase takes no plural "s"
+    table = Table(title=text(f"{topic.title}: {when} {frame.step} × {topic.step_unit} ({frame.time_s:.2f} s)"))
     table.add_column("scalar")
     table.add_column("label")
     table.add_column("value", justify="right")

@@ -347,3 +347,11 @@ def test_bench_table_says_which_way_is_better_with_the_spread_and_the_load(monke
     assert main(["bench", "ising"]) == 0
     text = capsys.readouterr().out
     assert text.isascii() and "(5.1-6.02)" in text
+
+
+def test_the_summary_title_counts_steps_in_the_topics_own_unit(capsys):
+    """The unit is a phrase for some topics: 'after 3 Langevin step of every chains' read
+    wrong; the title counts '3 × Langevin step of every chain'."""
+    assert main(["run", "langevin", "--steps", "3", "--set", "chains=100"]) == 0
+    out = capsys.readouterr().out
+    assert "after 3 × Langevin step of every chain (" in out and "chains (" not in out
