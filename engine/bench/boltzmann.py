@@ -158,7 +158,8 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
     """Microseconds per call of each of the calls of one PCDChunk update at the per-epoch
     row's shapes (64 x ``hidden``, 10 chains, batch 10), each timed alone over ``reps``
     calls (median of 5), and of the whole update, plus the chunk's noise draw (once a chunk,
-    on the helper thread) per update: what limits the per-epoch row. Not a
+    on the helper thread) per update: what limits the per-epoch row. One intra-op thread,
+    as the learner takes for an update this small. Not a
     row (no baseline): ``python -c "from mletui.engine.bench.boltzmann import update_profile;
     print(update_profile())"``."""
     import statistics
@@ -169,7 +170,8 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
     m = RBM.init(64, hidden, g, dtype)
     bufs = [torch.zeros_like(t) for t in m.parameters()]
     block = PCDChunk.block(m, bufs)
-    ch = PCDChunk(m, bufs, (torch.rand(10, 64, generator=g) < 0.3).to(dtype), 10, 1, block)
+    chains = (torch.rand(10, 64, generator=g) < 0.3).to(dtype)
+    ch = PCDChunk(m, bufs, chains, 10, 1, block, (torch.rand(10, hidden, generator=g) < 0.5).to(dtype))
     X = (torch.rand(10, 64, generator=g) < 0.3).to(dtype)
     stream = Stream.new(1, "cpu")
     ch.update(X, 0.0, 0.0, 0.0, stream)       # draws the chunk's uniforms
@@ -181,22 +183,26 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
 
     calls = {
         "copy batch": lambda: ch.data_bits[t + 1].copy_(X),
-        "addmm hidden (over logit u)": lambda: ch.uz[t][0].addmm_(ch.chain[t], ch.Wh, beta=-1.0),
-        "compare hidden": lambda: torch.gt(ch.uz[t][0], 0.0, out=ch.z),
         "addmm visible (over logit u)": lambda: ch.uv[t][0].addmm_(ch.ha, ch.WvT, beta=-1.0),
         "compare visible": lambda: torch.gt(ch.uv[t][0], 0.0, out=ch.chain_bits[t + 1]),
         "mm stacked rows": lambda: torch.mm(ch.rows[t + 1], ch.Wa, out=ch.pre[t]),
-        "sigmoid rows": lambda: torch.sigmoid(ch.pre_z[t], out=ch.Pz),
+        "compare hidden (with logit u)": lambda: torch.gt(ch.pre_z[t], ch.uz[t][0], out=ch.z),
+        "sigmoid rows": lambda: torch.sigmoid(ch.pre_all[t], out=ch.Pz),
         "weight rows": lambda: ch.Pz.mul_(ch.w),
         "addmm gradient into parameters": lambda: ch.Wa.addmm_(ch.rows_T[t + 1], ch.P, alpha=-1e-12),
         "whole update": whole,
     }
     ch.pos = 1
     out: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(5):
-        for name, fn in calls.items():
-            t0 = timing.time_once(lambda: [fn() for _ in range(reps)])
-            out[name].append(1e6 * t0 / reps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # as the learner runs an update this small
+    try:
+        for _ in range(5):
+            for name, fn in calls.items():
+                t0 = timing.time_once(lambda: [fn() for _ in range(reps)])
+                out[name].append(1e6 * t0 / reps)
+    finally:
+        torch.set_num_threads(threads)
     res = {k: statistics.median(v) for k, v in out.items()}
     if ch.next is not None and ch.next[1] is not None:
         ch.next[1].result()

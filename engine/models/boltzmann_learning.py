@@ -17,7 +17,7 @@ mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
 On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
-:class:`PCDChunk` (9-11 BLAS / elementwise calls per update on preallocated buffers, Gibbs
+:class:`PCDChunk` (8-10 BLAS / elementwise calls per update, three of them products on preallocated buffers, Gibbs
 draws against a chunk's logistic noise drawn at once, ahead, on a helper thread; one
 intra-op thread for small updates), ``cd`` through
 :func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
@@ -104,6 +104,7 @@ class Learner:
     chunk: "PCDChunk | None" = None
     pending: list = field(default_factory=list)  # (first update, pre-activations, chunk, slot): energies not yet in the ring
     chunked: bool = False           # PCD on the CPU rbm under SGD: the PCDChunk path (set by build_optimizer)
+    hidden: tuple | None = None     # (chains, their hidden units z): PCDChunk's chain state besides the chains
     last_loss: torch.Tensor | None = None
     evals: list = field(default_factory=list)    # (update, wall_s, scalars) per evaluation
 
@@ -157,24 +158,16 @@ class Learner:
         return (isinstance(self.model, RBM) and self.method in SAMPLING and not self.lbfgs
                 and self.model.W.device.type == "cpu")
 
-    def _fused_update(self, X: torch.Tensor, p: dict) -> torch.Tensor | None:
+    def _fused_update(self, X: torch.Tensor, p: dict) -> None:
+        """CD-k on the CPU rbm: one :func:`rbm_sgd_update` from the batch (pcd takes
+        :class:`PCDChunk`)."""
         m = self.model
         if self.bufs is None:
             self.bufs = [torch.zeros_like(t) for t in m.parameters()]
-        pcd = self.method == "pcd"
-        steps = p["gibbs_steps"] if pcd else p["k"]
-        v0 = self.chains if pcd else X
-        R = v0.shape[0]
-        uh = self.stream.rand((steps, R, m.nh), torch.float32, v0.device)
-        uv = self.stream.rand((steps, R, m.nv), torch.float32, v0.device)
-        vn, flips, energy = rbm_sgd_update(m.W, m.b, m.c, *self.bufs, X, v0, uh, uv,
-                                           p["lr"], p["momentum"], p["weight_decay"])
-        if pcd:
-            self.chains = vn
-            self.flip_sum += flips / (vn.numel() * steps)
-            self.flip_steps += 1
-            return energy
-        return None
+        steps, R = p["k"], X.shape[0]
+        uh = self.stream.rand((steps, R, m.nh), torch.float32, X.device)
+        uv = self.stream.rand((steps, R, m.nv), torch.float32, X.device)
+        rbm_sgd_update(m.W, m.b, m.c, *self.bufs, X, X, uh, uv, p["lr"], p["momentum"], p["weight_decay"])
 
     def _chunk_update(self, X: torch.Tensor, p: dict) -> None:
         """PCD through :class:`PCDChunk` (the chains' flips are accounted for when the chunk
@@ -199,8 +192,13 @@ class Learner:
                 self.settle()
                 ch = None
         if ch is None:
-            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], steps, self.block)
+            z = self.hidden
+            if z is None or z[0] is not self.chains:     # chains from elsewhere: draw their z
+                z = (self.chains, hidden_draw(m, self.chains, self.stream.uniform_(
+                    torch.empty(self.chains.shape[0], m.nh, dtype=self.chains.dtype))))
+            ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], steps, self.block, z[1])
         self.chains = ch.update(X, p["lr"], p["momentum"], p["weight_decay"], self.stream)
+        self.hidden = (self.chains, ch.z)
 
     def flush(self) -> None:
         """Account for the chunk's pending updates: flips into the window now; their
@@ -259,7 +257,7 @@ class Learner:
         self.settle()
         self.chunk = None
         if self.fused():
-            energy = self._fused_update(X, p)
+            self._fused_update(X, p)
         elif self.lbfgs:
             wd = p["weight_decay"]
 
@@ -317,20 +315,34 @@ class Learner:
 
 def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.Tensor,
                    bb: torch.Tensor, bc: torch.Tensor, vd: torch.Tensor, v0: torch.Tensor,
-                   uh: torch.Tensor, uv: torch.Tensor, lr: float, mom: float, wd: float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One fused PCD / CD update of an rbm, in place: len(uh) block-Gibbs steps from the
-    chains v0 with the given uniforms (z = u < sigma(c + v W), v = u < sigma(b + W z)), then
-    SGD with momentum on the loss gradient <.>_chains - <.>_data (Rao-Blackwellised hidden
-    statistics), torch.optim.SGD's convention. Means over rows are matrix-vector products
-    (one BLAS call each: at batch 10 every op's dispatch is what costs). Returns the new
-    chains, the number of units they flipped (0-d) and their mean free energy per unit F(v)/nv
-    at the parameters before the update (0-d)."""
+                   uh: torch.Tensor, uv: torch.Tensor, lr: float, mom: float, wd: float,
+                   z0: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One fused PCD / CD update of an rbm, in place: len(uh) block-Gibbs steps with the
+    given uniforms, then SGD with momentum on the loss gradient <.>_chains - <.>_data
+    (Rao-Blackwellised hidden statistics p(z | v) at the new visible units), torch.optim.SGD's
+    convention.
+
+    Without ``z0`` (CD-k, started at the batch) each step is z = u < sigma(c + v W), then
+    v = u < sigma(b + W z), from the visible units v0. With ``z0``, the persistent chains'
+    hidden units from the last update (the CPU PCD chain, scikit-learn's BernoulliRBM's),
+    each step is v = u < sigma(b + W z), then z = u < sigma(c + v W): the last step's hidden
+    probabilities are the statistics' p(z | v'), and its draw is the chains' next z, at the
+    parameters before this update. Either is a full Gibbs sweep per step.
+
+    Means over rows are matrix-vector products (one BLAS call each: at batch 10 every op's
+    dispatch is what costs). Returns the new visible units, the number of them that flipped
+    from v0 (0-d), their mean free energy per unit F(v)/nv at the parameters before the
+    update (0-d), and the new hidden units (None without ``z0``)."""
     dt = W.dtype
-    v = v0
+    v, z = v0, z0
     for k in range(uh.shape[0]):
-        h = (uh[k] < torch.sigmoid(torch.addmm(c, v, W))).to(dt)
-        v = (uv[k] < torch.sigmoid(torch.addmm(b, h, W.T))).to(dt)
+        if z0 is None:
+            h = (uh[k] < torch.sigmoid(torch.addmm(c, v, W))).to(dt)
+            v = (uv[k] < torch.sigmoid(torch.addmm(b, h, W.T))).to(dt)
+        else:
+            v = (uv[k] < torch.sigmoid(torch.addmm(b, z, W.T))).to(dt)
+            z = (uh[k] < torch.sigmoid(torch.addmm(c, v, W))).to(dt)
     flips = torch.ne(v, v0).sum()
     R, M = v.shape[0], vd.shape[0]
     wr = torch.full((R,), 1.0 / R, dtype=dt, device=v.device)
@@ -348,7 +360,13 @@ def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.
     W.sub_(bW, alpha=lr)
     b.sub_(bb, alpha=lr)
     c.sub_(bc, alpha=lr)
-    return v, flips, energy
+    return v, flips, energy, z
+
+
+def hidden_draw(model: RBM, v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """z = u < sigma(c + v W): the hidden units a persistent chain that holds only its visible
+    units starts from (the CPU PCD chain carries z between updates)."""
+    return (u < torch.sigmoid(torch.addmm(model.c, v, model.W))).to(v.dtype)
 
 
 SMALL_UPDATE = 1 << 21           # multiply-adds of a PCDChunk update below which it runs on one thread
@@ -394,20 +412,29 @@ class PCDChunk:
     matrix Wa = [[W, b], [c^T, 0]] ((nv + 1) x (nh + 1); the model's W, b, c and the momentum
     buffers become views of it and of its twin bWa), and the rows carry a constant 1 in a last
     column, so [v, 1] Wa[:, :nh] = c + v W, [z, 1] Wa[:nv, :]^T = b + W z, and one matrix
-    product [x, 1]^T [p w, w] gives the gradients of W, b and c together. Per update: the
-    block-Gibbs step v -> z -> v' of the chains (mm, sigmoid, compare, twice per Gibbs step),
-    one mm and one sigmoid for the hidden probabilities of the new chains and of the batch
-    stacked, a row weighting (+1/R, -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
-    statistics), and torch.optim.SGD's step, buf = mom buf + g + wd W, theta -= lr buf, as
-    :func:`rbm_sgd_update`: one addmm into the momentum buffer and one subtraction, or, with
-    no momentum and no weight decay (scikit-learn's BernoulliRBM), one addmm straight into
-    the parameters (theta -= lr g; the buffer is then kept at zero, so a momentum switched on
-    later starts from buf = g, as torch.optim.SGD's lazily created buffer does).
+    product [x, 1]^T [p w, w] gives the gradients of W, b and c together.
+
+    The chains carry their hidden units z from one update to the next, as scikit-learn's
+    BernoulliRBM does: an update's Gibbs step is z -> v' -> z', and its last half shares the
+    statistics' product. Per update (one Gibbs step): v' from z (mm, compare); one mm of the
+    new chains stacked on the batch, [v', 1; x, 1] Wa, which gives the chains' next z' (one
+    compare: z' ~ p(z | v') at the parameters before the update) and, through one sigmoid
+    and a row weighting (+1/R, -1/M: <.>_chains - <.>_data, the Rao-Blackwellised
+    statistics), the gradient's right factor; then torch.optim.SGD's step, buf = mom buf +
+    g + wd W, theta -= lr buf, as :func:`rbm_sgd_update` with ``z0``: one addmm into the
+    momentum buffer and one subtraction, or, with no momentum and no weight decay
+    (scikit-learn's BernoulliRBM), one addmm straight into the parameters (theta -= lr g; the
+    buffer is then kept at zero, so a momentum switched on later starts from buf = g, as
+    torch.optim.SGD's lazily created buffer does). Three products an update, where a chain
+    that keeps only v (z -> v' after v -> z at the new parameters) needs four; each half is
+    still a Gibbs kernel of the current model, so the chain's law is unchanged. Chains that
+    arrive without z (new chains, or from another path) draw it once from p(z | v).
 
     The Gibbs steps draw z_j = [u_j < sigma(a_j)] as [a_j - logit(u_j) > 0]: each chunk
     holds logit(u) of its ``updates`` updates' uniforms (one block of the learner's stream,
     keyed by its counter: :meth:`Stream.uniform_`), the product writes a - logit(u) over it
-    in place (addmm_ with beta = -1) and one compare with 0 gives the units, with no sigmoid.
+    in place (addmm_ with beta = -1) and one compare with 0 gives the units, with no sigmoid
+    (z' compares the stacked product with logit(u) itself).
     The block of the next chunk is drawn and transformed on a helper thread while this
     chunk runs (``PREFETCH``; the key fixes the numbers, so a block drawn ahead and not
     used changes nothing), so the draws depend only on the update count. The chains after each update stay in the chunk's history, from which
@@ -421,7 +448,7 @@ class PCDChunk:
     """
 
     def __init__(self, model: RBM, bufs: list[torch.Tensor], chains: torch.Tensor, batch: int,
-                 steps: int, block: tuple[torch.Tensor, torch.Tensor]) -> None:
+                 steps: int, block: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor) -> None:
         nv, nh = model.nv, model.nh
         R, M = chains.shape[0], batch
         dt, dev = chains.dtype, chains.device
@@ -448,8 +475,10 @@ class PCDChunk:
         self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)      # logit(u), this chunk
         self.U_next = torch.empty_like(self.U)                               # and the next one
         self.next: tuple[int, Future | None] | None = None                   # (its counter, its draw)
-        self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)
-        self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)
+        self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)                 # [z, 1] of the chains
+        self.ha[:, :nh] = hidden
+        self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)                # [v, 1] inside a sweep
+        self.tmp_bits = self.tmp[:, :nv]
         self.pos = 0            # updates done in this chunk
         self.flushed = 0        # of which flush has accounted for
         self.buf_zero = False   # bWa known to be zero (no-momentum updates go straight into Wa)
@@ -463,8 +492,10 @@ class PCDChunk:
         self.chain_bits = [r[:R, :nv] for r in self.rows]
         self.data_bits = [r[R:, :nv] for r in self.rows]
         self.pres = [[self.A[k, t] for t in range(C)] for k in range(slots)]
-        self.pres_z = [[a[:, :nh] for a in pre] for pre in self.pres]
+        self.pres_z = [[a[:R, :nh] for a in pre] for pre in self.pres]      # the chains' rows
         self.pre, self.pre_z = self.pres[0], self.pres_z[0]
+        self.pres_all = [[a[:, :nh] for a in pre] for pre in self.pres]
+        self.pre_all = self.pres_all[0]
         self.noise = [self._views(U) for U in (self.U, self.U_next)]
         self.uz, self.uv = self.noise[0]
 
@@ -518,6 +549,7 @@ class PCDChunk:
         self.pos = self.flushed = 0
         self.slot = self.next_slot()
         self.pre, self.pre_z = self.pres[self.slot], self.pres_z[self.slot]
+        self.pre_all = self.pres_all[self.slot]
 
     def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
         """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
@@ -526,20 +558,16 @@ class PCDChunk:
             self._draw(stream)
         gt = torch.gt
         self.data_bits[t + 1].copy_(X)
-        if self.steps == 1:
-            uz, uv = self.uz[t][0], self.uv[t][0]
-            gt(uz.addmm_(self.chain[t], self.Wh, beta=-1.0), 0.0, out=self.z)
-            gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.chain_bits[t + 1])
-        else:
-            v = self.chain[t]
-            last = self.steps - 1
-            for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
-                gt(uz.addmm_(v, self.Wh, beta=-1.0), 0.0, out=self.z)
-                v = self.chain[t + 1] if s == last else self.tmp
-                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=v[:, :-1] if s < last else self.chain_bits[t + 1])
-        mm = torch.mm
-        mm(self.rows[t + 1], self.Wa, out=self.pre[t])
-        torch.sigmoid(self.pre_z[t], out=self.Pz).mul_(self.w)
+        z, tmp, last = self.z, self.tmp, self.steps - 1
+        for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
+            if s < last:                        # a whole sweep z -> v -> z
+                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.tmp_bits)
+                gt(uz.addmm_(tmp, self.Wh, beta=-1.0), 0.0, out=z)
+            else:                               # z -> v', then the product below gives z
+                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.chain_bits[t + 1])
+        torch.mm(self.rows[t + 1], self.Wa, out=self.pre[t])
+        gt(self.pre_z[t], uz, out=z)            # the chains' next z ~ p(z | v'), this update's parameters
+        torch.sigmoid(self.pre_all[t], out=self.Pz).mul_(self.w)
         if mom == 0.0 and not wd:
             if not self.buf_zero:
                 self.bWa.zero_()

@@ -200,6 +200,30 @@ def test_block_gibbs_on_4x3_rbm_has_the_enumerated_joint_law_and_a_wrong_conditi
         assert (p > 1e-4) if ok else (p < 1e-12), p
 
 
+def test_cpu_pcd_chains_carrying_their_hidden_units_have_the_enumerated_joint_law():
+    """The CPU rbm's PCD chunks keep (v, z) from update to update and share the z-half with the
+    statistics' product: at lr = 0 (the parameters fixed) the chains' (v, z) after 20 updates
+    follow the 4x3 rbm's joint law, across chunk rollovers (6 updates a chunk here); paired
+    with another chain's hidden units (the product of the marginals) they do not."""
+    from mletui.engine.models import boltzmann_learning as bl
+
+    m = _rbm(4, 3, 10, scale=1.0)
+    probs = exact.probabilities(m)
+    ln = bl.Learner("pcd", m.clone(), "sgd", _bits(R, 4, 12), Stream.new(13, "cpu"))
+    p = {"lr": 0.0, "momentum": 0.0, "weight_decay": 0.0, "gibbs_steps": 1, "batch_size": 10}
+    ln.build_optimizer(p)
+    assert ln.chunked
+    X = _bits(10, 4, 14)
+    for _ in range(20):
+        ln.update(X, p)
+    chains, hidden = ln.hidden
+    assert chains is ln.chains and ln.chunk.C < 20
+    for Z, ok in ((hidden, True), (hidden[torch.randperm(R, generator=torch.Generator().manual_seed(15))], False)):
+        counts = torch.bincount(_index(torch.cat([ln.chains, Z], 1)), minlength=128).to(torch.float64)
+        p_value = _chi_square_p(counts, probs)
+        assert (p_value > 1e-4) if ok else (p_value < 1e-12), p_value
+
+
 def test_checkerboard_gibbs_on_4x4_lattice_matches_exact_pair_moments():
     m = _fvbm(16, 13, scale=0.4, graph="lattice", L=4)
     _, (pairs, means) = exact.moments(m)
@@ -270,7 +294,8 @@ def test_fused_rbm_update_equals_the_generic_gibbs_and_sgd_step():
         opt.step()
         flips_ref = float((V != v_ref).to(torch.float64).mean() / 2)
         v_ref = V
-        v_fused, flips, energy = rbm_sgd_update(fused.W, fused.b, fused.c, *bufs, X, v_fused, uh, uv, 0.1, 0.5, 0.01)
+        v_fused, flips, energy, z = rbm_sgd_update(fused.W, fused.b, fused.c, *bufs, X, v_fused, uh, uv, 0.1, 0.5, 0.01)
+        assert z is None
         assert torch.equal(v_fused, v_ref)
         assert float(flips) / (9 * 6 * 2) == pytest.approx(flips_ref)
         assert float(energy) == pytest.approx(energy_ref, rel=1e-12)
@@ -298,19 +323,21 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     twin = Stream.new(42, "cpu")
     bufs = [torch.zeros_like(t) for t in ref.parameters()]
     v_ref, U, t, energies, flips = _bits(R, nv, 41).to(dtype), None, 0, [], []
+    z_ref = bl.hidden_draw(ref, v_ref, twin.uniform_(torch.empty(R, nh, dtype=dtype)))  # once, for chains without z
     sizes = [batch] * 4 + [5] * 4
     for update, M in enumerate(sizes):
         if U is None or t == 3 or (update and M != sizes[update - 1]):
             U, t = twin.uniform_(torch.empty((3, steps, R, nh + nv), dtype=dtype)), 0
         X = _bits(M, nv, 50 + update).to(dtype)
         ln.update(X, {**p, "batch_size": M})
-        v_new, f, e = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
-                                        0.1, 0.5, 0.01)
+        v_new, f, e, z_ref = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
+                                               0.1, 0.5, 0.01, z0=z_ref)
         t += 1
         flips.append(float(f) / (R * nv * steps))
         energies.append(float(e))
         v_ref = v_new
         assert torch.equal(ln.chains, v_ref)
+        assert torch.equal(ln.hidden[1], z_ref)     # the hidden units cross the new chunk
         for a, b in zip(ln.model.parameters(), ref.parameters()):
             assert a.dtype == dtype
             torch.testing.assert_close(a, b, **tol)
@@ -370,6 +397,7 @@ def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies
     twin = Stream.new(72, "cpu")
     bufs = [torch.zeros_like(t) for t in ref.parameters()]
     v_ref, U, t, energies = _bits(R, nv, 71).to(torch.float64), None, 0, []
+    z_ref = bl.hidden_draw(ref, v_ref, twin.uniform_(torch.empty(R, nh, dtype=torch.float64)))
     for update in range(14):
         mom = 0.0 if update < 7 else 0.5
         if update == 7:
@@ -379,8 +407,8 @@ def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies
             U, t = twin.uniform_(torch.empty((2, 1, R, nh + nv), dtype=torch.float64)), 0
         X = _bits(M, nv, 80 + update).to(torch.float64)
         ln.update(X, {**p, "momentum": mom})
-        v_ref, _, e = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
-                                        0.1, mom, 0.0)
+        v_ref, _, e, z_ref = bl.rbm_sgd_update(ref.W, ref.b, ref.c, *bufs, X, v_ref, U[t, :, :, :nh], U[t, :, :, nh:],
+                                               0.1, mom, 0.0, z0=z_ref)
         t += 1
         energies.append(float(e))
         assert torch.equal(ln.chains, v_ref)
