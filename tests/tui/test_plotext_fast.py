@@ -87,6 +87,10 @@ def _charts(rng):
 
 @pytest.mark.parametrize("look", [Look(), Look(mono=True), Look(ascii=True)])
 def test_a_chart_drawn_with_them_is_the_chart_plotext_draws(monkeypatch, look):
+    """Curves straight to cells (plotext_fast.cells), bars through plotext's build with the
+    NumPy helpers, against every signal through plotext's build with its own helpers."""
+    from mletui.tui.widgets import chart as chart_module
+
     for size in [(56, 14), (37, 9), (110, 30)]:
         for seed in range(2):
             fast = [c.render(*size, look) for c in _charts(np.random.default_rng(seed))]
@@ -94,8 +98,44 @@ def test_a_chart_drawn_with_them_is_the_chart_plotext_draws(monkeypatch, look):
                 m.setattr(ut, "get_lines", ORIG["get_lines"])
                 m.setattr(ut, "hd_group", ORIG["hd_group"])
                 m.setattr(ut, "get_matrix_data", ORIG["get_matrix_data"])
+                m.setattr(chart_module, "CURVES_VIA_PLOTEXT", True)
                 slow = [c.render(*size, look) for c in _charts(np.random.default_rng(seed))]
             assert fast == slow
+
+
+def _plotext_cells(x, y, xlim, ylim, cols, rows, marker, lines):
+    """{(column, row from the bottom): character} of one signal through plotext's build."""
+    from mletui.tui.widgets.chart import _blank_figure
+
+    fig = _blank_figure(cols, rows)
+    fig.xlim(*xlim)
+    fig.ylim(*ylim)
+    (fig.plot if lines else fig.scatter)(list(x), list(y), marker=marker)
+    fig._set_sizes()
+    fig._build_matrix()
+    m = fig.monitor.matrix.marker
+    return {(c, r): m[r][c] for r in range(rows) for c in range(cols) if m[r][c] != " "}
+
+
+@pytest.mark.parametrize("marker", ["braille", "hd", "fhd", "x", "dot"])
+@pytest.mark.parametrize("seed", range(6))
+def test_cells_are_the_cells_plotexts_build_draws(monkeypatch, marker, seed):
+    """plotext_fast.cells against plotext's own build (its own helpers) for lines and points
+    that run beyond the canvas on every side, with pen-ups."""
+    for name, fn in ORIG.items():
+        monkeypatch.setattr(ut, name, fn)
+    rng = np.random.default_rng(300 + seed)
+    n = int(rng.integers(2, 150))
+    x = np.sort(rng.uniform(-0.3, 1.3, n))
+    y = rng.normal(0.5, 0.5, n)
+    y[rng.choice(n, max(1, n // 10), replace=False)] = np.nan
+    cols, rows = int(rng.integers(5, 60)), int(rng.integers(3, 20))
+    for lines in (True, False):
+        want = _plotext_cells(x, y, (0.0, 1.0), (0.0, 1.0), cols, rows, marker, lines)
+        cx, cy, chars = plotext_fast.cells(x, y, (0.0, 1.0), (0.0, 1.0), cols, rows, marker, lines)
+        got = dict(zip(zip(cx.tolist(), cy.tolist()), chars.tolist()))
+        assert len(got) == len(cx)
+        assert got == want, (lines, len(got), len(want))
 
 
 @pytest.mark.parametrize("seed", range(8))

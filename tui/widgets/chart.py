@@ -389,9 +389,12 @@ class Chart:
 
 
 class _Canvas:
-    """The plot area. plotext rasterises the curves, points and bars into its character
-    matrix (braille dots, quadrant blocks for bars, or one marker character per cell);
-    on top of it we stamp the clip markers and the legend, placed from what plotext drew.
+    """The plot area: a character matrix of braille dots, quadrant blocks for bars, or one
+    marker character per cell. plotext's build draws the bars; the curves and points go
+    over them, in plotext's order, through :func:`plotext_fast.cells` (plotext's own
+    rasterising steps in NumPy, the same cells: tests/tui/test_plotext_fast.py draws every
+    kind of chart both ways, ``CURVES_VIA_PLOTEXT``); on top we stamp the clip markers and
+    the legend, placed from what was drawn.
 
     The curves are handed to plotext already reduced to what a cell grid can show: a line
     keeps, per dot column, its first, lowest, highest and last point (M4, Jugel et al.,
@@ -428,10 +431,18 @@ class _Canvas:
                 return 0
             return {"data": 1, "reference": ref_rank}.get(c.role, 3)
 
-        fig = _blank_figure(self.cols, self.rows)
-        fig.xlim(*xr)
-        fig.ylim(*yr)
+        fig = None
+
+        def figure():
+            nonlocal fig
+            if fig is None:
+                fig = _blank_figure(self.cols, self.rows)
+                fig.xlim(*xr)
+                fig.ylim(*yr)
+            return fig
+
         clip_marks: list[tuple[int, int, str, int]] = []
+        layers: list[tuple[np.ndarray, np.ndarray, bool, str, int | str]] = []
         signals = 0
         for i in sorted(range(len(chart.curves)), key=rank):
             c = chart.curves[i]
@@ -442,7 +453,7 @@ class _Canvas:
             marker = self.marker(c)
             y = chart._ys(c)
             if c.kind == "bars":
-                signals += self._bars(fig, c, y, xr, yr, marker, code)
+                signals += self._bars(figure, c, y, xr, yr, marker, code)
                 continue
             sx, sy = _DOTS.get(marker, (1, 1))
             W, H = self.cols * sx, self.rows * sy
@@ -462,20 +473,24 @@ class _Canvas:
                         clip_marks.append((row, int(col), glyph, code if isinstance(code, int) else -1))
             x = np.where(ok, c.x, np.nan)
             yc = np.where(ok, np.clip(y, yr[0], yr[1]), np.nan)  # outliers run along the edge
-            if c.kind == "points":
+            lines = c.kind != "points"
+            if not lines:
                 keep = _one_per_dot(fx, np.clip(fy, 0, H - 1), ok & inside)
                 xs, ys = x[keep], yc[keep]
-                if len(xs):
-                    fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code)
-                    signals += 1
+                drawn = len(xs) > 0
             else:
                 xs, ys = _cut_at(x, yc, xr)
                 fxs = (xs - xr[0]) / (xr[1] - xr[0]) * (W - 1)
                 keep = _m4(fxs, ys)
                 xs, ys = xs[keep], ys[keep]
-                if np.isfinite(xs).any():
-                    fig.plot(xs.tolist(), ys.tolist(), marker=marker, color=code)
-                    signals += 1
+                drawn = bool(np.isfinite(xs).any())
+            if not drawn:
+                continue
+            if CURVES_VIA_PLOTEXT:
+                (figure().plot if lines else figure().scatter)(xs.tolist(), ys.tolist(), marker=marker, color=code)
+                signals += 1
+            else:
+                layers.append((xs, ys, lines, marker, code))
         if signals:
             fig._set_sizes()
             fig._build_matrix()
@@ -484,12 +499,17 @@ class _Canvas:
             fg = m.fullground[::-1]
             keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
             self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
+        for xs, ys, lines, marker, code in layers:      # over the bars, in plotext's order
+            cx, cy, chars = plotext_fast.cells(xs, ys, xr, yr, self.cols, self.rows, marker, lines)
+            r = self.rows - 1 - cy
+            self.chars[r, cx] = chars
+            self.keys[r, cx] = code if isinstance(code, int) else -1
         for row, col, glyph, key in clip_marks:
             self.chars[row, col] = glyph
             self.keys[row, col] = key
         return clipped
 
-    def _bars(self, fig, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
+    def _bars(self, figure, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
         """All the bars of a curve as one plotext signal: a point at the bar's top in each
         dot column it covers, filled down to the base (plotext's fillx). One signal, so two
         bars sharing a cell share its quadrant block (plotext replaces a cell signal by
@@ -515,7 +535,7 @@ class _Canvas:
             return 0
         xs = xr[0] + np.concatenate(cols) * dot
         ys = np.repeat(top[ok], [len(k) for k in cols])
-        fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
+        figure().scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
         return 1
 
     # -- legend -------------------------------------------------------------------------
@@ -571,6 +591,7 @@ class _Canvas:
         return [("".join(chars[lo:hi]), styles.get(int(keys[lo]))) for lo, hi in zip(starts, ends)]
 
 
+CURVES_VIA_PLOTEXT = False     # True: lines and points through plotext's own build too (the tests' reference)
 _FIGURES: dict[tuple[type, int, int], object] = {}
 
 

@@ -1,4 +1,5 @@
-"""NumPy versions of three of plotext's pure-Python rasterising helpers.
+"""NumPy versions of plotext's pure-Python rasterising steps: three of its helpers, and
+:func:`cells`, its whole build of one line or scatter signal.
 
 plotext (pinned in pyproject.toml) draws every chart's plot area (tui/widgets/chart.py).
 Three of its helpers work point by point in Python and were most of a chart's cost: a
@@ -12,6 +13,13 @@ consecutive points) and ~2 ms in ``get_matrix_data`` (data to canvas coordinates
 once, in any order. ``tests/tui/test_plotext_fast.py`` checks all three against the
 originals (kept as ``ORIGINAL``) and whole charts drawn both ways; the screen snapshots
 check the drawn result.
+
+Even with them, plotext's build handles every dot in Python several times over (its
+markers, brush, grouping and insertion lists): a noisy 2000-frame trace lights ~2,900 dots
+and cost ~9 ms a render. :func:`cells` composes the same steps on arrays and returns the
+cells a signal draws, with plotext's character for each, which the chart stamps in
+plotext's order (tui/widgets/chart.py); checked cell for cell against plotext's own build
+with its own helpers, for lines and points, fine and plain markers, beyond the canvas.
 """
 
 from __future__ import annotations
@@ -49,15 +57,9 @@ def get_matrix_data(data, lim, bins):
     return out
 
 
-def get_lines(x, y, *other):
-    """Every dot on the segments between consecutive points (plotext's ``get_line``:
-    ``max(|dx|, |dy|) + 1`` evenly spaced dots, truncated to integers, the segment's end
-    left to the next), a point next to a pen-up (NaN) kept as it is, the last point
-    kept; ``other`` (markers, colours, styles) follow their segment's first point."""
-    k = len(other)
-    if len(x) == 0:
-        return [[], []] + [[] for _ in range(k)]
-    xf, yf = _numeric(list(x)), _numeric(list(y))
+def _segment_dots(xf: np.ndarray, yf: np.ndarray):
+    """plotext's ``get_lines`` on float arrays (NaN: pen up): every dot's (x, y) and the
+    index of the point whose segment it belongs to, the last point included."""
     x0, x1, y0, y1 = xf[:-1], xf[1:], yf[:-1], yf[1:]
     ok = np.isfinite(x0) & np.isfinite(x1) & np.isfinite(y0) & np.isfinite(y1)
     with np.errstate(invalid="ignore"):
@@ -73,8 +75,19 @@ def get_lines(x, y, *other):
     good = ok[seg]
     px = np.where(good, np.trunc(x0[seg] + step * sx[seg]), x0[seg])
     py = np.where(good, np.trunc(y0[seg] + step * sy[seg]), y0[seg])
-    px, py = np.append(px, xf[-1]), np.append(py, yf[-1])
-    idx = np.append(seg, len(xf) - 1)
+    return np.append(px, xf[-1]), np.append(py, yf[-1]), np.append(seg, len(xf) - 1)
+
+
+def get_lines(x, y, *other):
+    """Every dot on the segments between consecutive points (plotext's ``get_line``:
+    ``max(|dx|, |dy|) + 1`` evenly spaced dots, truncated to integers, the segment's end
+    left to the next), a point next to a pen-up (NaN) kept as it is, the last point
+    kept; ``other`` (markers, colours, styles) follow their segment's first point."""
+    k = len(other)
+    if len(x) == 0:
+        return [[], []] + [[] for _ in range(k)]
+    xf, yf = _numeric(list(x)), _numeric(list(y))
+    px, py, idx = _segment_dots(xf, yf)
     finite = np.isfinite(px) & np.isfinite(py)
     # one of each finite dot with its attributes (brush removes repeats anyway); the
     # pen-up points go on as they came (plotext drops them as outside the canvas)
@@ -131,6 +144,75 @@ def _unique_rows(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> list[tuple[int,
     ab, cc = np.divmod(codes, nc)
     aa, bb = np.divmod(ab, nb)
     return list(zip((aa + a0).tolist(), (bb + b0).tolist(), cc.tolist()))
+
+
+# -- a curve straight to cells ------------------------------------------------------------
+DOTS = {"braille": (2, 4), "fhd": (2, 3), "hd": (2, 2)}   # plotext's marker_factor, per axis
+
+
+def plotext_marker(marker: str) -> str:
+    """The marker plotext draws for ``marker`` (its ``check_marker``): a named marker's
+    character, a fine marker's name, else the first character."""
+    marker = _ut.marker_codes.get(marker, marker)
+    return marker if marker in _ut.hd_symbols else marker[0]
+
+
+_CELL_CHARS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _cell_chars(sx: int, sy: int) -> np.ndarray:
+    """plotext's character for each set of dots of a fine-marker cell, indexed by the code
+    sum(dot_k << k) with dots numbered as :func:`hd_group` numbers them (its tuple)."""
+    table = _CELL_CHARS.get((sx, sy))
+    if table is None:
+        n = sx * sy
+        table = np.array([" "] + [_ut.get_hd_marker(tuple((k >> b) & 1 for b in range(n)))
+                                  for k in range(1, 1 << n)], dtype="<U1")
+        _CELL_CHARS[(sx, sy)] = table
+    return table
+
+
+def cells(x: np.ndarray, y: np.ndarray, xlim, ylim, cols: int, rows: int, marker: str,
+          lines: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What plotext's build puts in the cells of a ``cols`` x ``rows`` canvas for one
+    signal (``plot`` when ``lines``, else ``scatter``) of data x, y (NaN: pen up) in the
+    limits xlim, ylim: (column, row from the bottom, character) of each cell drawn, once
+    each. Its steps, in NumPy: the data to dots (:func:`get_matrix_data`, the canvas
+    scaled by the marker's dots per cell), the dots between consecutive points
+    (:func:`get_lines`), the dots grouped into cells (:func:`hd_group`) with plotext's
+    character for each pattern of dots, and the cells outside the canvas dropped. Used by
+    the chart for its curves; tests/tui/test_plotext_fast.py checks every chart drawn so
+    against plotext's own build."""
+    m = plotext_marker(marker)
+    sx, sy = DOTS.get(m, (1, 1))
+    gx = _matrix_floats(np.asarray(x, dtype=float), xlim, cols * sx)
+    gy = _matrix_floats(np.asarray(y, dtype=float), ylim, rows * sy)
+    if lines and len(gx):
+        gx, gy, _ = _segment_dots(gx, gy)
+    ok = np.isfinite(gx) & np.isfinite(gy)
+    px, py = gx[ok].astype(np.int64), gy[ok].astype(np.int64)
+    cx, cy = np.floor_divide(px, sx), np.floor_divide(py, sy)
+    inside = (cx >= 0) & (cx < cols) & (cy >= 0) & (cy < rows)
+    cell = (cy * cols + cx)[inside]
+    if sx * sy == 1:
+        drawn = np.unique(cell)
+        return drawn % cols, drawn // cols, np.full(len(drawn), m, dtype="<U1")
+    bit = ((sy - 1 - np.mod(py, sy)) * sx + np.mod(px, sx))[inside]
+    code = np.zeros(cols * rows, dtype=np.int64)
+    np.bitwise_or.at(code, cell, np.left_shift(1, bit))
+    drawn = np.flatnonzero(code)
+    return drawn % cols, drawn // cols, _cell_chars(sx, sy)[code[drawn]]
+
+
+def _matrix_floats(v: np.ndarray, lim, bins: int) -> np.ndarray:
+    """:func:`get_matrix_data` on a float array: the dot of each finite value as a float
+    (an integer), NaN where the value is not finite."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        n = (0.5 + (bins - 1) * (v - lim[0]) / (lim[1] - lim[0])) * 10 ** 8
+        f = np.floor(n)
+        r = np.where(n - f < 0.5, f, np.ceil(n)) * 10 ** (-8)
+        out = np.floor(r)
+    return np.where(np.isfinite(v) & np.isfinite(out), out, np.nan)
 
 
 def install() -> None:
