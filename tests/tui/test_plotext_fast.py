@@ -87,8 +87,8 @@ def _charts(rng):
 
 @pytest.mark.parametrize("look", [Look(), Look(mono=True), Look(ascii=True)])
 def test_a_chart_drawn_with_them_is_the_chart_plotext_draws(monkeypatch, look):
-    """Curves straight to cells (plotext_fast.cells), bars through plotext's build with the
-    NumPy helpers, against every signal through plotext's build with its own helpers."""
+    """Every signal straight to cells (plotext_fast.cells) against every signal through
+    plotext's build with its own helpers."""
     from mletui.tui.widgets import chart as chart_module
 
     for size in [(56, 14), (37, 9), (110, 30)]:
@@ -98,19 +98,22 @@ def test_a_chart_drawn_with_them_is_the_chart_plotext_draws(monkeypatch, look):
                 m.setattr(ut, "get_lines", ORIG["get_lines"])
                 m.setattr(ut, "hd_group", ORIG["hd_group"])
                 m.setattr(ut, "get_matrix_data", ORIG["get_matrix_data"])
-                m.setattr(chart_module, "CURVES_VIA_PLOTEXT", True)
+                m.setattr(chart_module, "VIA_PLOTEXT", True)
                 slow = [c.render(*size, look) for c in _charts(np.random.default_rng(seed))]
             assert fast == slow
 
 
-def _plotext_cells(x, y, xlim, ylim, cols, rows, marker, lines):
+def _plotext_cells(x, y, xlim, ylim, cols, rows, marker, lines, fill=None):
     """{(column, row from the bottom): character} of one signal through plotext's build."""
     from mletui.tui.widgets.chart import _blank_figure
 
     fig = _blank_figure(cols, rows)
     fig.xlim(*xlim)
     fig.ylim(*ylim)
-    (fig.plot if lines else fig.scatter)(list(x), list(y), marker=marker)
+    if fill is None:
+        (fig.plot if lines else fig.scatter)(list(x), list(y), marker=marker)
+    else:
+        fig.scatter(list(x), list(y), marker=marker, fillx=fill)
     fig._set_sizes()
     fig._build_matrix()
     m = fig.monitor.matrix.marker
@@ -136,6 +139,11 @@ def test_cells_are_the_cells_plotexts_build_draws(monkeypatch, marker, seed):
         got = dict(zip(zip(cx.tolist(), cy.tolist()), chars.tolist()))
         assert len(got) == len(cx)
         assert got == want, (lines, len(got), len(want))
+    ok = np.isfinite(y)
+    for fill in (0.5, -1.0, 2.0, 0.0):                 # bars: filled to a level, clamped to the limits
+        want = _plotext_cells(x[ok], y[ok], (0.0, 1.0), (0.0, 1.0), cols, rows, marker, False, fill)
+        cx, cy, chars = plotext_fast.cells(x[ok], y[ok], (0.0, 1.0), (0.0, 1.0), cols, rows, marker, False, fill)
+        assert dict(zip(zip(cx.tolist(), cy.tolist()), chars.tolist())) == want, fill
 
 
 @pytest.mark.parametrize("seed", range(8))

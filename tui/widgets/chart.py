@@ -390,11 +390,11 @@ class Chart:
 
 class _Canvas:
     """The plot area: a character matrix of braille dots, quadrant blocks for bars, or one
-    marker character per cell. plotext's build draws the bars; the curves and points go
-    over them, in plotext's order, through :func:`plotext_fast.cells` (plotext's own
-    rasterising steps in NumPy, the same cells: tests/tui/test_plotext_fast.py draws every
-    kind of chart both ways, ``CURVES_VIA_PLOTEXT``); on top we stamp the clip markers and
-    the legend, placed from what was drawn.
+    marker character per cell, drawn signal by signal in plotext's order by
+    :func:`plotext_fast.cells` (plotext's own rasterising steps in NumPy, the same cells:
+    tests/tui/test_plotext_fast.py draws every kind of chart both ways, ``VIA_PLOTEXT``
+    being plotext's build itself); on top we stamp the clip markers and the legend, placed
+    from what was drawn.
 
     The curves are handed to plotext already reduced to what a cell grid can show: a line
     keeps, per dot column, its first, lowest, highest and last point (M4, Jugel et al.,
@@ -442,7 +442,7 @@ class _Canvas:
             return fig
 
         clip_marks: list[tuple[int, int, str, int]] = []
-        layers: list[tuple[np.ndarray, np.ndarray, bool, str, int | str]] = []
+        layers: list[tuple[np.ndarray, np.ndarray, bool, str, int | str, float | None]] = []
         signals = 0
         for i in sorted(range(len(chart.curves)), key=rank):
             c = chart.curves[i]
@@ -453,7 +453,7 @@ class _Canvas:
             marker = self.marker(c)
             y = chart._ys(c)
             if c.kind == "bars":
-                signals += self._bars(figure, c, y, xr, yr, marker, code)
+                signals += self._bars(figure, layers, c, y, xr, yr, marker, code)
                 continue
             sx, sy = _DOTS.get(marker, (1, 1))
             W, H = self.cols * sx, self.rows * sy
@@ -486,11 +486,11 @@ class _Canvas:
                 drawn = bool(np.isfinite(xs).any())
             if not drawn:
                 continue
-            if CURVES_VIA_PLOTEXT:
+            if VIA_PLOTEXT:
                 (figure().plot if lines else figure().scatter)(xs.tolist(), ys.tolist(), marker=marker, color=code)
                 signals += 1
             else:
-                layers.append((xs, ys, lines, marker, code))
+                layers.append((xs, ys, lines, marker, code, None))
         if signals:
             fig._set_sizes()
             fig._build_matrix()
@@ -499,8 +499,8 @@ class _Canvas:
             fg = m.fullground[::-1]
             keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
             self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
-        for xs, ys, lines, marker, code in layers:      # over the bars, in plotext's order
-            cx, cy, chars = plotext_fast.cells(xs, ys, xr, yr, self.cols, self.rows, marker, lines)
+        for xs, ys, lines, marker, code, fill in layers:    # in plotext's order
+            cx, cy, chars = plotext_fast.cells(xs, ys, xr, yr, self.cols, self.rows, marker, lines, fill)
             r = self.rows - 1 - cy
             self.chars[r, cx] = chars
             self.keys[r, cx] = code if isinstance(code, int) else -1
@@ -509,7 +509,7 @@ class _Canvas:
             self.keys[row, col] = key
         return clipped
 
-    def _bars(self, figure, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
+    def _bars(self, figure, layers, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
         """All the bars of a curve as one plotext signal: a point at the bar's top in each
         dot column it covers, filled down to the base (plotext's fillx). One signal, so two
         bars sharing a cell share its quadrant block (plotext replaces a cell signal by
@@ -535,8 +535,11 @@ class _Canvas:
             return 0
         xs = xr[0] + np.concatenate(cols) * dot
         ys = np.repeat(top[ok], [len(k) for k in cols])
-        figure().scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
-        return 1
+        if VIA_PLOTEXT:
+            figure().scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
+            return 1
+        layers.append((xs, ys, False, marker, code, base))
+        return 0
 
     # -- legend -------------------------------------------------------------------------
     def place_legend(self, entries, force: bool = False) -> tuple[int, int] | None:
@@ -591,7 +594,7 @@ class _Canvas:
         return [("".join(chars[lo:hi]), styles.get(int(keys[lo]))) for lo, hi in zip(starts, ends)]
 
 
-CURVES_VIA_PLOTEXT = False     # True: lines and points through plotext's own build too (the tests' reference)
+VIA_PLOTEXT = False     # True: every signal through plotext's own build (the tests' reference)
 _FIGURES: dict[tuple[type, int, int], object] = {}
 
 

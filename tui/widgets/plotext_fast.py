@@ -173,13 +173,14 @@ def _cell_chars(sx: int, sy: int) -> np.ndarray:
 
 
 def cells(x: np.ndarray, y: np.ndarray, xlim, ylim, cols: int, rows: int, marker: str,
-          lines: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          lines: bool, fill: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What plotext's build puts in the cells of a ``cols`` x ``rows`` canvas for one
     signal (``plot`` when ``lines``, else ``scatter``) of data x, y (NaN: pen up) in the
     limits xlim, ylim: (column, row from the bottom, character) of each cell drawn, once
     each. Its steps, in NumPy: the data to dots (:func:`get_matrix_data`, the canvas
     scaled by the marker's dots per cell), the dots between consecutive points
-    (:func:`get_lines`), the dots grouped into cells (:func:`hd_group`) with plotext's
+    (:func:`get_lines`), with ``fill`` (plotext's ``fillx`` at a level) each dot's column
+    of dots down (or up) to the level (its ``fill_data``), the dots grouped into cells (:func:`hd_group`) with plotext's
     character for each pattern of dots, and the cells outside the canvas dropped. Used by
     the chart for its curves; tests/tui/test_plotext_fast.py checks every chart drawn so
     against plotext's own build."""
@@ -191,6 +192,8 @@ def cells(x: np.ndarray, y: np.ndarray, xlim, ylim, cols: int, rows: int, marker
         gx, gy, _ = _segment_dots(gx, gy)
     ok = np.isfinite(gx) & np.isfinite(gy)
     px, py = gx[ok].astype(np.int64), gy[ok].astype(np.int64)
+    if fill is not None:
+        px, py = _filled(px, py, fill, ylim, rows * sy)
     cx, cy = np.floor_divide(px, sx), np.floor_divide(py, sy)
     inside = (cx >= 0) & (cx < cols) & (cy >= 0) & (cy < rows)
     cell = (cy * cols + cx)[inside]
@@ -202,6 +205,17 @@ def cells(x: np.ndarray, y: np.ndarray, xlim, ylim, cols: int, rows: int, marker
     np.bitwise_or.at(code, cell, np.left_shift(1, bit))
     drawn = np.flatnonzero(code)
     return drawn % cols, drawn // cols, _cell_chars(sx, sy)[code[drawn]]
+
+
+def _filled(px: np.ndarray, py: np.ndarray, fill: float, lim, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """plotext's ``fill_data`` towards the level ``fill`` (clamped to the limits, then to its
+    dot): above the level a dot's column runs from the level up to it, below from it up to
+    the level's dot excluded, at the level the dot alone."""
+    level = int(_matrix_floats(np.array([min(max(fill, lim[0]), lim[1])]), lim, bins)[0])
+    start = np.where(py > level, level, py)
+    n = np.where(py > level, py - level + 1, np.where(py < level, level - py, 1))
+    off = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    return np.repeat(px, n), np.repeat(start, n) + off
 
 
 def _matrix_floats(v: np.ndarray, lim, bins: int) -> np.ndarray:
