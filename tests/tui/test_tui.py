@@ -454,6 +454,33 @@ def test_lattice_downsample_is_a_block_majority_and_fits():
     assert lines == ['#". ']
 
 
+def test_a_lattice_with_every_spin_down_is_drawn_not_blank():
+    """Down spins are grey on the panel's background: an all-down lattice (half the ordered
+    states annealing ends in) is seen as a lattice, not as an empty panel."""
+    import dataclasses
+
+    app = ising_app()
+
+    async def script(pilot):
+        await until(pilot, lambda: app.pane._shown is not None, what="a drawn frame")
+        lattice = next(w for w in app.pane.view_widgets if isinstance(w, LatticeView))
+        await pilot.press("f")                              # freeze: the frame below stays
+        frame = app.pane.runner.latest
+        src = lattice.view.source
+        n = np.asarray(frame.views.get(src, frame.arrays.get(src))).shape[-1]
+        lattice.show(dataclasses.replace(frame, views={**frame.views, src: -np.ones((n, n))}))
+        await pilot.pause(0.1)
+        assert "0% up" in lattice.notes_text
+        segs = [seg for y in range(lattice.content_size.height) for seg in lattice.render_line(y)]
+        spins = [seg for seg in segs if seg.text.strip() == "" and seg.text and seg.style.bgcolor is not None
+                 and seg.style.bgcolor.name == "grey30"]
+        around = {seg.style.bgcolor for seg in segs if seg not in spins}
+        assert spins and sum(len(seg.text) for seg in spins) >= n // 2
+        assert spins[0].style.bgcolor not in around
+
+    drive(app, script)
+
+
 def test_ascii_mode_draws_views_without_non_ascii_characters():
     app = _toy_app(ascii=True)
     ising = ising_app(ascii=True)

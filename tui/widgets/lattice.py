@@ -4,7 +4,9 @@ Each text cell shows two lattice rows, its upper half (▀) and lower half (▄)
 terminal cell (about twice as tall as wide) holds two square pixels. A lattice larger
 than the widget is downsampled by an integer factor k: each pixel is the majority of
 a k x k block (ties show as down). In ASCII mode the cell characters are
-``#`` (both up), ``"`` (upper), ``.`` (lower) and space.
+``#`` (both up), ``"`` (upper), ``.`` (lower) and space. In colour, down spins are grey on
+the panel's darker background, so a lattice with every spin down is still seen as one
+(without colour its subtitle says "0% up").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .panel import ViewPanel
 from ..charset import Glyphs
 
 UP = Style(color="bright_white")
+SPINS = Style(color="bright_white", bgcolor="grey30")   # down spins: a grey the panel's background is not
 
 
 def spins_up(data) -> np.ndarray:
@@ -107,11 +110,12 @@ class LatticeView(ViewPanel, Widget):
         if cached is None or cached[0] != key or cached[3] is not lines:
             # drawn once per frame and size; the widget's style is read once, not per line
             base = self.rich_style
+            spins = base + (UP if self.monochrome else SPINS)
             top = max(0, (height - len(lines)) // 2)
             strips = {}
             for row, text in enumerate(lines):
                 left = max(0, (width - len(text)) // 2)
-                strips[top + row] = Strip([Segment(" " * left, base), Segment(text, base + UP),
+                strips[top + row] = Strip([Segment(" " * left, base), Segment(text, spins),
                                            Segment(" " * max(0, width - left - len(text)), base)], width)
             cached = self._strips = (key, strips, Strip.blank(width, base), lines)
         return cached[1].get(y, cached[2])
