@@ -641,6 +641,25 @@ def test_an_axis_label_that_names_its_unit_is_not_repeated():
 
 # -- the parameter panel ------------------------------------------------------------------
 
+def test_a_param_value_takes_the_blank_part_of_the_name_column():
+    """At 80x24 the Boltzmann list is 23 columns wide and its name column is set by
+    'teacher_seed' (cut to 11): 'dataset bars_stripes' fits whole by taking what 'dataset' leaves blank
+    (it was cut to 'bars_st~'); a value longer than the row is still cut with a marker, and
+    every row keeps the panel's width."""
+    from mletui.engine.topics import get_topic
+    from mletui.tui.widgets.params import ParamPanel
+
+    topic = get_topic("boltzmann")
+    panel = ParamPanel(topic, UNICODE, {**topic.default_params(), "dataset": "bars_stripes"})
+    rows = panel.render_rows(23, selected=0, focused=False).plain.split("\n")
+    by_name = {r[1:].split()[0]: r for r in rows[:len(topic.params)]}
+    assert "bars_stripes" in by_name["dataset"]
+    assert len({len(r) for r in rows[:len(topic.params)]}) == 1
+    narrow = panel.render_rows(14, selected=0, focused=False).plain.split("\n")
+    row = narrow[[p.name for p in topic.params].index("dataset")]
+    assert "~" in row and len(row) == len(narrow[0])
+
+
 def test_param_list_scrolls_with_the_selection_and_the_input_box_is_on_screen():
     from mletui.tui.widgets.params import ParamList, ParamPanel
 

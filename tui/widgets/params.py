@@ -196,10 +196,13 @@ class ParamPanel(Vertical):
             mark = self.glyphs.cursor if i == selected else " "
             live = " " if p.live else self.glyphs.live
             value = p.format(self.value(p.name))
-            room = max(1, width - name_w - 4)
+            # the value column, widened into the part of the name column this row's own
+            # name leaves blank ("dataset bars_stripes" beside a column set by "teacher_seed")
+            name, span = p.name[:name_w], max(2, width - 4)
+            room = max(1, span - name_w, min(len(value), span - len(name)))
             if len(value) > room:
                 value = value[: max(1, room - 1)] + "~"
-            line = f"{mark}{p.name[:name_w]:<{name_w}} {value:>{room}}{live}"
+            line = f"{mark}{name:<{max(0, span - room)}} {value:>{room}}{live}"
             style = "reverse" if i == selected and focused else ("bold" if i == selected else "")
             out.append(line, style=style)
             if i < last - 1:
