@@ -210,6 +210,22 @@ def _plotext_canvas(cols, rows, x, y, xr, yr):
     return ["".join(r) for r in f.monitor.matrix.marker[::-1]]
 
 
+def test_a_curve_drawn_under_another_is_named_not_silently_hidden():
+    """One cell shows one curve: where two coincide within a dot the later one hides the
+    earlier. Chart.under names the curves the plot drew mostly under another; apart, none;
+    crossing once, none."""
+    x = np.linspace(0, 1, 200)
+    same = Chart([Curve("exact", x, x ** 2, role="reference"), Curve("estimate", x, x ** 2 + 1e-4)])
+    same.render(50, 12, Look())
+    assert same.under() == [("exact", "estimate")]
+    apart = Chart([Curve("a", x, x), Curve("b", x, x + 0.5)])
+    apart.render(50, 12, Look())
+    assert apart.under() == []
+    cross = Chart([Curve("a", x, x), Curve("b", x, 1 - x)])
+    cross.render(50, 12, Look())
+    assert cross.under() == []
+
+
 def test_the_plot_area_is_what_plotext_draws_for_the_same_curve(monkeypatch):
     import plotext._figure
     from mletui.tui.widgets import chart as chart_module
@@ -226,8 +242,13 @@ def test_the_plot_area_is_what_plotext_draws_for_the_same_curve(monkeypatch):
         def plot(self, *args, **kwargs):
             pass
 
+    # the reference path of the chart-equality tests is plotext's build itself: a plotext
+    # that plots nothing leaves it blank (the default path is plotext_fast.cells)
     monkeypatch.setattr(chart_module, "_figure_class", Blind)
-    assert all(r.strip() == "" for r in draw())               # so the cells were plotext's
+    monkeypatch.setattr(chart_module, "VIA_PLOTEXT", True)
+    assert all(r.strip() == "" for r in draw())
+    monkeypatch.setattr(chart_module, "VIA_PLOTEXT", False)
+    assert draw() == area
 
 
 def test_a_level_line_lands_braille_cells_in_its_row_and_a_nan_lifts_the_pen():

@@ -359,7 +359,16 @@ class Chart:
             return None
         grid = _Canvas(rows, cols, look)
         self.clipped = grid.draw(self, xr, (y_lo, y_hi))
+        self.hidden = grid.hidden
         return yt, (y_lo, y_hi), label_w, grid
+
+    def under(self) -> list[tuple[str, str]]:
+        """(curve, the curve over it) for each labelled curve the last render drew mostly
+        under another (within a dot of each other, one cell shows one curve): the panel
+        says so, as the legend cannot."""
+        hidden = getattr(self, "hidden", {})
+        return [(self.curves[i].label, self.curves[j].label or "another curve")
+                for i, j in sorted(hidden.items()) if self.curves[i].label]
 
     def _drawn(self) -> list[Curve]:
         """The curves with at least one finite point to draw."""
@@ -375,6 +384,7 @@ class Chart:
             return []
         out = []
         for c in labelled:
+            label = c.label
             style = None if look.mono else Style(color=c.colour)
             if look.mono:
                 sample = "⣿" if c.mark == "braille" else c.mark
@@ -384,7 +394,7 @@ class Chart:
                 sample = "." if look.ascii else "·"
             else:
                 sample = "-" if look.ascii else "━"
-            out.append((sample, c.label, style))
+            out.append((sample, label, style))
         return out
 
 
@@ -408,6 +418,7 @@ class _Canvas:
         self.styles: dict[int, Style | None] = {-1: None}
         self.overlay: dict[tuple[int, int], tuple[str, Style | None]] = {}
         self._composed = False
+        self.hidden: dict[int, int] = {}    # curve -> the curve drawn over most of its cells
 
     def marker(self, c: Curve) -> str:
         """The plotext marker for a curve: braille dots in colour (and for the first series
@@ -443,6 +454,7 @@ class _Canvas:
 
         clip_marks: list[tuple[int, int, str, int]] = []
         layers: list[tuple[np.ndarray, np.ndarray, bool, str, int | str, float | None]] = []
+        order: list[int] = []        # the curve of each layer
         signals = 0
         for i in sorted(range(len(chart.curves)), key=rank):
             c = chart.curves[i]
@@ -453,7 +465,10 @@ class _Canvas:
             marker = self.marker(c)
             y = chart._ys(c)
             if c.kind == "bars":
-                signals += self._bars(figure, layers, c, y, xr, yr, marker, code)
+                n = self._bars(figure, layers, c, y, xr, yr, marker, code)
+                if n < 0:
+                    order.append(i)
+                signals += max(n, 0)
                 continue
             sx, sy = _DOTS.get(marker, (1, 1))
             W, H = self.cols * sx, self.rows * sy
@@ -486,6 +501,7 @@ class _Canvas:
                 drawn = bool(np.isfinite(xs).any())
             if not drawn:
                 continue
+            order.append(i)
             if VIA_PLOTEXT:
                 (figure().plot if lines else figure().scatter)(xs.tolist(), ys.tolist(), marker=marker, color=code)
                 signals += 1
@@ -499,11 +515,16 @@ class _Canvas:
             fg = m.fullground[::-1]
             keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
             self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
-        for xs, ys, lines, marker, code, fill in layers:    # in plotext's order
+        owner = np.full((self.rows, self.cols), -1, dtype=np.int64)
+        covered: list[tuple[int, np.ndarray]] = []
+        for i, (xs, ys, lines, marker, code, fill) in zip(order, layers):    # in plotext's order
             cx, cy, chars = plotext_fast.cells(xs, ys, xr, yr, self.cols, self.rows, marker, lines, fill)
             r = self.rows - 1 - cy
             self.chars[r, cx] = chars
             self.keys[r, cx] = code if isinstance(code, int) else -1
+            owner[r, cx] = i
+            covered.append((i, r * self.cols + cx))
+        self.hidden = _hidden(owner.reshape(-1), covered)
         for row, col, glyph, key in clip_marks:
             self.chars[row, col] = glyph
             self.keys[row, col] = key
@@ -539,7 +560,7 @@ class _Canvas:
             figure().scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
             return 1
         layers.append((xs, ys, False, marker, code, base))
-        return 0
+        return -1
 
     # -- legend -------------------------------------------------------------------------
     def place_legend(self, entries, force: bool = False) -> tuple[int, int] | None:
@@ -619,6 +640,22 @@ def _blank_figure(cols: int, rows: int):
         _FIGURES[key] = fig
     fig.clear_data()
     return fig
+
+
+def _hidden(owner: np.ndarray, covered: list[tuple[int, np.ndarray]]) -> dict[int, int]:
+    """{curve: the curve over most of its cells} for each curve that keeps fewer than half
+    of the cells it drew (a cell shows one curve: where two coincide within a dot, the one
+    drawn later hides the other)."""
+    out = {}
+    for i, cells in covered:
+        if not len(cells):
+            continue
+        on = owner[cells]
+        if (on == i).mean() < 0.5:
+            over = on[(on != i) & (on >= 0)]
+            if len(over):
+                out[i] = int(np.bincount(over).argmax())
+    return out
 
 
 def _m4(fx: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -153,7 +153,8 @@ class TraceView(ChartView):
         if self.content_size.width and self.content_size.height:  # counts what is clipped
             chart.render(self.content_size.width, self.content_size.height, self.look)
         k = len(view.series)
-        notes = warn + self._clip_notes() + values[:1] + values[k:] + values[1:k]
+        under = [("", f"{a} under {b}") for a, b in chart.under()]
+        notes = warn + self._clip_notes() + under + values[:1] + values[k:] + values[1:k]
         if chart.not_positive():
             notes.append(("", f"{chart.not_positive()} <= 0 not drawn (log axis)"))
         if len(frames) < len(every):
