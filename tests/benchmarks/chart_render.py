@@ -1,6 +1,7 @@
-"""CPU per chart render, plotext's own rasterising helpers against the NumPy versions of
-tui/widgets/plotext_fast.py (and a kept figure per size against a new one), in one
-process, interleaved round by round so a load that comes and goes hits all alike.
+"""CPU per chart render: every curve through plotext's build with its own rasterising
+helpers, with the NumPy versions of tui/widgets/plotext_fast.py (and a kept figure per
+size against a new one), and straight to cells (plotext_fast.cells, the chart's default),
+in one process, interleaved round by round so a load that comes and goes hits all alike.
 
 The chart is a trace as the Ising pane draws one: 2000 frames of a noisy energy and a
 constant exact reference, at 56x14 cells (a quarter of a 120x40 screen), braille.
@@ -24,7 +25,8 @@ from mletui.tui.widgets import chart as chart_module
 from mletui.tui.widgets import plotext_fast
 from mletui.tui.widgets.chart import Chart, Curve, Look
 
-MODES = ("plotext helpers, new figure", "numpy helpers, new figure", "numpy helpers, kept figure")
+MODES = ("plotext helpers, new figure", "numpy helpers, new figure", "numpy helpers, kept figure",
+         "straight to cells")
 
 
 def _trace(rng: np.random.Generator) -> Chart:
@@ -40,6 +42,7 @@ def _use(mode: str) -> None:
             setattr(ut, name, fn)
     else:
         plotext_fast.install()
+    chart_module.VIA_PLOTEXT = mode != "straight to cells"
 
 
 def main() -> None:
@@ -61,6 +64,7 @@ def main() -> None:
                 c.render(56, 14, Look())
             ms[mode].append((time.process_time() - t) / args.charts * 1e3)
     plotext_fast.install()
+    chart_module.VIA_PLOTEXT = False
     base = statistics.median(ms[MODES[0]])
     for mode in MODES:
         med = statistics.median(ms[mode])
