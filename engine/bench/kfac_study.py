@@ -203,6 +203,10 @@ def study(task: str = "digits_autoencoder", steps: int = 1000, seeds: int = 3,
                                                    adaptive_damping=True, quad_batch=0)
         tuned["kfac_true quadratic+LM quad_batch=64"] = kt.with_(
             "kfac_true quadratic+LM quad_batch=64", rescale="quadratic", adaptive_damping=True, quad_batch=64)
+        # and (α, μ) fitted every 5 steps (the LM steps), the steps between on the estimated model
+        tuned["kfac_true quadratic+LM quad_batch=64 quad_every=5"] = kt.with_(
+            "kfac_true quadratic+LM quad_batch=64 quad_every=5", rescale="quadratic", adaptive_damping=True,
+            quad_batch=64, quad_every=5)
         tuned["kfac_empirical quadratic+LM"] = tuned["kfac_empirical"].with_(
             "kfac_empirical quadratic+LM", rescale="quadratic", adaptive_damping=True, quad_batch=0)
         tuned["kfac_true all levers"] = kt.with_("kfac_true all levers", rescale="quadratic",

@@ -54,6 +54,27 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    block, the gradient terms and the Gram matrix in two matrix products; one
                    host read; the same numbers as the general path to rounding
                    (``_quadratic_fast``; ``fast_quadratic = False`` forces the general one).
+                   ``quad_every`` = e > 1 fits (α, μ) to the model (the two Fisher-vector
+                   products, the 2x2 solve) only every e-th step, on every LM step (ρ needs
+                   the model's predicted reduction, so ρ always comes from a fitted step) and
+                   whenever there is nothing safe to reuse: the first step, after a skipped
+                   step, after a new eigendecomposition (the factors moved, and with them Δ's
+                   scale). The steps in between keep M's exact parts that need no Fisher
+                   product — this step's whole-batch gradient terms gᵀΔ = -⟨V, ∇W⟩ and
+                   gᵀδ_prev and the damping's Gram matrix (λ as it is now) — and estimate its
+                   Fisher block from the last fit: ΔᵀFΔ ≈ κ⟨V, ∇W⟩ with κ the fit's ratio of
+                   the exact to the K-FAC curvature along Δ, δ_prevᵀFδ_prev ≈ the last step's
+                   δᵀFδ, the cross term from the fit's correlation; then δ = αΔ + μ δ_prev
+                   with the fresh Δ and δ_prev. Such a step falls back to a fit unless its
+                   block is positive definite, it is finite and predicts a reduction, α > 0,
+                   0 ≤ μ < 1 and δᵀFδ ≤ 2× the last fit's. Reusing the fitted (α, μ)
+                   themselves diverged on the digits autoencoder (α moves over two orders of
+                   magnitude from step to step, μ over ±2; BENCHMARKS.md). Martens & Grosse
+                   2015 (section 7, "re-scaling and momentum", and section 8 on its cost) fit
+                   (α, μ) every step; this trades that for fewer Jacobian-vector products.
+                   The reported ``kl`` of a step between fits is the estimate's δᵀFδ;
+                   ``quad_fits`` counts the fitted steps. quad_every = 1: every step is fitted,
+                   bit for bit the same steps as without the option.
                    ``adaptive_damping`` then adapts λ every ``t_damping`` steps by the
                    reduction ratio ρ = (L(θ+δ) - L(θ)) / M(δ): λ ← λ·ω when ρ > ¾,
                    λ ← λ/ω when ρ < ¼, ω = (19/20)^t_damping. The reported ``kl`` is δᵀFδ.
@@ -277,7 +298,7 @@ class KFAC(torch.optim.Optimizer):
 
     Hyper-parameters live in ``param_groups[0]`` (one group) and may be changed between
     steps: lr, momentum, damping, weight_decay, stat_decay, kl_clip, t_cov, t_inv,
-    fisher, rescale, adaptive_damping, t_damping, quad_batch.
+    fisher, rescale, adaptive_damping, t_damping, quad_batch, quad_every.
     """
 
     def __init__(self, model: nn.Module, likelihood: str | Likelihood = "categorical", lr: float = 0.1,
@@ -285,7 +306,7 @@ class KFAC(torch.optim.Optimizer):
                  stat_decay: float = 0.95, kl_clip: float = 1e-3, t_cov: int = 10,
                  t_inv: int = 100, fisher: str = "true", rescale: str = "kl_clip",
                  adaptive_damping: bool = False, t_damping: int = 5, quad_batch: int = 0,
-                 eigh_dtype: torch.dtype = torch.float32, damping_raise: float = 10.0,
+                 quad_every: int = 1, eigh_dtype: torch.dtype = torch.float32, damping_raise: float = 10.0,
                  min_damping: float = 1e-8, max_damping: float = 1e4,
                  batched: bool = True, triton_stats: bool | None = None,
                  generator: torch.Generator | None = None) -> None:
@@ -295,7 +316,7 @@ class KFAC(torch.optim.Optimizer):
         defaults = dict(lr=lr, momentum=momentum, damping=damping, weight_decay=weight_decay,
                         stat_decay=stat_decay, kl_clip=kl_clip, t_cov=t_cov, t_inv=t_inv,
                         fisher=fisher, rescale=rescale, adaptive_damping=adaptive_damping,
-                        t_damping=t_damping, quad_batch=quad_batch)
+                        t_damping=t_damping, quad_batch=quad_batch, quad_every=quad_every)
         super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
         self._check_group()
         self.model = model
@@ -344,6 +365,9 @@ class KFAC(torch.optim.Optimizer):
         self._prev_in_quad = False                   # _prev_in_quad (then _delta_prev is None)
         self._groups: list = []
         self._group_buffers: list = []
+        self._quad_curv: tuple[float, float, float] | None = None   # reused between fits (quad_every)
+        self._quad_refit = True          # the next quadratic step fits (α, μ) whatever the schedule
+        self.quad_fits = 0               # quadratic steps that evaluated the model (JVPs, 2x2 solve)
 
     def _make_grad_buffers(self) -> list[torch.Tensor]:
         """One (k, out, in) gradient buffer per group of same-shaped layers whose .grad
@@ -408,6 +432,8 @@ class KFAC(torch.optim.Optimizer):
             raise ValueError(f"damping must be > 0, got {g['damping']}")
         if int(g["t_cov"]) < 1 or int(g["t_inv"]) < 1:
             raise ValueError("t_cov and t_inv must be >= 1")
+        if int(g.get("quad_every", 1)) < 1:
+            raise ValueError(f"quad_every must be >= 1, got {g['quad_every']}")
 
     # -- statistics ------------------------------------------------------------------
     @property
@@ -625,6 +651,7 @@ class KFAC(torch.optim.Optimizer):
     # -- the step ------------------------------------------------------------------------
     def _skip(self, why: str) -> None:
         self.skipped += 1
+        self._quad_refit = True
         old = self.damping
         self.damping = old * self.damping_raise
         self.events.append(f"step {self.steps}: {why}; step skipped, damping {old:.3g} -> {self.damping:.3g}")
@@ -645,6 +672,7 @@ class KFAC(torch.optim.Optimizer):
                 self._skip(err)
                 return loss
             self._need_inverse = any(l.eig is None for l in self.layers)
+            self._quad_refit = True          # new factors: Δ's scale moves, so (α, μ) are refit
         if self._inv_damping != self.damping:
             self._build_inverses()
         if any(l.A_inv is None for l in self.layers):
@@ -749,6 +777,27 @@ class KFAC(torch.optim.Optimizer):
             self._prev_in_quad = False
         prev = self._delta_prev if self._delta_prev is not None and \
             self._delta_prev.numel() == delta.numel() else None
+        lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
+        every = int(g.get("quad_every", 1) or 1) > 1
+        full_grad = None
+        if every:                                    # the whole batch's gradient, flat (wd included)
+            full_grad = flat([gr for layer, x, _ in results for gr in layer.split(x)]
+                             + [p.grad + wd * p.detach() if wd else p.grad for p in plain])
+        if not self._quad_fit_due(lm_due):           # quad_every: a step between fits
+            vg = float(-(full_grad @ delta))
+            reuse = self._reuse_coefficients(
+                vg, None if prev is None else float(full_grad @ prev), float(delta @ delta),
+                0.0 if prev is None else float(-(delta @ prev)), 0.0 if prev is None else float(prev @ prev))
+            if reuse is not None:
+                for layer in self.layers:
+                    layer.a_last = layer.s_last = None
+                alpha, mu, kl = reuse
+                step = alpha * delta if prev is None else alpha * delta + mu * prev
+                self.last_alpha, self.last_mu, self.last_kl = alpha, mu, kl
+                self._quad_curv = self._quad_curv[:2] + (kl, self._quad_curv[3])
+                torch._foreach_add_(params, unflat(step))
+                self._delta_prev = step
+                return True
         k = int(g.get("quad_batch", 0) or 0)
         sub = 0 < k < inputs.shape[0]
         x_q = inputs[:k] if sub else inputs          # the quadratic model on a sub-batch
@@ -818,9 +867,10 @@ class KFAC(torch.optim.Optimizer):
         coef = torch.tensor([alpha, mu][: c_f.shape[0]], dtype=torch.float64)
         self.last_kl = float(coef @ c_f @ coef)
         self.last_alpha, self.last_mu = alpha, mu
+        self._fitted(c_f.tolist(), float(-(full_grad @ delta)) if every else 0.0, prev is not None)
         torch._foreach_add_(params, unflat(step))
         self._delta_prev = step
-        if g["adaptive_damping"] and (self.steps + 1) % int(g["t_damping"]) == 0 and model_reduction < 0:
+        if lm_due and model_reduction < 0:
             self._jvp_active = True
             try:
                 new_loss = float(self.likelihood.mean_loss(self.model(x_q), target[:k] if sub else target))
@@ -833,6 +883,62 @@ class KFAC(torch.optim.Optimizer):
             rho = (new_loss - float(loss0)) / model_reduction
             self._levenberg_marquardt(rho, g)
         return True
+
+    def _quad_fit_due(self, lm_due: bool) -> bool:
+        """Does this quadratic step fit (α, μ) to the model (the JVPs and the 2x2 solve)?
+        Always at quad_every = 1; else when there is no curvature to reuse (the first
+        step, after a skip or a new eigendecomposition, after a fit without δ_prev), on
+        every LM step (ρ needs the model's predicted reduction) and every quad_every-th
+        step (steps + 1 ≡ 0 mod quad_every, LM's own phase)."""
+        e = int(self.group.get("quad_every", 1) or 1)
+        return (e <= 1 or self._quad_curv is None or self._quad_refit or lm_due
+                or (self.steps + 1) % e == 0)
+
+    def _fitted(self, c_f: Any, vg: float, two_d: bool) -> None:
+        """After a fit: keep what the steps until the next fit reuse (quad_every > 1): the
+        ratio κ = ΔᵀFΔ / ΔᵀF̆_λΔ of the exact to the K-FAC curvature along Δ (ΔᵀF̆_λΔ =
+        ⟨V, ∇W⟩), the correlation c01 / sqrt(c00 c11) of Δ and δ_prev under F, and δᵀFδ."""
+        self.quad_fits += 1
+        self._quad_refit = False
+        self._quad_curv = None
+        if int(self.group.get("quad_every", 1) or 1) <= 1 or not two_d:
+            return
+        c00, c01, c11 = c_f[0][0], c_f[0][1], c_f[1][1]
+        if vg > 0 and c00 > 0 and c11 > 0 and math.isfinite(self.last_kl) and self.last_kl > 0:
+            self._quad_curv = (c00 / vg, c01 / math.sqrt(c00 * c11), self.last_kl, self.last_kl)
+
+    def _reuse_coefficients(self, vg: float, b1: float | None, q00: float, q01: float,
+                            q11: float) -> tuple[float, float, float] | None:
+        """(α, μ, δᵀFδ) for a step between fits (quad_every > 1), from the 2x2 model with
+        the terms it can have without a Fisher product, exact: this step's gradient terms
+        gᵀΔ = -⟨V, ∇W⟩ and gᵀδ_prev (whole batch, weight decay included) and the damping's
+        Gram matrix of [Δ, δ_prev]; and its Fisher block estimated from the last fit:
+        ΔᵀFΔ ≈ κ ⟨V, ∇W⟩, δ_prevᵀFδ_prev ≈ the last step's δᵀFδ, the cross term from the
+        fit's correlation. None (fit this step instead) unless the block is positive
+        definite, the step finite and predicting a reduction, α > 0, 0 ≤ μ < 1 (no
+        geometric growth of δ over the reused steps) and δᵀFδ at most ``_REUSE_KL_GROWTH``
+        times the last fit's."""
+        kappa, corr, kl_prev, kl_fit = self._quad_curv
+        lam = self.damping + self.group["weight_decay"]
+        if not (math.isfinite(vg) and vg > 0):
+            return None
+        c00 = kappa * vg
+        if b1 is None:                            # no δ_prev (a path switch): Δ alone
+            alpha = vg / (c00 + lam * q00)
+            mu, c01, c11 = 0.0, 0.0, 0.0
+        else:
+            c11 = kl_prev
+            c01 = corr * math.sqrt(c00 * c11)
+            c = [[c00 + lam * q00, c01 - lam * q01], [c01 - lam * q01, c11 + lam * q11]]
+            if not (c[0][0] > 0 and c[0][0] * c[1][1] - c[0][1] * c[1][0] > 0):
+                return None
+            alpha, mu = _solve2(c, (-vg, b1))
+            if not (math.isfinite(alpha) and math.isfinite(mu)) or -alpha * vg + mu * b1 >= 0:
+                return None
+        kl = alpha * alpha * c00 + 2 * alpha * mu * c01 + mu * mu * c11
+        if not (alpha > 0 and 0.0 <= mu < 1.0 and kl <= _REUSE_KL_GROWTH * kl_fit):
+            return None
+        return alpha, mu, kl
 
     def _levenberg_marquardt(self, rho: float, g: dict[str, Any]) -> None:
         """Martens & Grosse's damping rule from the reduction ratio ρ, applied every
@@ -908,23 +1014,35 @@ class KFAC(torch.optim.Optimizer):
         g = self.group
         q = self._quad_buffers()
         wd = g["weight_decay"]
+        every = int(g.get("quad_every", 1) or 1) > 1
+        grads = [] if every else None            # quad_every: the gradients, for gᵀΔ and gᵀδ_prev
         for (members, g_stack, a_stack), buf, out in zip(self._groups, self._group_buffers, q.group_out):
             if g_stack is None:
                 layer = members[0]
-                torch.mm(layer.G_inv @ layer.grad_matrix(wd), layer.A_inv, out=out)
+                xs = layer.grad_matrix(wd)
+                torch.mm(layer.G_inv @ xs, layer.A_inv, out=out)
             else:
                 if buf is not None and not wd and all(l.grads_attached() for l in members):
                     xs = buf
                 else:
                     xs = torch.stack([l.grad_matrix(wd) for l in members])
                 torch.bmm(torch.bmm(g_stack, xs), a_stack, out=out)
+            if grads is not None:
+                grads.append(xs)
         if self._delta_prev is not None and self._delta_prev.numel() == q.size:
             torch._foreach_copy_(q.step_views, [t.view(p.shape) for t, p in zip(
                 torch.split(self._delta_prev, [p.numel() for p in q.params]), q.params)])
             self._prev_in_quad = True
         self._delta_prev = None
         has_prev = self._prev_in_quad
+        lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
         n_t = 2 if has_prev else 1
+        # [⟨V, ∇W⟩, ⟨δ_prev, ∇W⟩] on the whole batch (wd included), rows of D against the gradients
+        gd = sum(torch.mv(rows[:n_t], x.reshape(-1)) for rows, x in zip(q.group_rows, grads)) if every else None
+        if not self._quad_fit_due(lm_due):
+            done = self._quadratic_reuse(q, has_prev, gd)
+            if done is not None:
+                return done
         inputs, target, loss0 = self._batch
         n = inputs.shape[0]
         k = int(g.get("quad_batch", 0) or 0)
@@ -968,10 +1086,12 @@ class KFAC(torch.optim.Optimizer):
         if wd:
             parts.append(torch.stack([(p.detach() * v).sum((-1, -2) if p.dim() == 2 else -1)
                                       for p, v in zip(q.params, q.param_tangents[n_t])]).sum(0, keepdim=True))
-        lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
         if lm_due and sub:
             parts.append(self.likelihood.mean_loss(cur, y_q).expand(1, n_t))
+        if every:
+            parts.append(gd[None])
         rows = torch.cat(parts).tolist()
+        vg = rows.pop()[0] if every else 0.0
         scale = 1.0 / (k * self.likelihood.elements(cur))
         # row 0 of D is V = -Δ: flip the signs of the Δ terms
         if has_prev:
@@ -1009,6 +1129,7 @@ class KFAC(torch.optim.Optimizer):
         else:
             self.last_kl = alpha * c_f[0][0] * alpha
         self.last_alpha, self.last_mu = alpha, mu
+        self._fitted(c_f, vg, has_prev)
         if has_prev:                                   # D[1] ← α Δ + μ δ_prev = μ δ_prev - α V
             q.D1.mul_(mu).add_(q.D0, alpha=-alpha)
         else:
@@ -1029,6 +1150,34 @@ class KFAC(torch.optim.Optimizer):
                 new_loss += 0.5 * wd * (2.0 * th_step + st2)
             rho = (new_loss - (rest[0] if sub else float(loss0))) / model_reduction
             self._levenberg_marquardt(rho, g)
+        return True
+
+    def _quadratic_reuse(self, q: "_QuadBuffers", has_prev: bool, gd: torch.Tensor) -> bool | None:
+        """A step between fits on the fast path (``_reuse_coefficients``): the gradient terms
+        and the Gram matrix of D in one host read, then δ = αΔ + μ δ_prev in D[1] as after a
+        fit. None: the estimate is unusable, fit this step instead."""
+        d = q.D if has_prev else q.D0[None]
+        vals = torch.cat([gd, F.linear(d, d).reshape(-1)]).tolist()
+        if not all(math.isfinite(v) for v in vals):
+            return None
+        if has_prev:
+            vg, b1, q00, q01, _, q11 = vals
+        else:
+            (vg, q00), b1, q01, q11 = vals, None, 0.0, 0.0
+        reuse = self._reuse_coefficients(vg, b1, q00, q01, q11)
+        if reuse is None:
+            return None
+        for layer in self.layers:
+            layer.a_last = layer.s_last = None
+        alpha, mu, kl = reuse
+        if has_prev:
+            q.D1.mul_(mu).add_(q.D0, alpha=-alpha)
+        else:
+            torch.mul(q.D0, -alpha, out=q.D1)
+        self.last_alpha, self.last_mu, self.last_kl = alpha, mu, kl
+        self._quad_curv = self._quad_curv[:2] + (kl, self._quad_curv[3])
+        self._prev_in_quad = True
+        torch._foreach_add_(q.params, q.step_views)
         return True
 
     # -- diagnostics ---------------------------------------------------------------------
@@ -1074,6 +1223,9 @@ def _solve2(c: list[list[float]], b: tuple[float, float]) -> tuple[float, float]
 
 _aten = torch.ops.aten
 
+# quad_every: a step between fits may predict at most this multiple of the last fit's δᵀFδ
+_REUSE_KL_GROWTH = 2.0
+
 
 def _tanh_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """dz · (1 - y²), y = tanh(z): one op (tanh's backward, which broadcasts y over T)."""
@@ -1110,6 +1262,7 @@ class _QuadBuffers:
         self.D = torch.zeros(2, self.size, dtype=first.dtype, device=first.device)
         self.D0, self.D1 = self.D[0], self.D[1]
         self.group_out: list[torch.Tensor] = []
+        self.group_rows: list[torch.Tensor] = []       # D[:, the group's slots]
         self.tangents: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor | None]]] = {1: {}, 2: {}}
         self.params: list[torch.Tensor] = []
         self.step_views: list[torch.Tensor] = []
@@ -1120,6 +1273,7 @@ class _QuadBuffers:
             l0 = members[0]
             shape = (len(members), l0.d_out, l0.d_in) if g_stack is not None else (l0.d_out, l0.d_in)
             self.group_out.append(self.D[0, off:off + n].view(shape))
+            self.group_rows.append(self.D[:, off:off + n])
             for layer in members:
                 m = layer.d_out * layer.d_in
                 slot = self.D[:, off:off + m].view(2, layer.d_out, layer.d_in)

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 0.3, "lr_sgd": 3.0, "lr_adam": 5e-3, "momentum": 0.9, "damping": 1e-2,
     "t_cov": 10, "t_inv": 100, "kl_clip": 1e-3, "stat_decay": 0.95, "batch_size": 256,
     "stats_batch": 0, "fisher": "true", "rescale": "kl_clip", "adaptive_damping": False,
-    "min_damping": 1e-4, "quad_batch": 64, "weight_decay": 0.0,
+    "min_damping": 1e-4, "quad_batch": 64, "quad_every": 1, "weight_decay": 0.0,
     "kl_budget": 1e-2, "ngd_damping": 1e-3, "cg_iters": 50,     # ngd: tuned on the digits MLP
 }
 
@@ -42,7 +42,7 @@ def make_optimizer(name: str, model: nn.Module, likelihood: str, p: Mapping[str,
                kl_clip=p["kl_clip"], t_cov=p["t_cov"], t_inv=p["t_inv"],
                fisher=fisher or p["fisher"], rescale=p["rescale"],
                adaptive_damping=p["adaptive_damping"], quad_batch=p["quad_batch"],
-               min_damping=p["min_damping"], batched=p.get("batched", True))
+               quad_every=p["quad_every"], min_damping=p["min_damping"], batched=p.get("batched", True))
     opt.fast_quadratic = bool(p.get("fast_quadratic", True))    # False: the general quadratic path
     return opt
 
@@ -58,7 +58,7 @@ def apply_params(opt: torch.optim.Optimizer, p: Mapping[str, Any], changed: Sequ
         grp.update(lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
                    stat_decay=p["stat_decay"], kl_clip=p["kl_clip"], t_cov=p["t_cov"],
                    t_inv=p["t_inv"], rescale=p["rescale"], adaptive_damping=p["adaptive_damping"],
-                   quad_batch=p["quad_batch"])
+                   quad_batch=p["quad_batch"], quad_every=p["quad_every"])
         opt.min_damping = p["min_damping"]
         if "damping" in changed:
             grp["damping"] = p["damping"]

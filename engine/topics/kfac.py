@@ -145,6 +145,10 @@ class KFACTopic(Topic):
         Param("quad_batch", "int", D["quad_batch"], lo=0, hi=100000, log=True,
               help="rescale=quadratic: examples for the whole quadratic model (its two Fisher-vector "
                    "products, gradient term and reduction ratio; 0 = the whole batch)"),
+        Param("quad_every", "int", D["quad_every"], lo=1, hi=1000, log=True,
+              help="rescale=quadratic: fit (α, μ) by the Fisher-vector products every this many "
+                   "steps and on every LM step; between fits the model's Fisher block is "
+                   "estimated from the last fit (1 = every step)"),
         Param("weight_decay", "float", D["weight_decay"], lo=0.0, hi=1.0, help="L2 weight decay of every optimizer"),
         Param("kl_budget", "float", D["kl_budget"], lo=1e-8, hi=1.0, log=True,
               help="ngd: KL budget ε of a step (½ dᵀFd ≤ ε, F the exact Fisher of the batch)"),

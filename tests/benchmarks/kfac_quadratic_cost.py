@@ -1,7 +1,9 @@
 """K-FAC with the quadratic model and LM damping against SGD (issue 14): steps to each seed's SGD
 final loss, then the per-step cost ratios of one interleaved run (engine/bench/timing.py through
 ``kfac_study.step_costs``), for the whole-batch model and sub-batches of 64 and 32 (the MLPs take
-KFAC._quadratic_fast), and the sub-batch of 64 through the general path (``fast_quadratic=False``).
+KFAC._quadratic_fast), the sub-batch of 64 with (α, μ) fitted every 5 steps (``quad_every=5``,
+the LM steps' phase; the steps between on the estimated model), and the sub-batch of 64 through
+the general path (``fast_quadratic=False``).
 
     .venv/bin/python tests/benchmarks/kfac_quadratic_cost.py --task digits_autoencoder
     .venv/bin/python tests/benchmarks/kfac_quadratic_cost.py --task digits_mlp
@@ -28,7 +30,9 @@ def main() -> None:
     ae = args.task == "digits_autoencoder"
     steps, lr_sgd = (1500, 3.0) if ae else (800, 0.3)
     q = {"fisher": "true", "lr": 0.3, "damping": 1e-2, "rescale": "quadratic", "adaptive_damping": True}
-    quads = {f"quadratic+LM quad_batch={k}": Config(f"q{k}", "kfac", dict(q, quad_batch=k)) for k in (0, 64, 32)}
+    quads = {f"quadratic+LM quad_batch={k}": Config(f"q{k}", "kfac", dict(q, quad_batch=k, quad_every=1))
+             for k in (0, 64, 32)}
+    quads["quadratic+LM quad_batch=64 quad_every=5"] = Config("q64e5", "kfac", dict(q, quad_batch=64, quad_every=5))
     sgd = Config("sgd", "sgd", {"lr_sgd": lr_sgd})
     if not args.no_steps:
         reach: dict[str, list] = {"sgd": [], **{k: [] for k in quads}}
@@ -41,18 +45,19 @@ def main() -> None:
         for name, r in reach.items():
             ok = [s for s in r if s is not None]
             mean = sum(ok) / len(ok) if ok else None
-            print(f"{name:32s} steps to SGD's final {r}  mean {mean}  "
+            print(f"{name:40s} steps to SGD's final {r}  mean {mean}  "
                   f"x SGD {sgd_mean / mean if mean else float('nan'):.2f}  ({len(ok)}/{len(r)} seeds)")
     cfgs = {"sgd": sgd, "kfac_true (kl_clip)": Config("kfac", "kfac", {"fisher": "true", "lr": 0.3, "damping": 1e-2}),
             **quads,
             # the same model through KFAC._quadratic_step (flat vectors, autograd), for the before/after
-            "quadratic+LM quad_batch=64 general": Config("q64g", "kfac", dict(q, quad_batch=64, fast_quadratic=False))}
+            "quadratic+LM quad_batch=64 general": Config("q64g", "kfac", dict(q, quad_batch=64, quad_every=1,
+                                                                              fast_quadratic=False))}
     l0 = load_average()
     cost = step_costs(args.task, cfgs, rounds=args.rounds)
     print(f"{args.task}: load average {l0:.2f} -> {load_average():.2f}, 1 torch thread, "
           f"{args.rounds} interleaved rounds of 100 steps")
     for name, ms in cost.items():
-        print(f"  {name:36s} {ms:7.3f} ms/step  {ms / cost['sgd']:5.2f}x SGD")
+        print(f"  {name:42s} {ms:7.3f} ms/step  {ms / cost['sgd']:5.2f}x SGD")
 
 
 if __name__ == "__main__":
