@@ -210,6 +210,18 @@ def _plotext_canvas(cols, rows, x, y, xr, yr):
     return ["".join(r) for r in f.monitor.matrix.marker[::-1]]
 
 
+def test_a_legend_too_long_for_one_header_row_takes_two_with_its_labels_whole():
+    """Six runs whose labels do not fit one header row, and curves filling every corner:
+    the legend goes on two header rows, every label whole, when five plot rows remain."""
+    x = np.linspace(0, 1, 100)
+    names = ["kfac_true", "kfac_empirical", "sgd_momentum", "adam", "ngd_exact", "budget"]
+    chart = Chart([Curve(n, x, np.sin(6 * x + k) + 0.1 * k) for k, n in enumerate(names)])
+    rows = ["".join(t for t, _ in r) for r in chart.render(48, 14, Look())]
+    head = rows[0] + rows[1]
+    assert all(n in head for n in names), rows[:2]
+    assert not any(ch in "⠁⠂⠄⡀⢀⠈⠐⠠" for ch in head)          # no plot in the header rows
+
+
 def test_a_curve_drawn_under_another_is_named_not_silently_hidden():
     """One cell shows one curve: where two coincide within a dot the later one hides the
     earlier. Chart.under names the curves the plot drew mostly under another; apart, none;

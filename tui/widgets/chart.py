@@ -262,17 +262,31 @@ class Chart:
             return blank
         yt, (y_lo, y_hi), label_w, grid = layout
         in_header = False
+        legend_rows: list = []
         if entries:
             spot = grid.place_legend(entries)
             room = width - (len(ylabel) + 2 if header else 0)
             if spot is None and _pack(entries, room, shorten=False) is None and \
                     _pack(entries, width, shorten=False) is not None:
                 ylabel, room = "", width  # which line is which matters more than the y label
-            # which curve is which matters more than a fourth plot row: a header down to 3 rows
-            if spot is None and _pack(entries, room) is not None and height - 1 - 2 - own >= 3:
+            # which curve is which matters more than a fourth plot row: a header down to 3
+            # rows, on two lines when one does not hold it, or holds it only with the labels
+            # shortened while two hold them whole and 5 plot rows remain
+            if spot is None and len(entries) >= 4:
+                two = _two_rows(entries, room, width)
+                plot_rows = height - 2 - 2 - own
+                whole = all(_pack(r, w, shorten=False) is not None for r, w in zip(two, (room, width)))
+                if (whole and plot_rows >= 5 and _pack(entries, room, shorten=False) is None) or \
+                        (_pack(entries, room) is None and plot_rows >= 3 and _pack(two[1], width) is not None):
+                    if _pack(two[0], room) is None and _pack(two[0], width) is not None:
+                        ylabel, room = "", width
+                    if _pack(two[0], room) is not None:
+                        legend_rows = two
+            if spot is None and (legend_rows or (_pack(entries, room) is not None and height - 1 - 2 - own >= 3)):
                 in_header = True
-                if not header:
-                    header = 1
+                legend_rows = legend_rows or [entries]
+                if header != len(legend_rows):
+                    header = len(legend_rows)
                     layout = self._layout(width, height - header - own, look, xr)
                     if layout is None:
                         return blank
@@ -289,11 +303,15 @@ class Chart:
             if ylabel:
                 runs.append((ylabel[:width], AXIS))
             if in_header:
-                packed = _pack(entries, width - (len(ylabel) + 2 if ylabel else 0)) or []
+                packed = _pack(legend_rows[0], width - (len(ylabel) + 2 if ylabel else 0)) or []
                 gap = width - len(ylabel) - sum(len(t) for t, _ in packed)
                 runs.append((" " * max(0, gap), None))
                 runs.extend(packed)
             out.append(_clip_runs(runs, width))
+            for more in legend_rows[1:]:
+                packed = _pack(more, width) or []
+                gap = width - sum(len(t) for t, _ in packed)
+                out.append(_clip_runs([(" " * max(0, gap), None), *packed], width))
         tick_rows = {}
         for v, s in zip(yt.values, yt.labels):
             a = math.log10(v) if self.logy else v
@@ -725,6 +743,20 @@ def _cut_at(x: np.ndarray, y: np.ndarray, xr: tuple[float, float]) -> tuple[np.n
         if t_out < 1:                               # leaves through an edge
             pen_up()
     return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+def _two_rows(entries, first: int, width: int) -> list:
+    """The legend's entries split over two header rows (the first ``first`` wide, beside a
+    y label, the second ``width``): where both rows hold their labels whole, the most even
+    split; else the split in half."""
+    whole = [(max(len(e[1]) for e in entries[:k]), k) for k in range(1, len(entries))
+             if _pack(entries[:k], first, shorten=False) is not None
+             and _pack(entries[k:], width, shorten=False) is not None]
+    if whole:
+        k = min(whole, key=lambda w: abs(2 * w[1] - len(entries)))[1]
+    else:
+        k = (len(entries) + 1) // 2
+    return [entries[:k], entries[k:]]
 
 
 def _pack(entries, width: int, shorten: bool = True) -> list[tuple[str, Style | None]] | None:

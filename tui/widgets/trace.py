@@ -105,6 +105,12 @@ class TraceView(ChartView):
 
         names = list(view.series) + list(view.reference)
         shown = strip_common([self.label(n) for n in names])
+        if view.reference and len(view.series) > 1:
+            # the runs share more than the reference does ("KL moved (sgd)", ..., "KL
+            # budget (ngd)"): the runs by what tells them apart, the reference by its name
+            alone = strip_common([self.label(n) for n in view.series])
+            if sum(map(len, alone)) < sum(map(len, shown[:len(view.series)])):
+                shown = alone + [self.label(n) for n in view.reference]
         short = dict(zip(names, shown))
         curves: list[Curve] = []
         warn: list[tuple[str, str]] = []
