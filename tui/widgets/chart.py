@@ -122,6 +122,7 @@ class Chart:
     legend: bool = True
     message: str = ""     # drawn in the middle when there is nothing else
     clipped: dict = field(default_factory=lambda: {"above": 0, "below": 0})  # set by render
+    hidden: dict = field(default_factory=dict)   # set by render: curve -> the curve over most of it
 
     # -- derived, size-independent -------------------------------------------------------
     def assign_styles(self, look: Look) -> None:
@@ -384,9 +385,8 @@ class Chart:
         """(curve, the curve over it) for each labelled curve the last render drew mostly
         under another (within a dot of each other, one cell shows one curve): the panel
         says so, as the legend cannot."""
-        hidden = getattr(self, "hidden", {})
         return [(self.curves[i].label, self.curves[j].label or "another curve")
-                for i, j in sorted(hidden.items()) if self.curves[i].label]
+                for i, j in sorted(self.hidden.items()) if self.curves[i].label]
 
     def _drawn(self) -> list[Curve]:
         """The curves with at least one finite point to draw."""
@@ -402,7 +402,6 @@ class Chart:
             return []
         out = []
         for c in labelled:
-            label = c.label
             style = None if look.mono else Style(color=c.colour)
             if look.mono:
                 sample = "⣿" if c.mark == "braille" else c.mark
@@ -412,7 +411,7 @@ class Chart:
                 sample = "." if look.ascii else "·"
             else:
                 sample = "-" if look.ascii else "━"
-            out.append((sample, label, style))
+            out.append((sample, c.label, style))
         return out
 
 
@@ -424,7 +423,7 @@ class _Canvas:
     being plotext's build itself); on top we stamp the clip markers and the legend, placed
     from what was drawn.
 
-    The curves are handed to plotext already reduced to what a cell grid can show: a line
+    The curves are drawn already reduced to what a cell grid can show: a line
     keeps, per dot column, its first, lowest, highest and last point (M4, Jugel et al.,
     "M4: a visualization-oriented time series data aggregation", VLDB 2014: the same dots
     are lit), scattered points one per dot, and a line is cut at the x range's edges."""
@@ -448,7 +447,7 @@ class _Canvas:
         return c.mark
 
     def draw(self, chart: Chart, xr: tuple[float, float], yr: tuple[float, float]) -> dict[str, int]:
-        """Hand every curve to plotext; returns {"above": n, "below": n} clipped points."""
+        """Draw every curve, in plotext's order; returns {"above": n, "below": n} clipped points."""
         clipped = {"above": 0, "below": 0}
         # bars, then data points, references, series on top; with one marker per cell
         # (NO_COLOR, ASCII) a reference goes on top, or the series around it hides it
@@ -460,20 +459,9 @@ class _Canvas:
                 return 0
             return {"data": 1, "reference": ref_rank}.get(c.role, 3)
 
-        fig = None
-
-        def figure():
-            nonlocal fig
-            if fig is None:
-                fig = _blank_figure(self.cols, self.rows)
-                fig.xlim(*xr)
-                fig.ylim(*yr)
-            return fig
-
         clip_marks: list[tuple[int, int, str, int]] = []
-        layers: list[tuple[np.ndarray, np.ndarray, bool, str, int | str, float | None]] = []
-        order: list[int] = []        # the curve of each layer
-        signals = 0
+        # (curve, x, y, lines, marker, colour code, fill level) of each signal, in order
+        layers: list[tuple[int, np.ndarray, np.ndarray, bool, str, int | str, float | None]] = []
         for i in sorted(range(len(chart.curves)), key=rank):
             c = chart.curves[i]
             code: int | str = _NO_COLOUR
@@ -483,10 +471,9 @@ class _Canvas:
             marker = self.marker(c)
             y = chart._ys(c)
             if c.kind == "bars":
-                n = self._bars(figure, layers, c, y, xr, yr, marker, code)
-                if n < 0:
-                    order.append(i)
-                signals += max(n, 0)
+                bars = self._bars(c, y, xr, yr, marker)
+                if bars is not None:
+                    layers.append((i, bars[0], bars[1], False, marker, code, bars[2]))
                 continue
             sx, sy = _DOTS.get(marker, (1, 1))
             W, H = self.cols * sx, self.rows * sy
@@ -517,25 +504,43 @@ class _Canvas:
                 keep = _m4(fxs, ys)
                 xs, ys = xs[keep], ys[keep]
                 drawn = bool(np.isfinite(xs).any())
-            if not drawn:
-                continue
-            order.append(i)
-            if VIA_PLOTEXT:
-                (figure().plot if lines else figure().scatter)(xs.tolist(), ys.tolist(), marker=marker, color=code)
-                signals += 1
+            if drawn:
+                layers.append((i, xs, ys, lines, marker, code, None))
+        if VIA_PLOTEXT:
+            self._plotext(layers, xr, yr)
+        else:
+            self._stamp(layers, xr, yr)
+        for row, col, glyph, key in clip_marks:
+            self.chars[row, col] = glyph
+            self.keys[row, col] = key
+        return clipped
+
+    def _plotext(self, layers, xr, yr) -> None:
+        """The signals through plotext's own build (the tests' reference)."""
+        if not layers:
+            return
+        fig = _blank_figure(self.cols, self.rows)
+        fig.xlim(*xr)
+        fig.ylim(*yr)
+        for _, xs, ys, lines, marker, code, fill in layers:
+            if lines:
+                fig.plot(xs.tolist(), ys.tolist(), marker=marker, color=code)
             else:
-                layers.append((xs, ys, lines, marker, code, None))
-        if signals:
-            fig._set_sizes()
-            fig._build_matrix()
-            m = fig.monitor.matrix
-            self.chars = np.array(m.marker[::-1], dtype="<U1")[:self.rows, :self.cols]
-            fg = m.fullground[::-1]
-            keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
-            self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
+                fig.scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=fill)
+        fig._set_sizes()
+        fig._build_matrix()
+        m = fig.monitor.matrix
+        self.chars = np.array(m.marker[::-1], dtype="<U1")[:self.rows, :self.cols]
+        fg = m.fullground[::-1]
+        keys = np.array([[v if isinstance(v, int) else -1 for v in row] for row in fg], dtype=np.int64)
+        self.keys = np.where(self.chars != " ", keys[:self.rows, :self.cols], -1)
+
+    def _stamp(self, layers, xr, yr) -> None:
+        """Each signal's cells (plotext_fast.cells) over the ones before it; notes which
+        curves end up mostly under another (:attr:`hidden`)."""
         owner = np.full((self.rows, self.cols), -1, dtype=np.int64)
         covered: list[tuple[int, np.ndarray]] = []
-        for i, (xs, ys, lines, marker, code, fill) in zip(order, layers):    # in plotext's order
+        for i, xs, ys, lines, marker, code, fill in layers:
             cx, cy, chars = plotext_fast.cells(xs, ys, xr, yr, self.cols, self.rows, marker, lines, fill)
             r = self.rows - 1 - cy
             self.chars[r, cx] = chars
@@ -543,13 +548,10 @@ class _Canvas:
             owner[r, cx] = i
             covered.append((i, r * self.cols + cx))
         self.hidden = _hidden(owner.reshape(-1), covered)
-        for row, col, glyph, key in clip_marks:
-            self.chars[row, col] = glyph
-            self.keys[row, col] = key
-        return clipped
 
-    def _bars(self, figure, layers, c: Curve, y: np.ndarray, xr, yr, marker: str, code) -> int:
-        """All the bars of a curve as one plotext signal: a point at the bar's top in each
+    def _bars(self, c: Curve, y: np.ndarray, xr, yr, marker: str) -> tuple | None:
+        """All the bars of a curve as one signal, (x, y, fill level), or None when none is
+        drawn: a point at the bar's top in each
         dot column it covers, filled down to the base (plotext's fillx). One signal, so two
         bars sharing a cell share its quadrant block (plotext replaces a cell signal by
         signal). Neighbours keep a free dot column between them when every bar is at least
@@ -561,7 +563,7 @@ class _Canvas:
         dot = (xr[1] - xr[0]) / (W - 1)
         ok = np.isfinite(c.x) & np.isfinite(y) & (y != base)
         if not ok.any():
-            return 0
+            return None
         a = np.floor(0.5 + (c.x - widths / 2 - xr[0]) / dot)
         b = np.floor(0.5 + (c.x + widths / 2 - xr[0]) / dot) - 1    # the next bar starts at b + 1
         if (b - a)[ok].min() >= 2:
@@ -571,14 +573,10 @@ class _Canvas:
         top = np.clip(y, yr[0], yr[1])
         cols = [np.arange(ai, bi + 1) for ai, bi in zip(a[ok], b[ok])]
         if not cols:
-            return 0
+            return None
         xs = xr[0] + np.concatenate(cols) * dot
         ys = np.repeat(top[ok], [len(k) for k in cols])
-        if VIA_PLOTEXT:
-            figure().scatter(xs.tolist(), ys.tolist(), marker=marker, color=code, fillx=base)
-            return 1
-        layers.append((xs, ys, False, marker, code, base))
-        return -1
+        return xs, ys, base
 
     # -- legend -------------------------------------------------------------------------
     def place_legend(self, entries, force: bool = False) -> tuple[int, int] | None:
