@@ -17,9 +17,9 @@ mpf), one iteration per update (up to 25 line-search evaluations: torch caps the
 search at max_eval, which defaults to 1 for max_iter = 1), weight decay added as wd/2 |couplings|^2.
 
 On the CPU the rbm's sampling methods under SGD take a fused update: ``pcd`` through
-:class:`PCDChunk` (8-10 BLAS / elementwise calls per update, three of them products on preallocated buffers, Gibbs
-draws against a chunk's logistic noise drawn at once, ahead, on a helper thread; one
-intra-op thread for small updates), ``cd`` through
+:class:`PCDChunk` (8-10 BLAS / elementwise calls per update on preallocated buffers,
+three of them matrix products; Gibbs draws against a chunk's logistic noise drawn at once,
+ahead, on a helper thread; one intra-op thread for small updates), ``cd`` through
 :func:`rbm_sgd_update`; both are the generic Gibbs + SGD step to rounding, given the same
 uniforms (tests). The evaluations are jobs (:func:`evaluation`) a caller may spread over calls.
 
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..exact import boltzmann as exact
+from ..kernels import boltzmann as kern
 from . import boltzmann_annealing as annealing
 from .boltzmann import FVBM, RBM, Stream, uniforms_at
 
@@ -194,8 +195,8 @@ class Learner:
         if ch is None:
             z = self.hidden
             if z is None or z[0] is not self.chains:     # chains from elsewhere: draw their z
-                z = (self.chains, hidden_draw(m, self.chains, self.stream.uniform_(
-                    torch.empty(self.chains.shape[0], m.nh, dtype=self.chains.dtype))))
+                u = self.stream.uniform_(torch.empty(self.chains.shape[0], m.nh, dtype=self.chains.dtype))
+                z = (self.chains, kern.sample_layer_torch(self.chains @ m.W, m.c, uniforms=u, want_probs=False)[0])
             ch = self.chunk = PCDChunk(m, self.bufs, self.chains, X.shape[0], steps, self.block, z[1])
         self.chains = ch.update(X, p["lr"], p["momentum"], p["weight_decay"], self.stream)
         self.hidden = (self.chains, ch.z)
@@ -361,12 +362,6 @@ def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.
     b.sub_(bb, alpha=lr)
     c.sub_(bc, alpha=lr)
     return v, flips, energy, z
-
-
-def hidden_draw(model: RBM, v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """z = u < sigma(c + v W): the hidden units a persistent chain that holds only its visible
-    units starts from (the CPU PCD chain carries z between updates)."""
-    return (u < torch.sigmoid(torch.addmm(model.c, v, model.W))).to(v.dtype)
 
 
 SMALL_UPDATE = 1 << 21           # multiply-adds of a PCDChunk update below which it runs on one thread

@@ -303,6 +303,15 @@ def test_fused_rbm_update_equals_the_generic_gibbs_and_sgd_step():
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
+def _hidden_units(model, v, stream):
+    """The z a PCD chunk draws for chains that arrive without one: the layer sampler's twin
+    on one uniform block of the learner's stream."""
+    from mletui.engine.kernels import boltzmann as kb
+
+    u = stream.uniform_(torch.empty(v.shape[0], model.nh, dtype=v.dtype))
+    return kb.sample_layer_torch(v @ model.W, model.c, uniforms=u, want_probs=False)[0]
+
+
 @pytest.mark.parametrize("steps, batch, dtype", [(1, 9, torch.float64), (2, 12, torch.float64), (1, 10, torch.float32)])
 def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monkeypatch, steps, batch, dtype):
     """The CPU rbm PCD path (PCDChunk: augmented parameters, a chunk's uniforms drawn up front
@@ -323,7 +332,7 @@ def test_chunked_pcd_learner_equals_the_fused_update_with_the_same_uniforms(monk
     twin = Stream.new(42, "cpu")
     bufs = [torch.zeros_like(t) for t in ref.parameters()]
     v_ref, U, t, energies, flips = _bits(R, nv, 41).to(dtype), None, 0, [], []
-    z_ref = bl.hidden_draw(ref, v_ref, twin.uniform_(torch.empty(R, nh, dtype=dtype)))  # once, for chains without z
+    z_ref = _hidden_units(ref, v_ref, twin)         # once, for chains that arrive without z
     sizes = [batch] * 4 + [5] * 4
     for update, M in enumerate(sizes):
         if U is None or t == 3 or (update and M != sizes[update - 1]):
@@ -397,7 +406,7 @@ def test_chunked_pcd_without_momentum_matches_sgd_and_computes_only_the_energies
     twin = Stream.new(72, "cpu")
     bufs = [torch.zeros_like(t) for t in ref.parameters()]
     v_ref, U, t, energies = _bits(R, nv, 71).to(torch.float64), None, 0, []
-    z_ref = bl.hidden_draw(ref, v_ref, twin.uniform_(torch.empty(R, nh, dtype=torch.float64)))
+    z_ref = _hidden_units(ref, v_ref, twin)
     for update in range(14):
         mom = 0.0 if update < 7 else 0.5
         if update == 7:
