@@ -663,6 +663,17 @@ def test_legend_labels_lose_the_shared_stem_and_the_parentheses():
     assert strip_common(["a (kfac_true)", "a (kfac_x (1))"]) == ["a (kfac_true)", "a (kfac_x (1))"]
 
 
+def test_runs_are_named_by_what_tells_them_apart_beside_a_reference():
+    from mletui.tui.widgets.labels import series_labels
+
+    runs = ["KL moved (kfac_true)", "KL moved (sgd)", "KL moved (adam)"]
+    assert series_labels(runs, ["KL budget (ngd)"]) == ["kfac_true", "sgd", "adam", "KL budget (ngd)"]
+    # what every label shares still goes for all ("energy per spin" is not a run qualifier)
+    assert series_labels(["loss (sgd)", "loss (adam)"], ["loss (exact)"]) == ["sgd", "adam", "exact"]
+    assert series_labels(["energy per spin"], ["exact energy (Kaufman)"]) == \
+        ["energy per spin", "exact energy (Kaufman)"]
+
+
 def test_an_axis_label_that_names_its_unit_is_not_repeated():
     from mletui.tui.widgets.labels import with_unit
 

@@ -138,6 +138,19 @@ def strip_common(labels: Iterable[str]) -> list[str]:
     return labels if any(len(o) < 3 for o in out) else out
 
 
+def series_labels(series: list[str], references: list[str]) -> list[str]:
+    """The legend labels of a chart's series then references: what they share stripped
+    (:func:`strip_common`); when the series share more among themselves than with the
+    references ("KL moved (sgd)", ..., beside "KL budget (ngd)"), the series by what tells
+    them apart and the references by their names."""
+    shown = strip_common(series + references)
+    if references and len(series) > 1:
+        alone = strip_common(series)
+        if sum(map(len, alone)) < sum(map(len, shown[:len(series)])):
+            return alone + list(references)
+    return shown
+
+
 def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " | ") -> str:
     """Join (label, value) parts, in priority order, into at most ``width`` characters:
     a part whose label does not fit is shown with its label abbreviated (to half its

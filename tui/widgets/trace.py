@@ -33,7 +33,7 @@ from mletui.engine.topic import Frame
 
 from .chart import Chart, Curve
 from .chart_view import ChartView
-from .labels import axis_name, strip_common, with_unit
+from .labels import axis_name, series_labels, with_unit
 from .numbers import fmt, is_number
 
 RECENT_MIN = 50
@@ -104,13 +104,7 @@ class TraceView(ChartView):
         starts = [i for i, f in enumerate(frames) if i > 0 and f.params is not None]
 
         names = list(view.series) + list(view.reference)
-        shown = strip_common([self.label(n) for n in names])
-        if view.reference and len(view.series) > 1:
-            # the runs share more than the reference does ("KL moved (sgd)", ..., "KL
-            # budget (ngd)"): the runs by what tells them apart, the reference by its name
-            alone = strip_common([self.label(n) for n in view.series])
-            if sum(map(len, alone)) < sum(map(len, shown[:len(view.series)])):
-                shown = alone + [self.label(n) for n in view.reference]
+        shown = series_labels([self.label(n) for n in view.series], [self.label(n) for n in view.reference])
         short = dict(zip(names, shown))
         curves: list[Curve] = []
         warn: list[tuple[str, str]] = []
