@@ -415,6 +415,11 @@ class KFAC(torch.optim.Optimizer):
         return self.param_groups[0]
 
     @property
+    def quad_every(self) -> int:
+        """Fit (α, μ) every this many quadratic steps (1: every step)."""
+        return int(self.group.get("quad_every", 1))
+
+    @property
     def damping(self) -> float:
         return float(self.group["damping"])
 
@@ -778,7 +783,7 @@ class KFAC(torch.optim.Optimizer):
         prev = self._delta_prev if self._delta_prev is not None and \
             self._delta_prev.numel() == delta.numel() else None
         lm_due = bool(g["adaptive_damping"]) and (self.steps + 1) % int(g["t_damping"]) == 0
-        every = int(g.get("quad_every", 1) or 1) > 1
+        every = self.quad_every > 1
         full_grad = None
         if every:                                    # the whole batch's gradient, flat (wd included)
             full_grad = flat([gr for layer, x, _ in results for gr in layer.split(x)]
@@ -890,7 +895,7 @@ class KFAC(torch.optim.Optimizer):
         step, after a skip or a new eigendecomposition, after a fit without δ_prev), on
         every LM step (ρ needs the model's predicted reduction) and every quad_every-th
         step (steps + 1 ≡ 0 mod quad_every, LM's own phase)."""
-        e = int(self.group.get("quad_every", 1) or 1)
+        e = self.quad_every
         return (e <= 1 or self._quad_curv is None or self._quad_refit or lm_due
                 or (self.steps + 1) % e == 0)
 
@@ -901,7 +906,7 @@ class KFAC(torch.optim.Optimizer):
         self.quad_fits += 1
         self._quad_refit = False
         self._quad_curv = None
-        if int(self.group.get("quad_every", 1) or 1) <= 1 or not two_d:
+        if self.quad_every <= 1 or not two_d:
             return
         c00, c01, c11 = c_f[0][0], c_f[0][1], c_f[1][1]
         if vg > 0 and c00 > 0 and c11 > 0 and math.isfinite(self.last_kl) and self.last_kl > 0:
@@ -1014,7 +1019,7 @@ class KFAC(torch.optim.Optimizer):
         g = self.group
         q = self._quad_buffers()
         wd = g["weight_decay"]
-        every = int(g.get("quad_every", 1) or 1) > 1
+        every = self.quad_every > 1
         grads = [] if every else None            # quad_every: the gradients, for gᵀΔ and gᵀδ_prev
         for (members, g_stack, a_stack), buf, out in zip(self._groups, self._group_buffers, q.group_out):
             if g_stack is None:
