@@ -181,15 +181,16 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
         ch.update(X, 1e-12, 0.0, 0.0, stream)
         ch.pos = 1
 
+    data, chain, rows, rows_T, pre_z, pre_all, pre, _, uv, uz = ch.plan[t]
     calls = {
-        "copy batch": lambda: ch.data_bits[t + 1].copy_(X),
-        "addmm visible (over logit u)": lambda: ch.uv[t][0].addmm_(ch.ha, ch.WvT, beta=-1.0),
-        "compare visible": lambda: torch.gt(ch.uv[t][0], 0.0, out=ch.chain_bits[t + 1]),
-        "mm stacked rows": lambda: torch.mm(ch.rows[t + 1], ch.Wa, out=ch.pre[t]),
-        "compare hidden (with logit u)": lambda: torch.gt(ch.pre_z[t], ch.uz[t][0], out=ch.z),
-        "sigmoid rows": lambda: torch.sigmoid(ch.pre_all[t], out=ch.Pz),
+        "copy batch": lambda: data.copy_(X),
+        "mm visible": lambda: torch.mm(ch.ha, ch.WvT, out=ch.sv),
+        "compare visible (with logit u)": lambda: torch.gt(ch.sv, uv, out=chain),
+        "mm stacked rows": lambda: torch.mm(rows, ch.Wa, out=pre),
+        "compare hidden (with logit u)": lambda: torch.gt(pre_z, uz, out=ch.z),
+        "sigmoid rows": lambda: torch.sigmoid(pre_all, out=ch.Pz),
         "weight rows": lambda: ch.Pz.mul_(ch.w),
-        "addmm gradient into parameters": lambda: ch.Wa.addmm_(ch.rows_T[t + 1], ch.P, alpha=-1e-12),
+        "addmm gradient into parameters": lambda: ch.Wa.addmm_(rows_T, ch.P, alpha=-1e-12),
         "whole update": whole,
     }
     ch.pos = 1
@@ -206,7 +207,7 @@ def update_profile(dtype: torch.dtype = torch.float64, hidden: int = 256, reps: 
     res = {k: statistics.median(v) for k, v in out.items()}
     if ch.next is not None and ch.next[1] is not None:
         ch.next[1].result()
-    noise = [timing.time_once(lambda: logistic_noise_(ch.U_next, 0, 0)) for _ in range(5)]
+    noise = [timing.time_once(lambda: logistic_noise_(ch.Us[1 - ch.cur], 0, 0)) for _ in range(5)]
     res["noise of a chunk, per update (helper thread)"] = 1e6 * statistics.median(noise) / ch.C
     res["load"] = timing.load_average()
     return res

@@ -381,8 +381,8 @@ def _noise_pool() -> ThreadPoolExecutor:
 
 def logistic_noise_(out: torch.Tensor, seed: int, counter: int) -> torch.Tensor:
     """logit(u) = ln(u / (1 - u)) of the uniforms u of the (seed, counter) block
-    (:func:`uniforms_at`), in place: a Bernoulli draw u < sigma(a) is then a - logit(u) > 0
-    (logistic noise), which the product gives with beta = -1, and one compare."""
+    (:func:`uniforms_at`), in place: a Bernoulli draw u < sigma(a) is then one compare,
+    a > logit(u) (logistic noise)."""
     return uniforms_at(out, seed, counter).logit_()
 
 
@@ -425,14 +425,16 @@ class PCDChunk:
     still a Gibbs kernel of the current model, so the chain's law is unchanged. Chains that
     arrive without z (new chains, or from another path) draw it once from p(z | v).
 
-    The Gibbs steps draw z_j = [u_j < sigma(a_j)] as [a_j - logit(u_j) > 0]: each chunk
-    holds logit(u) of its ``updates`` updates' uniforms (one block of the learner's stream,
-    keyed by its counter: :meth:`Stream.uniform_`), the product writes a - logit(u) over it
-    in place (addmm_ with beta = -1) and one compare with 0 gives the units, with no sigmoid
-    (z' compares the stacked product with logit(u) itself).
-    The block of the next chunk is drawn and transformed on a helper thread while this
-    chunk runs (``PREFETCH``; the key fixes the numbers, so a block drawn ahead and not
-    used changes nothing), so the draws depend only on the update count. The chains after each update stay in the chunk's history, from which
+    The Gibbs steps draw z_j = [u_j < sigma(a_j)] as [a_j > logit(u_j)]: each chunk holds
+    logit(u) of its ``updates`` updates' uniforms (one block of the learner's stream, keyed
+    by its counter: :meth:`Stream.uniform_`), and one compare of the product with it gives
+    the units, with no sigmoid. The block is only read (the product goes to a small buffer
+    of its own: the block was written by the helper thread below, and writing over it
+    would take its cache lines from the other core). The block of the next chunk is drawn
+    and transformed on that helper thread while this chunk runs (``PREFETCH``; the key fixes
+    the numbers, so a block drawn ahead and not used changes nothing), so the draws depend
+    only on the update count. Each update's views come as one tuple made at construction
+    (:attr:`plans`). The chains after each update stay in the chunk's history, from which
     :meth:`flush` counts the flips in one call; each update's pre-activations stay in one of
     ``SLOTS`` histories the chunks cycle through, from which :meth:`energies` gives the
     chains' free energies per unit (at the parameters before each update) in a few batched
@@ -467,37 +469,34 @@ class PCDChunk:
                             torch.full((M, 1), -1.0 / M, dtype=dt, device=dev)])
         self.P = self.w.repeat(1, nh + 1)                                    # [w p(z|x), w]
         self.nv = nv
-        self.U = torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev)      # logit(u), this chunk
-        self.U_next = torch.empty_like(self.U)                               # and the next one
+        self.Us = [torch.empty(C, steps, R, nh + nv, dtype=dt, device=dev) for _ in range(2)]  # logit(u)
+        self.cur = 0            # Us[cur] holds this chunk's noise, Us[1 - cur] the next one's
         self.next: tuple[int, Future | None] | None = None                   # (its counter, its draw)
         self.ha = torch.ones(R, nh + 1, dtype=dt, device=dev)                 # [z, 1] of the chains
         self.ha[:, :nh] = hidden
         self.tmp = torch.ones(R, nv + 1, dtype=dt, device=dev)                # [v, 1] inside a sweep
         self.tmp_bits = self.tmp[:, :nv]
+        self.sv = torch.empty(R, nv, dtype=dt, device=dev)                   # b + W z, the chains
+        self.sz = torch.empty(R, nh, dtype=dt, device=dev)                   # c + v W inside a sweep
         self.pos = 0            # updates done in this chunk
         self.flushed = 0        # of which flush has accounted for
         self.buf_zero = False   # bWa known to be zero (no-momentum updates go straight into Wa)
-        # the views each update uses, made once (a slice is a dispatch too)
+        # the views each update uses, made once (a slice is a dispatch too, and so is an
+        # attribute or list lookup's share of an update this small)
         self.Wh, self.WvT, self.W = Wa[:, :nh], Wa[:nv, :].T, Wa[:nv, :nh]
         self.bW = bWa[:nv, :nh]
         self.z, self.Pz = self.ha[:, :nh], self.P[:, :nh]
-        self.rows = [self.HB[t] for t in range(C + 1)]
-        self.rows_T = [r.T for r in self.rows]
-        self.chain = [r[:R] for r in self.rows]
-        self.chain_bits = [r[:R, :nv] for r in self.rows]
-        self.data_bits = [r[R:, :nv] for r in self.rows]
-        self.pres = [[self.A[k, t] for t in range(C)] for k in range(slots)]
-        self.pres_z = [[a[:R, :nh] for a in pre] for pre in self.pres]      # the chains' rows
-        self.pre, self.pre_z = self.pres[0], self.pres_z[0]
-        self.pres_all = [[a[:, :nh] for a in pre] for pre in self.pres]
-        self.pre_all = self.pres_all[0]
-        self.noise = [self._views(U) for U in (self.U, self.U_next)]
-        self.uz, self.uv = self.noise[0]
-
-    def _views(self, U: torch.Tensor) -> tuple[list, list]:
-        nh, steps = self.Wh.shape[1], self.steps
-        return ([[U[t, s, :, :nh] for s in range(steps)] for t in range(self.C)],
-                [[U[t, s, :, nh:] for s in range(steps)] for t in range(self.C)])
+        rows = [self.HB[t] for t in range(C + 1)]
+        self.chain_bits = [r[:R, :nv] for r in rows]    # the chains after each update
+        noise = [[([(U[t, s, :, :nh], U[t, s, :, nh:]) for s in range(steps - 1)], U[t, -1, :, nh:],
+                   U[t, -1, :, :nh]) for t in range(C)] for U in self.Us]
+        # plans[slot][cur][t]: (batch rows, chain rows, [x, 1] rows and their transpose, the
+        # pre-activations [c + x W, x.b] of the rows, of the chains, without the last column,
+        # (uz, uv) of the steps - 1 whole sweeps, uv and uz of the last)
+        self.plans = [[[(rows[t + 1][R:, :nv], self.chain_bits[t + 1], rows[t + 1], rows[t + 1].T,
+                         self.A[k, t][:R, :nh], self.A[k, t][:, :nh], self.A[k, t]) + noise[j][t]
+                        for t in range(C)] for j in range(2)] for k in range(slots)]
+        self.plan = self.plans[0][0]
 
     def _draw(self, stream: Stream) -> None:
         """This chunk's noise: the block prefetched for the stream's counter if there is one,
@@ -506,16 +505,15 @@ class PCDChunk:
         if self.next is not None and self.next[0] == c:
             if self.next[1] is not None:
                 self.next[1].result()
-            self.U, self.U_next = self.U_next, self.U
-            self.noise.reverse()
+            self.cur = 1 - self.cur
         else:
             if self.next is not None and self.next[1] is not None:
                 self.next[1].result()           # never write a buffer a draw is filling
-            logistic_noise_(self.U, stream.seed, c)
-        self.uz, self.uv = self.noise[0]
+            logistic_noise_(self.Us[self.cur], stream.seed, c)
+        self.plan = self.plans[self.slot][self.cur]
         stream.counter = c + 1
         if PREFETCH:
-            self.next = (c + 1, _noise_pool().submit(logistic_noise_, self.U_next, stream.seed, c + 1))
+            self.next = (c + 1, _noise_pool().submit(logistic_noise_, self.Us[1 - self.cur], stream.seed, c + 1))
         else:
             self.next = None
 
@@ -543,39 +541,36 @@ class PCDChunk:
         self.HB[0].copy_(self.HB[self.C])
         self.pos = self.flushed = 0
         self.slot = self.next_slot()
-        self.pre, self.pre_z = self.pres[self.slot], self.pres_z[self.slot]
-        self.pre_all = self.pres_all[self.slot]
+        self.plan = self.plans[self.slot][self.cur]
 
     def update(self, X: torch.Tensor, lr: float, mom: float, wd: float, stream: Stream) -> torch.Tensor:
         """One PCD update on the batch X (M, nv); returns the new chains (a view)."""
         t = self.pos
         if t == 0:
             self._draw(stream)
-        gt = torch.gt
-        self.data_bits[t + 1].copy_(X)
-        z, tmp, last = self.z, self.tmp, self.steps - 1
-        for s, (uz, uv) in enumerate(zip(self.uz[t], self.uv[t])):
-            if s < last:                        # a whole sweep z -> v -> z
-                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.tmp_bits)
-                gt(uz.addmm_(tmp, self.Wh, beta=-1.0), 0.0, out=z)
-            else:                               # z -> v', then the product below gives z
-                gt(uv.addmm_(self.ha, self.WvT, beta=-1.0), 0.0, out=self.chain_bits[t + 1])
-        torch.mm(self.rows[t + 1], self.Wa, out=self.pre[t])
-        gt(self.pre_z[t], uz, out=z)            # the chains' next z ~ p(z | v'), this update's parameters
-        torch.sigmoid(self.pre_all[t], out=self.Pz).mul_(self.w)
+        data, chain, rows, rows_T, pre_z, pre_all, pre, sweeps, uv, uz = self.plan[t]
+        gt, mm, ha, WvT, sv, z = torch.gt, torch.mm, self.ha, self.WvT, self.sv, self.z
+        data.copy_(X)
+        for uz_s, uv_s in sweeps:               # gibbs_steps - 1 whole sweeps z -> v -> z
+            gt(mm(ha, WvT, out=sv), uv_s, out=self.tmp_bits)
+            gt(mm(self.tmp, self.Wh, out=self.sz), uz_s, out=z)
+        gt(mm(ha, WvT, out=sv), uv, out=chain)  # z -> v', then the product below gives z
+        mm(rows, self.Wa, out=pre)
+        gt(pre_z, uz, out=z)                    # the chains' next z ~ p(z | v'), this update's parameters
+        torch.sigmoid(pre_all, out=self.Pz).mul_(self.w)
         if mom == 0.0 and not wd:
             if not self.buf_zero:
                 self.bWa.zero_()
                 self.buf_zero = True
-            self.Wa.addmm_(self.rows_T[t + 1], self.P, alpha=-lr)
+            self.Wa.addmm_(rows_T, self.P, alpha=-lr)
         else:
             self.buf_zero = False
-            self.bWa.addmm_(self.rows_T[t + 1], self.P, beta=mom)
+            self.bWa.addmm_(rows_T, self.P, beta=mom)
             if wd:
                 self.bW.add_(self.W, alpha=wd)
             self.Wa.sub_(self.bWa, alpha=lr)
         self.pos = t + 1
-        return self.chain_bits[t + 1]
+        return chain
 
     def flush(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """(the chains' pre-activations of each update not yet accounted for, at the
