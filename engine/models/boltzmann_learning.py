@@ -125,6 +125,11 @@ class Learner:
                                        lr=p["lr"], momentum=p["momentum"])
         self.chunked = self.fused() and self.method == "pcd"
 
+    def small(self, batch: int) -> bool:
+        """An update on ``batch`` rows is a PCDChunk update small enough for one thread
+        (:class:`OneThread`)."""
+        return self.chunked and (batch + self.chains.shape[0]) * self.model.nv * self.model.nh < SMALL_UPDATE
+
     @property
     def lbfgs(self) -> bool:
         return isinstance(self.opt, torch.optim.LBFGS)
@@ -237,17 +242,7 @@ class Learner:
         """One parameter update on the batch X (model units); then the display chains move."""
         t0 = time.perf_counter()
         if self.chunked:
-            # one intra-op thread for small updates: a tiny matmul on an OpenMP/MKL team
-            # costs more than it computes (measured on the 2-core machine, the digits 64 x 256
-            # batch-10 epoch: 59 ms at 1 thread, 593 ms at 2, 82 ms switching per update)
-            threads = torch.get_num_threads()
-            if threads > 1 and (X.shape[0] + self.chains.shape[0]) * self.model.nv * self.model.nh < SMALL_UPDATE:
-                torch.set_num_threads(1)
-                try:
-                    self._chunk_update(X, p)
-                finally:
-                    torch.set_num_threads(threads)
-            else:
+            with OneThread(self.small(X.shape[0])):
                 self._chunk_update(X, p)
             self.wall_s += time.perf_counter() - t0
             self.updates += 1
@@ -312,6 +307,30 @@ class Learner:
         ring = self.energy_ring.tolist()
         first = self.updates - n
         return list(range(first + 1, self.updates + 1)), [ring[u % ENERGY_HISTORY] for u in range(first, self.updates)]
+
+
+class OneThread:
+    """``with OneThread(on):`` runs its block on one intra-op thread when ``on`` (and the
+    calling thread has more), then restores the count. For updates too small to share: a
+    tiny product or a gather on an OpenMP/MKL team costs more than it computes, and far more
+    when the other cores are busy, as the team waits for a descheduled thread (measured on
+    the 2-core machine beside one busy process: a 20 x 65 by 65 x 257 product 18 us on one
+    thread, 750 us on two; the digits 64 x 256 batch-10 PCD epoch 59 ms on one, 593 ms on
+    two). A class, not a generator context manager: it is entered once an update."""
+
+    __slots__ = ("on", "threads")
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads() if self.on else 1
+        if self.threads > 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads > 1:
+            torch.set_num_threads(self.threads)
 
 
 def rbm_sgd_update(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, bW: torch.Tensor,
@@ -379,11 +398,18 @@ def _noise_pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
+NOISE_PIECE = 1 << 15            # elements per logit_ call of a noise block: torch's grain size, so each runs on one thread
+
+
 def logistic_noise_(out: torch.Tensor, seed: int, counter: int) -> torch.Tensor:
     """logit(u) = ln(u / (1 - u)) of the uniforms u of the (seed, counter) block
     (:func:`uniforms_at`), in place: a Bernoulli draw u < sigma(a) is then one compare,
-    a > logit(u) (logistic noise)."""
-    return uniforms_at(out, seed, counter).logit_()
+    a > logit(u) (logistic noise). The logit goes in pieces of NOISE_PIECE elements, each
+    below the size at which torch splits an op over threads: the helper thread that draws
+    a block runs beside the updates, and a thread team of its own would take their core."""
+    for piece in uniforms_at(out, seed, counter).view(-1).split(NOISE_PIECE):
+        piece.logit_()
+    return out
 
 
 def _softplus_sums(A: torch.Tensor) -> torch.Tensor:

@@ -375,3 +375,43 @@ def test_tiled_heatmaps_count_their_gutters_so_only_a_real_nan_is_reported(model
     views = TOPIC.observe(state, p).views
     z = np.asarray(views["weights"]["z"], dtype=float)
     assert int(np.isnan(z).sum()) > views["weights"]["gutters"]
+
+
+@pytest.mark.parametrize("over, small", [
+    ({"method": "pcd", "hidden": 64}, True),                    # a PCDChunk update: one thread
+    ({"method": "pcd", "hidden": 64, "batch_size": 2000}, False),  # too big to keep to one
+    ({"method": "exact", "hidden": 8}, False),                  # not a chunk update
+])
+def test_small_pcd_steps_run_their_batch_and_update_on_one_thread(monkeypatch, over, small):
+    """A step of small PCDChunk updates runs on one intra-op thread, the epoch's shuffle
+    included (a thread team beside a busy core cost more than the updates), and gives the
+    caller's thread count back; other steps keep the caller's count."""
+    p = TOPIC.resolve({"dataset": "digits", "chains": 10, "batch_size": 10, "eval_every": 10**6,
+                       "ais_runs": 2, "ais_betas": 1, **over})
+    state = TOPIC.init(p, torch.device("cpu"), 0)
+    seen = []
+    batch, update = type(TOPIC)._batch, type(state.learners[0])._chunk_update
+
+    def spy_batch(self, st, size):
+        seen.append(("batch", torch.get_num_threads()))
+        return batch(self, st, size)
+
+    def spy_update(self, X, pp):
+        seen.append(("update", torch.get_num_threads()))
+        return update(self, X, pp)
+
+    monkeypatch.setattr(type(TOPIC), "_batch", spy_batch)
+    monkeypatch.setattr(type(state.learners[0]), "_chunk_update", spy_update)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            TOPIC.step(state, p)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    assert after == 2
+    want = 1 if small else 2
+    assert [n for what, n in seen if what == "batch"] == [want] * 3
+    assert all(n == want for what, n in seen if what == "update")
+    assert any(what == "update" for what, _ in seen) == (p["method"] == "pcd")
