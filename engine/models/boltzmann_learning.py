@@ -314,9 +314,10 @@ class OneThread:
     calling thread has more), then restores the count. For updates too small to share: a
     tiny product or a gather on an OpenMP/MKL team costs more than it computes, and far more
     when the other cores are busy, as the team waits for a descheduled thread (measured on
-    the 2-core machine beside one busy process: a 20 x 65 by 65 x 257 product 18 us on one
-    thread, 750 us on two; the digits 64 x 256 batch-10 PCD epoch 59 ms on one, 593 ms on
-    two). A class, not a generator context manager: it is entered once an update."""
+    the 2-core machine, a 20 x 65 by 65 x 257 float64 product: 19 us on one thread, 39 us on
+    two under the engine's PASSIVE wait policy, 750 us on two beside a busy process under
+    libgomp's default spinning one). A class, not a generator context manager: it is
+    entered once an update."""
 
     __slots__ = ("on", "threads")
 
