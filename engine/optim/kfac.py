@@ -65,9 +65,13 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    Fisher block from the last fit: ΔᵀFΔ ≈ κ⟨V, ∇W⟩ with κ the fit's ratio of
                    the exact to the K-FAC curvature along Δ, δ_prevᵀFδ_prev ≈ the last step's
                    δᵀFδ, the cross term from the fit's correlation; then δ = αΔ + μ δ_prev
-                   with the fresh Δ and δ_prev. Such a step falls back to a fit unless its
-                   block is positive definite, it is finite and predicts a reduction, α > 0,
-                   0 ≤ μ < 1 and δᵀFδ ≤ 2× the last fit's. Reusing the fitted (α, μ)
+                   with the fresh Δ and δ_prev, the estimated model's minimiser, or where its
+                   μ falls outside [0, 1) the minimiser on the edge μ = 0 or μ = 0.9, and
+                   shortened along its ray to δᵀFδ = 2× the last fit's where it predicts more.
+                   Such a step falls back to a fit only where its block is not positive
+                   definite, or it is not finite, α ≤ 0 or it predicts no reduction (on the
+                   digits tasks the fits are then the scheduled ones plus the
+                   eigendecompositions' refits: 21 % of the steps). Reusing the fitted (α, μ)
                    themselves diverged on the digits autoencoder (α moves over two orders of
                    magnitude from step to step, μ over ±2; BENCHMARKS.md). Martens & Grosse
                    2015 (section 7, "re-scaling and momentum", and section 8 on its cost) fit
