@@ -1250,7 +1250,7 @@ _aten = torch.ops.aten
 
 # quad_every: a step between fits may predict at most this multiple of the last fit's δᵀFδ
 _REUSE_KL_GROWTH = 2.0
-# ... and takes its momentum coefficient μ in [0, _REUSE_MU_MAX]
+# ... and where its estimated model's minimiser has μ ≥ 1, takes the minimiser at μ = this
 _REUSE_MU_MAX = 0.9
 
 
