@@ -65,9 +65,13 @@ Conventions (ALGORITHMS.md, "Fisher information, natural gradient, K-FAC"):
                    Fisher block from the last fit: ΔᵀFΔ ≈ κ⟨V, ∇W⟩ with κ the fit's ratio of
                    the exact to the K-FAC curvature along Δ, δ_prevᵀFδ_prev ≈ the last step's
                    δᵀFδ, the cross term from the fit's correlation; then δ = αΔ + μ δ_prev
-                   with the fresh Δ and δ_prev. Such a step falls back to a fit unless its
-                   block is positive definite, it is finite and predicts a reduction, α > 0,
-                   0 ≤ μ < 1 and δᵀFδ ≤ 2× the last fit's. Reusing the fitted (α, μ)
+                   with the fresh Δ and δ_prev, the estimated model's minimiser, or where its
+                   μ falls outside [0, 1) the minimiser on the edge μ = 0 or μ = 0.9, and
+                   shortened along its ray to δᵀFδ = 2× the last fit's where it predicts more.
+                   Such a step falls back to a fit only where its block is not positive
+                   definite, or it is not finite, α ≤ 0 or it predicts no reduction (on the
+                   digits tasks the fits are then the scheduled ones plus the
+                   eigendecompositions' refits: 21 % of the steps). Reusing the fitted (α, μ)
                    themselves diverged on the digits autoencoder (α moves over two orders of
                    magnitude from step to step, μ over ±2; BENCHMARKS.md). Martens & Grosse
                    2015 (section 7, "re-scaling and momentum", and section 8 on its cost) fit
@@ -919,10 +923,15 @@ class KFAC(torch.optim.Optimizer):
         gᵀΔ = -⟨V, ∇W⟩ and gᵀδ_prev (whole batch, weight decay included) and the damping's
         Gram matrix of [Δ, δ_prev]; and its Fisher block estimated from the last fit:
         ΔᵀFΔ ≈ κ ⟨V, ∇W⟩, δ_prevᵀFδ_prev ≈ the last step's δᵀFδ, the cross term from the
-        fit's correlation. None (fit this step instead) unless the block is positive
-        definite, the step finite and predicting a reduction, α > 0, 0 ≤ μ < 1 (no
-        geometric growth of δ over the reused steps) and δᵀFδ at most ``_REUSE_KL_GROWTH``
-        times the last fit's."""
+        fit's correlation. The step is that model's minimiser when it has 0 ≤ μ < 1; else
+        the minimiser on the line μ = 0 (for μ < 0) or μ = ``_REUSE_MU_MAX`` (for μ ≥ 1: no
+        geometric growth of δ over the reused steps), α = (⟨V, ∇W⟩ - C01 μ) / C00 (a convex
+        quadratic's minimum over a half-plane that does not hold its free minimiser lies on
+        the edge). A step predicting δᵀFδ above ``_REUSE_KL_GROWTH`` times the last fit's is
+        shortened to that bound along its own direction (s x for s ∈ (0, 1): the model
+        along the ray, M(s x) = s (½ s xᵀCx + bᵀx) ≤ s M(x), stays a reduction). None (fit
+        this step instead) unless the block is positive definite and the step finite, with
+        α > 0 and a predicted reduction M(x) < 0."""
         kappa, corr, kl_prev, kl_fit = self._quad_curv
         lam = self.damping + self.group["weight_decay"]
         if not (math.isfinite(vg) and vg > 0):
@@ -931,6 +940,7 @@ class KFAC(torch.optim.Optimizer):
         if b1 is None:                            # no δ_prev (a path switch): Δ alone
             alpha = vg / (c00 + lam * q00)
             mu, c01, c11 = 0.0, 0.0, 0.0
+            reduction = -0.5 * alpha * vg
         else:
             c11 = kl_prev
             c01 = corr * math.sqrt(c00 * c11)
@@ -938,11 +948,21 @@ class KFAC(torch.optim.Optimizer):
             if not (c[0][0] > 0 and c[0][0] * c[1][1] - c[0][1] * c[1][0] > 0):
                 return None
             alpha, mu = _solve2(c, (-vg, b1))
-            if not (math.isfinite(alpha) and math.isfinite(mu)) or -alpha * vg + mu * b1 >= 0:
+            if not (math.isfinite(alpha) and math.isfinite(mu)):
                 return None
+            if not 0.0 <= mu < 1.0:               # the minimiser on the edge μ = 0 or μ = μ_max
+                mu = 0.0 if mu < 0.0 else _REUSE_MU_MAX
+                alpha = (vg - c[0][1] * mu) / c[0][0]
+            # M(α, μ) = ½ xᵀCx + bᵀx, b = (-⟨V, ∇W⟩, gᵀδ_prev)
+            reduction = 0.5 * (alpha * (c[0][0] * alpha + c[0][1] * mu) + mu * (c[1][0] * alpha + c[1][1] * mu)) \
+                - alpha * vg + mu * b1
         kl = alpha * alpha * c00 + 2 * alpha * mu * c01 + mu * mu * c11
-        if not (alpha > 0 and 0.0 <= mu < 1.0 and kl <= _REUSE_KL_GROWTH * kl_fit):
+        if not (math.isfinite(alpha) and alpha > 0 and reduction < 0 and math.isfinite(kl) and kl > 0):
             return None
+        cap = _REUSE_KL_GROWTH * kl_fit
+        if kl > cap:
+            shrink = math.sqrt(cap / kl)
+            alpha, mu, kl = alpha * shrink, mu * shrink, cap
         return alpha, mu, kl
 
     def _levenberg_marquardt(self, rho: float, g: dict[str, Any]) -> None:
@@ -1230,6 +1250,8 @@ _aten = torch.ops.aten
 
 # quad_every: a step between fits may predict at most this multiple of the last fit's δᵀFδ
 _REUSE_KL_GROWTH = 2.0
+# ... and where its estimated model's minimiser has μ ≥ 1, takes the minimiser at μ = this
+_REUSE_MU_MAX = 0.9
 
 
 def _tanh_tangent(dz: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

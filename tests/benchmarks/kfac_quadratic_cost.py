@@ -2,8 +2,8 @@
 final loss, then the per-step cost ratios of one interleaved run (engine/bench/timing.py through
 ``kfac_study.step_costs``), for the whole-batch model and sub-batches of 64 and 32 (the MLPs take
 KFAC._quadratic_fast), the sub-batch of 64 with (α, μ) fitted every 5 steps (``quad_every=5``,
-the LM steps' phase; the steps between on the estimated model), and the sub-batch of 64 through
-the general path (``fast_quadratic=False``).
+the LM steps' phase; the steps between on the estimated model), the same with a sub-batch of 32,
+and the sub-batch of 64 through the general path (``fast_quadratic=False``).
 
     .venv/bin/python tests/benchmarks/kfac_quadratic_cost.py --task digits_autoencoder
     .venv/bin/python tests/benchmarks/kfac_quadratic_cost.py --task digits_mlp
@@ -33,6 +33,7 @@ def main() -> None:
     quads = {f"quadratic+LM quad_batch={k}": Config(f"q{k}", "kfac", dict(q, quad_batch=k, quad_every=1))
              for k in (0, 64, 32)}
     quads["quadratic+LM quad_batch=64 quad_every=5"] = Config("q64e5", "kfac", dict(q, quad_batch=64, quad_every=5))
+    quads["quadratic+LM quad_batch=32 quad_every=5"] = Config("q32e5", "kfac", dict(q, quad_batch=32, quad_every=5))
     sgd = Config("sgd", "sgd", {"lr_sgd": lr_sgd})
     if not args.no_steps:
         reach: dict[str, list] = {"sgd": [], **{k: [] for k in quads}}

@@ -552,6 +552,68 @@ def test_quad_every_fits_on_the_schedule_and_takes_fisher_free_steps_between(fas
     assert between >= 5          # of the 24 unscheduled steps (the others fell back to a fit)
 
 
+def test_a_step_between_fits_minimises_the_estimated_model_over_the_momentum_range():
+    """_reuse_coefficients (quad_every > 1): on the estimated 2x2 model M(α, μ) = ½ xᵀCx + bᵀx
+    (C00 = κ⟨V, ∇W⟩ + λ‖Δ‖², C11 = the last δᵀFδ + λ‖δ_prev‖², C01 = ρ_F sqrt(C00_F C11_F) -
+    λΔᵀδ_prev, b = (-⟨V, ∇W⟩, gᵀδ_prev)) the step is the free minimiser when its μ is in
+    [0, 1), else the minimiser on the edge μ = 0 (μ < 0) or μ = μ_max (μ ≥ 1) — no point of the
+    strip 0 ≤ μ ≤ μ_max below it —, shortened along its ray to δᵀFδ = 2× the last fit's when
+    it predicts more; None when the block is not positive definite or α ≤ 0."""
+    from mletui.engine.optim.kfac import _REUSE_MU_MAX
+
+    opt = KFAC(nn.Sequential(nn.Linear(2, 2)), rescale="quadratic", quad_every=5, damping=1e-3)
+    kappa, corr, kl_prev = 1.3, 0.5, 0.8
+    vg, q00, q01, q11 = 1.1, 0.7, 0.2, 0.9
+    lam = 1e-3
+    c00f, c11f = kappa * vg, kl_prev
+    c01f = corr * math.sqrt(c00f * c11f)
+    c = torch.tensor([[c00f + lam * q00, c01f - lam * q01], [c01f - lam * q01, c11f + lam * q11]],
+                     dtype=torch.float64)
+
+    def model_value(x, b1):
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return float(0.5 * x @ c @ x + torch.tensor([-vg, b1], dtype=torch.float64) @ x)
+
+    def free(b1):
+        return torch.linalg.solve(c, -torch.tensor([-vg, b1], dtype=torch.float64)).tolist()
+
+    cf = torch.tensor([[c00f, c01f], [c01f, c11f]], dtype=torch.float64)
+    grid_a = torch.linspace(-1, 4, 501, dtype=torch.float64)
+    grid_m = torch.linspace(0, _REUSE_MU_MAX, 91, dtype=torch.float64)
+    cases = {}
+    for b1 in (-0.6, 0.4, -1.5):                 # free minimiser μ in [0, 1), below 0, above 1
+        opt._quad_curv = (kappa, corr, kl_prev, 100.0)
+        alpha, mu, kl = opt._reuse_coefficients(vg, b1, q00, q01, q11)
+        fa, fm = free(b1)
+        cases[b1] = fm
+        if 0 <= fm < 1:
+            assert (alpha, mu) == pytest.approx((fa, fm), rel=1e-12)
+        else:
+            assert mu == (0.0 if fm < 0 else _REUSE_MU_MAX)
+            assert alpha == pytest.approx((vg - float(c[0, 1]) * mu) / float(c[0, 0]), rel=1e-12)
+            a, m = torch.meshgrid(grid_a, grid_m, indexing="ij")
+            x = torch.stack([a.reshape(-1), m.reshape(-1)], 1)
+            vals = 0.5 * ((x @ c) * x).sum(1) + x @ torch.tensor([-vg, b1], dtype=torch.float64)
+            assert model_value((alpha, mu), b1) <= float(vals.min()) + 1e-12
+        assert kl == pytest.approx(float(torch.tensor([alpha, mu], dtype=torch.float64) @ cf @ torch.tensor([alpha, mu], dtype=torch.float64)),
+                                   rel=1e-12)
+        assert alpha > 0 and 0 <= mu < 1 and model_value((alpha, mu), b1) < 0
+    assert cases[-0.6] >= 0 and cases[0.4] < 0 and cases[-1.5] >= 1   # the three regimes were met
+    # the δᵀFδ bound: the same direction, shortened to 2× the last fit's
+    opt._quad_curv = (kappa, corr, kl_prev, 100.0)
+    a0, m0, kl0 = opt._reuse_coefficients(vg, -0.6, q00, q01, q11)
+    opt._quad_curv = (kappa, corr, kl_prev, kl0 / 4)
+    a1, m1, kl1 = opt._reuse_coefficients(vg, -0.6, q00, q01, q11)
+    assert kl1 == pytest.approx(kl0 / 2, rel=1e-12)
+    assert (a1 / a0, m1 / m0) == pytest.approx((math.sqrt(0.5), math.sqrt(0.5)), rel=1e-12)
+    assert model_value((a1, m1), -0.6) < 0
+    # no estimate: a block that is not positive definite (|correlation| > 1), no curvature along Δ
+    opt._quad_curv = (kappa, 3.0, kl_prev, 100.0)
+    assert opt._reuse_coefficients(vg, -0.6, q00, q01, q11) is None
+    opt._quad_curv = (kappa, corr, kl_prev, 100.0)
+    assert opt._reuse_coefficients(-vg, -0.6, q00, q01, q11) is None
+
+
 def test_quad_every_below_one_is_refused():
     model = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="quad_every"):
