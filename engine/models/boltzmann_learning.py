@@ -517,9 +517,11 @@ class PCDChunk:
         self.chain_bits = [r[:R, :nv] for r in rows]    # the chains after each update
         noise = [[([(U[t, s, :, :nh], U[t, s, :, nh:]) for s in range(steps - 1)], U[t, -1, :, nh:],
                    U[t, -1, :, :nh]) for t in range(C)] for U in self.Us]
-        # plans[slot][cur][t]: (batch rows, chain rows, [x, 1] rows and their transpose, the
-        # pre-activations [c + x W, x.b] of the rows, of the chains, without the last column,
-        # (uz, uv) of the steps - 1 whole sweeps, uv and uz of the last)
+        # plans[slot][cur][t], update t's views in the order update() unpacks them: the batch's
+        # bits and the chains' bits in the rows after it, those rows [x, 1] and their
+        # transpose; in the pre-activation history A[slot, t] = [c + x W, x.b] of the rows,
+        # the chains' c + v W, all rows' c + x W, and the whole of it; from the noise block
+        # Us[cur], (uz, uv) of each of the steps - 1 whole sweeps, then uv and uz of the last
         self.plans = [[[(rows[t + 1][R:, :nv], self.chain_bits[t + 1], rows[t + 1], rows[t + 1].T,
                          self.A[k, t][:R, :nh], self.A[k, t][:, :nh], self.A[k, t]) + noise[j][t]
                         for t in range(C)] for j in range(2)] for k in range(slots)]
