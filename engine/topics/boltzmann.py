@@ -309,7 +309,8 @@ class BoltzmannTopic(Topic):
         # updates this small run on one thread, and so does the epoch's shuffle they start
         # with (a gather of the training set: on two threads beside a busy process it cost
         # ~10 ms an epoch, more than the epoch's 150 updates)
-        with learning.OneThread(all(ln.small(bs) for ln in state.learners)):
+        rows = min(bs, state.train.shape[0])          # what _batch gives
+        with learning.OneThread(all(ln.small(rows) for ln in state.learners)):
             X = self._batch(state, bs)
             for ln in state.learners:
                 ln.update(state.train if ln.lbfgs else X, pd)
