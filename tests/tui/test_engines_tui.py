@@ -6,6 +6,7 @@ not timing: what is alive after `q`, and the timeouts every join was given."""
 from __future__ import annotations
 
 import multiprocessing.process
+import signal
 import threading
 
 import torch
@@ -61,6 +62,16 @@ def _check_bounded(calls: list) -> None:
     assert all(c[1] <= KILL_REAP_S for c in calls[first_kill:] if c[0] == "join"), calls
 
 
+def _gone(proc) -> bool:
+    """A stopped engine process has exited (status 0, on ``stop``) or was SIGKILLed, and is
+    collected. ``reap`` waits KILL_REAP_S for the kernel to tear a killed process down; on a
+    loaded two-core machine, with another engine importing torch beside it, that has taken
+    longer (CI), so the check waits for the teardown itself, up to a minute: what it asserts
+    is that the process was stopped, not how fast the kernel frees its memory."""
+    proc.join(60.0)
+    return not proc.is_alive() and proc.exitcode in (0, -signal.SIGKILL)
+
+
 def _run(app, script, size=(120, 40)):
     import asyncio
 
@@ -99,7 +110,7 @@ def test_q_with_engines_in_processes_stops_them_all_at_once_and_leaves_none_aliv
     _run(app, script)
     _check_bounded(seen["calls"])
     for proc in seen["procs"]:
-        assert not proc.is_alive() and proc.exitcode is not None, proc
+        assert _gone(proc), proc
     assert seen["pool"].closed and not seen["pool"].spares
     for reader in seen["readers"]:
         reader.join(5.0)  # the pipe is closed: each reader sees EOF and ends
@@ -191,8 +202,8 @@ def test_a_warm_pool_hands_out_a_ready_process_and_starts_one_at_a_time():
             assert r.latest is not None and r.engine.proc.pid == first.proc.pid
         finally:
             r.stop()
-        assert not first.proc.is_alive()
+        assert _gone(first.proc), first.proc
     finally:
         spares = list(pool.spares)
         pool.close()
-    assert all(not p.proc.is_alive() for p in spares) and pool.spares == []
+    assert all(_gone(p.proc) for p in spares) and pool.spares == []
