@@ -122,6 +122,7 @@ class State:
     device: torch.device
     shuffled: torch.Tensor | None = None    # the training rows in this epoch's order
     cursor: int = 0
+    views: tuple[int, int, tuple[torch.Tensor, ...]] | None = None   # (size, first row, batches)
     updates: int = 0
     samples: int = 0
     teacher_theta: torch.Tensor | None = None   # teacher couplings over the learner's pairs
@@ -294,11 +295,18 @@ class BoltzmannTopic(Topic):
         if size >= M:
             state.samples += M
             return state.train
-        if state.shuffled is None or state.cursor + size > M:   # a new epoch: one gather, then slices
+        if state.shuffled is None or state.cursor + size > M:   # a new epoch: one gather, then views
             order = torch.randperm(M, generator=state.batch_gen).to(state.device)
             state.shuffled = state.train.index_select(0, order)
             state.cursor = 0
-        batch = state.shuffled[state.cursor:state.cursor + size]
+            state.views = None
+        if state.views is None or state.views[0] != size:
+            # the epoch's remaining batches of this size as views, made in one call (a slice
+            # an update cost ~2.5 us, 3 % of a small PCD update)
+            n = (M - state.cursor) // size
+            state.views = (size, state.cursor, state.shuffled.narrow(0, state.cursor, n * size).split(size))
+        _, start, views = state.views
+        batch = views[(state.cursor - start) // size]
         state.cursor += size
         state.samples += size
         return batch

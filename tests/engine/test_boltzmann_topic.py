@@ -415,3 +415,23 @@ def test_small_pcd_steps_run_their_batch_and_update_on_one_thread(monkeypatch, o
     assert [n for what, n in seen if what == "batch"] == [want] * 3
     assert all(n == want for what, n in seen if what == "update")
     assert any(what == "update" for what, _ in seen) == (p["method"] == "pcd")
+
+
+
+def test_an_epoch_serves_every_training_row_once_in_its_shuffle_whatever_the_batch_sizes():
+    """Mini-batches walk the epoch's shuffle without gaps or repeats, also when the batch
+    size changes mid-epoch; a batch larger than what is left starts the next epoch."""
+    p = TOPIC.resolve({"dataset": "bars_stripes", "bas_size": 4, "method": "pcd", **NO_EVAL})
+    state = TOPIC.init(p, CPU, 0)
+    M = state.train.shape[0]                                    # 30 patterns
+    assert sorted(map(tuple, state.train.tolist())) == sorted(set(map(tuple, state.train.tolist())))
+    for sizes in ([7, 7, 7, 7], [4, 9, 1, 8, 8]):
+        state.shuffled = None                                   # a new epoch
+        got = [TOPIC._batch(state, s) for s in sizes]
+        shuffle = state.shuffled
+        assert [g.shape[0] for g in got] == sizes
+        assert torch.equal(torch.cat(got), shuffle[:sum(sizes)])
+        assert sorted(map(tuple, shuffle.tolist())) == sorted(map(tuple, state.train.tolist()))
+        nxt = TOPIC._batch(state, M - sum(sizes) + 1)
+        assert state.shuffled is not shuffle and torch.equal(nxt, state.shuffled[:nxt.shape[0]])
+    assert TOPIC._batch(state, M) is state.train                # a batch of the whole set is the set
