@@ -239,11 +239,12 @@ class Learner:
         self.pending = keep
 
     def update(self, X: torch.Tensor, p: dict) -> None:
-        """One parameter update on the batch X (model units); then the display chains move."""
+        """One parameter update on the batch X (model units); then the display chains move.
+        The caller chooses the intra-op threads: the topic's step runs a step of
+        :meth:`small` updates, its batch included, inside :class:`OneThread`."""
         t0 = time.perf_counter()
         if self.chunked:
-            with OneThread(self.small(X.shape[0])):
-                self._chunk_update(X, p)
+            self._chunk_update(X, p)
             self.wall_s += time.perf_counter() - t0
             self.updates += 1
             return
@@ -317,7 +318,7 @@ class OneThread:
     the 2-core machine, a 20 x 65 by 65 x 257 float64 product: 19 us on one thread, 39 us on
     two under the engine's PASSIVE wait policy, 750 us on two beside a busy process under
     libgomp's default spinning one). A class, not a generator context manager: it is
-    entered once an update."""
+    entered once a step."""
 
     __slots__ = ("on", "threads")
 
