@@ -747,11 +747,11 @@ def _two_rows(entries, first: int, width: int) -> list:
     """The legend's entries split over two header rows (the first ``first`` wide, beside a
     y label, the second ``width``): where both rows hold their labels whole, the most even
     split; else the split in half."""
-    whole = [(max(len(e[1]) for e in entries[:k]), k) for k in range(1, len(entries))
+    whole = [k for k in range(1, len(entries))
              if _pack(entries[:k], first, shorten=False) is not None
              and _pack(entries[k:], width, shorten=False) is not None]
     if whole:
-        k = min(whole, key=lambda w: abs(2 * w[1] - len(entries)))[1]
+        k = min(whole, key=lambda k: abs(2 * k - len(entries)))
     else:
         k = (len(entries) + 1) // 2
     return [entries[:k], entries[k:]]
