@@ -417,7 +417,6 @@ def test_small_pcd_steps_run_their_batch_and_update_on_one_thread(monkeypatch, o
     assert any(what == "update" for what, _ in seen) == (p["method"] == "pcd")
 
 
-
 def test_an_epoch_serves_every_training_row_once_in_its_shuffle_whatever_the_batch_sizes():
     """Mini-batches walk the epoch's shuffle without gaps or repeats, also when the batch
     size changes mid-epoch; a batch larger than what is left starts the next epoch."""
