@@ -433,4 +433,11 @@ def test_an_epoch_serves_every_training_row_once_in_its_shuffle_whatever_the_bat
         assert sorted(map(tuple, shuffle.tolist())) == sorted(map(tuple, state.train.tolist()))
         nxt = TOPIC._batch(state, M - sum(sizes) + 1)
         assert state.shuffled is not shuffle and torch.equal(nxt, state.shuffled[:nxt.shape[0]])
+    state.shuffled = None
+    for epoch in range(3):                                      # the same size across epochs
+        got = [TOPIC._batch(state, 7) for _ in range(M // 7)]
+        assert torch.equal(torch.cat(got), state.shuffled[:7 * (M // 7)])
+        if epoch:
+            assert not torch.equal(state.shuffled, last)        # each epoch its own shuffle
+        last = state.shuffled
     assert TOPIC._batch(state, M) is state.train                # a batch of the whole set is the set
